@@ -1,0 +1,7 @@
+//! Adapters of the ports: AWS services and in-memory fakes.
+
+pub mod aws;
+pub mod dynamo;
+pub mod memory;
+pub mod secrets;
+pub mod sqs;

@@ -1,0 +1,322 @@
+//! What a webhook changes: pure decisions from an event to the state updates and the work it
+//! causes. The adapters turn an [`EventPlan`] into DynamoDB updates and SQS messages; the
+//! in-memory store applies the same plan to structs, so both follow these rules.
+//!
+//! Ordering. Canopy does not order deliveries. Each pull keeps a `progress rank` (how far the
+//! pull has got); an event that carries progress is applied only if its rank is not lower than
+//! the stored one, and an AUTH_STATUS of the same rank only if its `sequence` is not lower.
+//! Equal values are allowed so that a retried, partially applied event applies again. An event
+//! refused by this rule is *stale*: it is recorded as an event, changes no state, causes no work.
+
+use crate::event::{EventType, WebhookEvent};
+use crate::work::{FetchPullJob, FetchTrigger, Outgoing, ReconnectJob, WorkMessage};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Settings the plan depends on.
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// How long a POLICIES_AVAILABLE waits before its fallback fetch. Long enough for COMPLETE
+    /// (which brings documents) to arrive and fetch first; the fetcher then skips the fallback.
+    /// SQS allows at most 900 s.
+    pub fetch_fallback_delay: Duration,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            fetch_fallback_delay: Duration::from_secs(900),
+        }
+    }
+}
+
+/// A milestone of a pull, each recorded once with its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Milestone {
+    PoliciesAvailable,
+    Completed,
+    Failed,
+}
+
+/// The guarded part of a pull update: how far the pull has got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub rank: u8,
+    pub status: Option<String>,
+    pub auth_status: Option<String>,
+    /// AUTH_STATUS `sequence`; when present, equal ranks are ordered by it.
+    pub sequence: Option<i64>,
+    pub error_type: Option<String>,
+    pub milestone: Option<Milestone>,
+}
+
+/// Changes to the pull item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullUpdate {
+    pub pull_id: String,
+    pub widget_id: Option<String>,
+    pub team_id: Option<String>,
+    pub account_identifier: Option<String>,
+    pub monitoring_id: Option<String>,
+    pub initial_pull_id: Option<String>,
+    pub meta_data: Option<Value>,
+    pub event_type: String,
+    pub at: String,
+    /// `None` for events that say nothing about progress (MONITORING_EVENTS, DATA_UPDATED,
+    /// unknown types): those are applied unconditionally.
+    pub progress: Option<Progress>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitoringChange {
+    /// An event of a monitored pull: remember the ids and when we last heard.
+    Seen,
+    /// MONITORING_RECONNECT: a reconnect episode is open from now (if not already).
+    ReconnectNeeded,
+    /// COMPLETE of a monitored pull: the latest data, and any open episode is over.
+    Refreshed,
+}
+
+/// Changes to the monitoring item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitoringUpdate {
+    pub monitoring_id: String,
+    pub initial_pull_id: Option<String>,
+    pub pull_id: String,
+    pub event_type: String,
+    pub at: String,
+    pub change: MonitoringChange,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPlan {
+    pub pull: PullUpdate,
+    pub monitoring: Option<MonitoringUpdate>,
+    pub work: Vec<Outgoing>,
+}
+
+/// How far a pull has got, by event type; `None` for events that do not say.
+/// ERROR ranks below COMPLETE because an INTERNAL_ERROR pull may still complete.
+pub fn progress_rank(event_type: &EventType) -> Option<u8> {
+    Some(match event_type {
+        EventType::MonitoringReconnect => 1,
+        EventType::AuthStatus => 2,
+        EventType::PolicyAvailable => 3,
+        EventType::PoliciesAvailable => 4,
+        EventType::Error => 5,
+        EventType::Complete => 6,
+        _ => return None,
+    })
+}
+
+/// Whether an update of `incoming` progress may overwrite `stored` (the rule in the module docs).
+pub fn progress_applies(stored: Option<(u8, Option<i64>)>, incoming: &Progress) -> bool {
+    let Some((rank, stored_seq)) = stored else {
+        return true;
+    };
+    if incoming.rank != rank {
+        return incoming.rank > rank;
+    }
+    match (stored_seq, incoming.sequence) {
+        (Some(stored), Some(seq)) => seq >= stored,
+        _ => true,
+    }
+}
+
+/// Decides what `event`, received at `at`, changes and which work it queues.
+pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventPlan {
+    let monitoring_id = event.monitoring_id().map(str::to_owned);
+    let initial_pull_id = event
+        .monitoring
+        .as_ref()
+        .and_then(|m| m.initial_pull_id.clone());
+
+    let progress = progress_rank(&event.event_type).map(|rank| Progress {
+        rank,
+        status: event.status.clone(),
+        auth_status: event.auth_status.clone(),
+        sequence: match event.event_type {
+            EventType::AuthStatus => event.sequence,
+            _ => None,
+        },
+        error_type: match event.event_type {
+            EventType::Error => event.data_type.clone(),
+            _ => None,
+        },
+        milestone: match event.event_type {
+            EventType::PoliciesAvailable => Some(Milestone::PoliciesAvailable),
+            EventType::Complete => Some(Milestone::Completed),
+            EventType::Error => Some(Milestone::Failed),
+            _ => None,
+        },
+    });
+
+    let pull = PullUpdate {
+        pull_id: event.pull_id.clone(),
+        widget_id: event.widget_id.clone(),
+        team_id: event.team_id.clone(),
+        account_identifier: event.account_identifier.clone(),
+        monitoring_id: monitoring_id.clone(),
+        initial_pull_id: initial_pull_id.clone(),
+        meta_data: event.meta_data.clone(),
+        event_type: event.event_type.to_string(),
+        at: at.to_owned(),
+        progress,
+    };
+
+    let monitoring = monitoring_id.as_ref().map(|id| MonitoringUpdate {
+        monitoring_id: id.clone(),
+        initial_pull_id: initial_pull_id.clone(),
+        pull_id: event.pull_id.clone(),
+        event_type: event.event_type.to_string(),
+        at: at.to_owned(),
+        change: match event.event_type {
+            EventType::MonitoringReconnect => MonitoringChange::ReconnectNeeded,
+            EventType::Complete => MonitoringChange::Refreshed,
+            _ => MonitoringChange::Seen,
+        },
+    });
+
+    let fetch = |trigger, delay| Outgoing {
+        message: WorkMessage::FetchPull(FetchPullJob {
+            pull_id: event.pull_id.clone(),
+            monitoring_id: monitoring_id.clone(),
+            initial_pull_id: initial_pull_id.clone(),
+            trigger,
+            event_key: event.dedupe_key.clone(),
+            requested_at: at.to_owned(),
+        }),
+        delay,
+    };
+    let work = match (&event.event_type, &monitoring_id) {
+        (EventType::Complete, _) => vec![fetch(FetchTrigger::Complete, Duration::ZERO)],
+        (EventType::PoliciesAvailable, _) => vec![fetch(
+            FetchTrigger::PoliciesAvailable,
+            config.fetch_fallback_delay,
+        )],
+        (EventType::MonitoringReconnect, Some(monitoring_id)) => vec![Outgoing {
+            message: WorkMessage::NotifyReconnect(ReconnectJob {
+                monitoring_id: monitoring_id.clone(),
+                pull_id: event.pull_id.clone(),
+                initial_pull_id,
+                widget_id: event.widget_id.clone(),
+                meta_data: event.meta_data.clone(),
+                link: event.reconnect.clone(),
+                event_key: event.dedupe_key.clone(),
+                requested_at: at.to_owned(),
+            }),
+            delay: Duration::ZERO,
+        }],
+        _ => Vec::new(),
+    };
+
+    EventPlan {
+        pull,
+        monitoring,
+        work,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_event;
+    use crate::work::QueueKind;
+    use serde_json::json;
+
+    const AT: &str = "2026-11-26T00:00:00.000Z";
+
+    fn plan(v: Value) -> EventPlan {
+        plan_event(&parse_event(v.to_string().as_bytes()).unwrap(), AT, &PlanConfig::default())
+    }
+
+    fn monitored(event_type: &str) -> Value {
+        json!({"event_type": event_type, "pull_id": "p2", "status": "SUCCESS", "is_monitored": true,
+               "monitoring": {"monitoring_id": "m1", "initial_pull_id": "p1"},
+               "data": {"reconnect_url": "https://r", "reconnect_token": "tok"}})
+    }
+
+    #[test]
+    fn a_normal_refresh_queues_one_immediate_fetch_and_one_fallback() {
+        let policy = plan(monitored("POLICY_AVAILABLE"));
+        let policies = plan(monitored("POLICIES_AVAILABLE"));
+        let complete = plan(monitored("COMPLETE"));
+        assert!(policy.work.is_empty(), "the deprecated per-policy event fetches nothing");
+        assert_eq!(policies.work.len(), 1);
+        assert_eq!(policies.work[0].delay, Duration::from_secs(900));
+        assert_eq!(complete.work.len(), 1);
+        assert_eq!(complete.work[0].delay, Duration::ZERO);
+        match &complete.work[0].message {
+            WorkMessage::FetchPull(job) => {
+                assert_eq!(job.trigger, FetchTrigger::Complete);
+                assert_eq!(job.monitoring_id.as_deref(), Some("m1"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(complete.monitoring.unwrap().change, MonitoringChange::Refreshed);
+        assert_eq!(complete.pull.progress.unwrap().milestone, Some(Milestone::Completed));
+    }
+
+    #[test]
+    fn a_reconnect_opens_an_episode_and_queues_a_notification() {
+        let p = plan(monitored("MONITORING_RECONNECT"));
+        assert_eq!(p.monitoring.as_ref().unwrap().change, MonitoringChange::ReconnectNeeded);
+        assert_eq!(p.work.len(), 1);
+        assert_eq!(p.work[0].message.queue(), QueueKind::Notify);
+        match &p.work[0].message {
+            WorkMessage::NotifyReconnect(job) => {
+                assert_eq!(job.monitoring_id, "m1");
+                assert_eq!(job.link.as_ref().unwrap().reconnect_token.as_deref(), Some("tok"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_without_work() {
+        for t in ["AUTH_STATUS", "ERROR", "MONITORING_EVENTS", "DATA_UPDATED", "BRAND_NEW"] {
+            assert!(plan(monitored(t)).work.is_empty(), "{t} queues nothing");
+        }
+        let unknown = plan(json!({"event_type": "BRAND_NEW", "pull_id": "p"}));
+        assert!(unknown.pull.progress.is_none());
+        assert!(unknown.monitoring.is_none());
+        // A reconnect without a monitoring id cannot be notified; it is still recorded.
+        let orphan = plan(json!({"event_type": "MONITORING_RECONNECT", "pull_id": "p"}));
+        assert!(orphan.work.is_empty());
+        assert_eq!(orphan.pull.progress.unwrap().rank, 1);
+    }
+
+    #[test]
+    fn progress_moves_forward_only() {
+        let p = |rank, sequence| Progress {
+            rank,
+            status: None,
+            auth_status: None,
+            sequence,
+            error_type: None,
+            milestone: None,
+        };
+        assert!(progress_applies(None, &p(1, None)));
+        assert!(progress_applies(Some((3, None)), &p(4, None)));
+        assert!(progress_applies(Some((3, None)), &p(3, None)), "repeats apply");
+        assert!(!progress_applies(Some((6, None)), &p(4, None)), "late POLICIES_AVAILABLE");
+        assert!(!progress_applies(Some((6, None)), &p(2, Some(9))), "AUTH_STATUS after COMPLETE");
+        assert!(progress_applies(Some((2, Some(3))), &p(2, Some(4))));
+        assert!(progress_applies(Some((2, Some(3))), &p(2, Some(3))), "a retry re-applies");
+        assert!(!progress_applies(Some((2, Some(3))), &p(2, Some(2))), "late AUTH_STATUS");
+        assert!(progress_applies(Some((2, None)), &p(2, Some(1))));
+    }
+
+    #[test]
+    fn auth_status_carries_sequence_and_error_carries_type() {
+        let auth = plan(json!({"event_type": "AUTH_STATUS", "pull_id": "p", "sequence": 7,
+                               "data": {"auth_status": "IDENTITY_VERIFICATION"}}));
+        let progress = auth.pull.progress.unwrap();
+        assert_eq!(progress.sequence, Some(7));
+        assert_eq!(progress.auth_status.as_deref(), Some("IDENTITY_VERIFICATION"));
+        let err = plan(json!({"event_type": "ERROR", "pull_id": "p", "data": {"type": "PROVIDER_ERROR"}}));
+        let progress = err.pull.progress.unwrap();
+        assert_eq!(progress.error_type.as_deref(), Some("PROVIDER_ERROR"));
+        assert_eq!(progress.milestone, Some(Milestone::Failed));
+    }
+}

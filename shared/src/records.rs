@@ -1,0 +1,147 @@
+//! The state records as they are stored and read back: one item per pull and one per
+//! monitoring. The DynamoDB adapter maps them with `serde_dynamo`; the in-memory store applies
+//! updates with the functions here, the same rules the DynamoDB update expressions encode.
+
+use crate::plan::{progress_applies, Milestone, MonitoringChange, MonitoringUpdate, PullUpdate};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What we know of a pull from its webhooks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PullRecord {
+    pub pull_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_pull_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_rank: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_sequence: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies_available_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_at: Option<String>,
+}
+
+/// What we know of a monitoring.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MonitoringRecord {
+    pub monitoring_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_pull_id: Option<String>,
+    /// The pull of the last successful refresh (COMPLETE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_pull_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_at: Option<String>,
+    /// Set while a reconnect episode is open: since when the consumer must log in again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_needed_since: Option<String>,
+    /// The pull that asked for the reconnect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_pull_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_pull_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_at: Option<String>,
+}
+
+fn set_some<T: Clone>(field: &mut Option<T>, value: &Option<T>) {
+    if value.is_some() {
+        field.clone_from(value);
+    }
+}
+
+impl PullRecord {
+    /// Applies `update` under the ordering rule; `false` (and no change) when it is stale.
+    pub fn apply(&mut self, update: &PullUpdate) -> bool {
+        if let Some(progress) = &update.progress {
+            let stored = self.status_rank.map(|rank| (rank, self.auth_sequence));
+            if !progress_applies(stored, progress) {
+                return false;
+            }
+            self.status_rank = Some(progress.rank);
+            set_some(&mut self.status, &progress.status);
+            set_some(&mut self.auth_status, &progress.auth_status);
+            set_some(&mut self.auth_sequence, &progress.sequence);
+            set_some(&mut self.error_type, &progress.error_type);
+            let at = Some(update.at.clone());
+            match progress.milestone {
+                Some(Milestone::PoliciesAvailable) => {
+                    self.policies_available_at = self.policies_available_at.clone().or(at)
+                }
+                Some(Milestone::Completed) => self.completed_at = self.completed_at.clone().or(at),
+                Some(Milestone::Failed) => self.failed_at = self.failed_at.clone().or(at),
+                None => {}
+            }
+        }
+        self.pull_id.clone_from(&update.pull_id);
+        set_some(&mut self.widget_id, &update.widget_id);
+        set_some(&mut self.team_id, &update.team_id);
+        set_some(&mut self.account_identifier, &update.account_identifier);
+        set_some(&mut self.monitoring_id, &update.monitoring_id);
+        set_some(&mut self.initial_pull_id, &update.initial_pull_id);
+        set_some(&mut self.meta_data, &update.meta_data);
+        self.last_event_type = Some(update.event_type.clone());
+        self.last_event_at = Some(update.at.clone());
+        if self.first_seen_at.is_none() {
+            self.first_seen_at = Some(update.at.clone());
+        }
+        true
+    }
+}
+
+impl MonitoringRecord {
+    pub fn apply(&mut self, update: &MonitoringUpdate) {
+        self.monitoring_id.clone_from(&update.monitoring_id);
+        set_some(&mut self.initial_pull_id, &update.initial_pull_id);
+        self.last_event_type = Some(update.event_type.clone());
+        self.last_event_pull_id = Some(update.pull_id.clone());
+        self.last_event_at = Some(update.at.clone());
+        if self.first_seen_at.is_none() {
+            self.first_seen_at = Some(update.at.clone());
+        }
+        match update.change {
+            MonitoringChange::Seen => {}
+            MonitoringChange::ReconnectNeeded => {
+                if self.reconnect_needed_since.is_none() {
+                    self.reconnect_needed_since = Some(update.at.clone());
+                }
+                self.reconnect_pull_id = Some(update.pull_id.clone());
+            }
+            MonitoringChange::Refreshed => {
+                self.latest_pull_id = Some(update.pull_id.clone());
+                self.last_refresh_at = Some(update.at.clone());
+                self.reconnect_needed_since = None;
+                self.reconnect_pull_id = None;
+            }
+        }
+    }
+}
