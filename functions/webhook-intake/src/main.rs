@@ -1,1 +1,16 @@
-fn main(){}
+//! The webhook-intake Lambda: builds its adapters once per cold start, then serves requests.
+
+use lambda_http::{service_fn, Error};
+use std::convert::Infallible;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    canopy_monitor::observability::init_lambda_tracing();
+    let aws = canopy_monitor::config::aws_sdk_config().await;
+    let intake = webhook_intake::intake_from_env(&aws).await?;
+    let intake = &intake;
+    lambda_http::run(service_fn(move |request| async move {
+        Ok::<_, Infallible>(webhook_intake::handle(intake, request).await)
+    }))
+    .await
+}

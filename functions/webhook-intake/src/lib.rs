@@ -1,0 +1,305 @@
+//! The webhook-intake handler: HTTP in, [`Intake::receive`], HTTP out.
+//! Every decision lives in the common crate; this file maps routes and errors to statuses.
+
+use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsWorkQueue};
+use canopy_monitor::config::{ConfigError, IntakeEnv};
+use canopy_monitor::intake::{Intake, IntakeError, IntakeOutcome};
+use canopy_monitor::ports::{Clock, IntakeStore, PortError, SystemClock, WorkQueue};
+use canopy_monitor::signature::SIGNATURE_HEADER;
+use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+
+/// The one route this function serves.
+pub const WEBHOOK_PATH: &str = "/webhooks/canopy";
+
+/// Intake wired to AWS.
+pub type AwsIntake = Intake<DynamoStore, SqsWorkQueue, SystemClock>;
+
+/// Builds intake from the environment (see the README's configuration table).
+pub async fn intake_from_env(aws: &aws_config::SdkConfig) -> Result<AwsIntake, ConfigError> {
+    let env = IntakeEnv::from_env()?;
+    let secrets = secrets::load_signing_secrets(
+        &aws_sdk_secretsmanager::Client::new(aws),
+        &env.webhook_secret_id,
+    )
+    .await?;
+    Ok(Intake::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
+        SqsWorkQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            env.fetch_queue_url,
+            env.notify_queue_url,
+        ),
+        SystemClock,
+        secrets,
+        env.intake,
+    ))
+}
+
+/// Handles one API Gateway request.
+pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
+    intake: &Intake<S, Q, C>,
+    request: Request,
+) -> Response<Body> {
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    if path.trim_end_matches('/') != WEBHOOK_PATH {
+        return respond(StatusCode::NOT_FOUND, json!({"error": "not_found", "message": format!("no route for {path}")}));
+    }
+    if request.method() != Method::POST {
+        let mut response = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "method_not_allowed", "message": "use POST"}),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let signature = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match intake.receive(signature, request.body().as_ref()).await {
+        Ok((event, outcome)) => {
+            tracing::info!(
+                event_type = %event.event_type,
+                pull_id = %event.pull_id,
+                monitoring_id = event.monitoring_id().unwrap_or("-"),
+                dedupe_key = %event.dedupe_key,
+                outcome = outcome.as_str(),
+                "webhook accepted"
+            );
+            let mut body = json!({"status": outcome.as_str()});
+            if let IntakeOutcome::Accepted { queued } = outcome {
+                body["queued"] = json!(queued);
+            }
+            respond(StatusCode::OK, body)
+        }
+        Err(err) => error_response(&err),
+    }
+}
+
+/// The one place intake errors become HTTP statuses. 4xx tell Canopy (or whoever sent it)
+/// the delivery is wrong; 5xx make Canopy retry.
+pub fn error_response(err: &IntakeError) -> Response<Body> {
+    let (status, code) = match err {
+        IntakeError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        IntakeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+        IntakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+        IntakeError::InFlight => (StatusCode::SERVICE_UNAVAILABLE, "in_flight"),
+        IntakeError::Storage(PortError::Unavailable { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        IntakeError::Storage(PortError::Misconfigured { .. }) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "misconfigured")
+        }
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %err, status = status.as_u16(), "webhook not accepted");
+    } else {
+        tracing::warn!(error = %err, status = status.as_u16(), "webhook refused");
+    }
+    // Server-side details (table names, AWS messages) stay in the logs.
+    let message = if status.is_server_error() {
+        match err {
+            IntakeError::InFlight => err.to_string(),
+            _ => "temporarily unable to record the event; retry later".to_owned(),
+        }
+    } else {
+        err.to_string()
+    };
+    let mut response = respond(status, json!({"error": code, "message": message}));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    }
+    response
+}
+
+fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canopy_monitor::adapters::memory::{FixedClock, MemoryQueue, MemoryStore};
+    use canopy_monitor::intake::IntakeConfig;
+    use canopy_monitor::signature::{sign, SigningSecrets};
+    use serde_json::Value;
+
+    const NOW: i64 = 1_764_115_200;
+    const SECRET: &str = "whsec_unit";
+
+    struct Rig {
+        intake: Intake<MemoryStore, MemoryQueue, FixedClock>,
+        store: MemoryStore,
+        queue: MemoryQueue,
+    }
+
+    fn rig() -> Rig {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let intake = Intake::new(
+            store.clone(),
+            queue.clone(),
+            FixedClock::at_unix(NOW),
+            SigningSecrets::new(vec![SECRET.into()]).unwrap(),
+            IntakeConfig::default(),
+        );
+        Rig { intake, store, queue }
+    }
+
+    fn request(method: &str, path: &str, body: &[u8], signature: Option<String>) -> Request {
+        let mut builder = lambda_http::http::Request::builder().method(method).uri(format!("https://api.example.com{path}"));
+        if let Some(sig) = signature {
+            builder = builder.header(SIGNATURE_HEADER, sig);
+        }
+        builder.body(Body::from(body.to_vec())).unwrap()
+    }
+
+    fn signed(body: &[u8]) -> Request {
+        request("POST", WEBHOOK_PATH, body, Some(sign(body, SECRET, NOW)))
+    }
+
+    async fn call(rig: &Rig, req: Request) -> (StatusCode, Value) {
+        let response = handle(&rig.intake, req).await;
+        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        (response.status(), body)
+    }
+
+    const COMPLETE: &[u8] = br#"{"event_type":"COMPLETE","pull_id":"p1","status":"SUCCESS"}"#;
+
+    #[tokio::test]
+    async fn accepts_then_dedupes() {
+        let rig = rig();
+        let (status, body) = call(&rig, signed(COMPLETE)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"status": "accepted", "queued": 1}));
+        for _ in 0..3 {
+            let (status, body) = call(&rig, signed(COMPLETE)).await;
+            assert_eq!((status, body), (StatusCode::OK, json!({"status": "duplicate"})));
+        }
+        assert_eq!(rig.queue.sent().len(), 1);
+        assert_eq!(rig.store.state().pulls["p1"].status.as_deref(), Some("SUCCESS"));
+    }
+
+    #[tokio::test]
+    async fn routes_and_methods() {
+        let rig = rig();
+        let (status, body) = call(&rig, request("POST", "/elsewhere", COMPLETE, None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "not_found");
+        let response = handle(&rig.intake, request("GET", WEBHOOK_PATH, b"", None)).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "POST");
+        assert!(rig.store.state().events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_and_changes_nothing() {
+        let rig = rig();
+        let cases: Vec<(Request, StatusCode, &str)> = vec![
+            (request("POST", WEBHOOK_PATH, COMPLETE, None), StatusCode::UNAUTHORIZED, "missing canopy-signature"),
+            (request("POST", WEBHOOK_PATH, COMPLETE, Some(sign(COMPLETE, "other", NOW))), StatusCode::UNAUTHORIZED, "no signature matches"),
+            (request("POST", WEBHOOK_PATH, COMPLETE, Some(sign(COMPLETE, SECRET, NOW - 301))), StatusCode::UNAUTHORIZED, "tolerance"),
+            (signed(b"{nope"), StatusCode::BAD_REQUEST, "not valid JSON"),
+            (signed(b"[]"), StatusCode::BAD_REQUEST, "JSON object"),
+            (signed(br#"{"pull_id":"p"}"#), StatusCode::BAD_REQUEST, "`event_type`"),
+            (signed(br#"{"event_type":"COMPLETE"}"#), StatusCode::BAD_REQUEST, "`pull_id`"),
+            (signed(&vec![b' '; 1024 * 1024 + 1]), StatusCode::PAYLOAD_TOO_LARGE, "exceeds"),
+        ];
+        for (req, expected, needle) in cases {
+            let (status, body) = call(&rig, req).await;
+            assert_eq!(status, expected, "{body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+        }
+        let state = rig.store.state();
+        assert!(state.events.is_empty() && state.pulls.is_empty());
+        assert!(rig.queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_queue_failure_answers_503_and_the_retry_is_processed() {
+        let rig = rig();
+        rig.queue.set_failing(true);
+        let (status, body) = call(&rig, signed(COMPLETE)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "unavailable");
+        assert!(rig.store.state().events.is_empty(), "the claim was released");
+        rig.queue.set_failing(false);
+        let (status, body) = call(&rig, signed(COMPLETE)).await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("accepted")));
+        assert_eq!(rig.queue.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_answers_503() {
+        let rig = rig();
+        rig.store.fail("apply_pull_update");
+        let (status, _) = call(&rig, signed(COMPLETE)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(rig.queue.sent().is_empty());
+        assert!(rig.store.state().events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn misconfiguration_is_a_500_without_details() {
+        let err = IntakeError::Storage(PortError::misconfigured("dynamodb", "ResourceNotFoundException: table secret-name"));
+        let response = error_response(&err);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let text = String::from_utf8(response.body().to_vec()).unwrap();
+        assert!(!text.contains("secret-name"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn late_auth_status_is_recorded_but_does_not_overwrite() {
+        let rig = rig();
+        let auth = |seq: i64, status: &str| {
+            format!(r#"{{"event_type":"AUTH_STATUS","pull_id":"p9","sequence":{seq},"data":{{"auth_status":"{status}"}}}}"#)
+        };
+        let (_, first) = call(&rig, signed(auth(3, "SUCCESS").as_bytes())).await;
+        let (_, late) = call(&rig, signed(auth(2, "IDENTITY_VERIFICATION").as_bytes())).await;
+        assert_eq!(first["status"], "accepted");
+        assert_eq!(late["status"], "stale");
+        let state = rig.store.state();
+        assert_eq!(state.pulls["p9"].auth_status.as_deref(), Some("SUCCESS"));
+        assert_eq!(state.pulls["p9"].auth_sequence, Some(3));
+        assert_eq!(state.events.len(), 2, "both deliveries are recorded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_concurrent_duplicate_waits_then_gives_up_with_503() {
+        let rig = rig();
+        // Simulate an attempt in flight: claim the event by hand, never complete it.
+        let event = canopy_monitor::event::parse_event(COMPLETE).unwrap();
+        let claim = canopy_monitor::ports::EventClaim {
+            dedupe_key: event.dedupe_key.clone(),
+            event_type: "COMPLETE".into(),
+            pull_id: "p1".into(),
+            monitoring_id: None,
+            lease_id: "other".into(),
+            received_at: "t".into(),
+            now: NOW,
+            lease_expires_at: NOW + 30,
+            expires_at: NOW + 3600,
+            body: COMPLETE.to_vec(),
+        };
+        rig.store.claim_event(&claim).await.unwrap();
+        let (status, body) = call(&rig, signed(COMPLETE)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "in_flight");
+        assert!(rig.queue.sent().is_empty());
+    }
+}
