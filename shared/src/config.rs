@@ -30,10 +30,12 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            detail: e.to_string(),
-        }),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                detail: e.to_string(),
+            })
+        }
         _ => Ok(default),
     }
 }

@@ -86,8 +86,14 @@ pub struct ReconnectLink {
 impl fmt::Debug for ReconnectLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReconnectLink")
-            .field("reconnect_url", &self.reconnect_url.as_ref().map(|_| "<redacted>"))
-            .field("reconnect_token", &self.reconnect_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "reconnect_url",
+                &self.reconnect_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "reconnect_token",
+                &self.reconnect_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -223,7 +229,8 @@ fn opt_str(obj: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// `meta_data` arrives as an object, as a JSON string (the spec's type for Pull.meta_data), or
@@ -302,12 +309,24 @@ mod tests {
         .unwrap();
         assert_eq!(e.event_type, EventType::MonitoringReconnect);
         assert_eq!(e.monitoring_id(), Some("m1"));
-        assert_eq!(e.monitoring.as_ref().unwrap().initial_pull_id.as_deref(), Some("p1"));
-        assert_eq!(e.reconnect.as_ref().unwrap().reconnect_token.as_deref(), Some("abc"));
+        assert_eq!(
+            e.monitoring.as_ref().unwrap().initial_pull_id.as_deref(),
+            Some("p1")
+        );
+        assert_eq!(
+            e.reconnect.as_ref().unwrap().reconnect_token.as_deref(),
+            Some("abc")
+        );
         assert_eq!(e.meta_data, Some(json!({"user_id": "u1"})));
         let shown = format!("{e:?} {:?}", e.reconnect);
-        assert!(!shown.contains("abc"), "Debug must not show tokens: {shown}");
-        assert!(!shown.contains("u1"), "Debug must not show meta_data: {shown}");
+        assert!(
+            !shown.contains("abc"),
+            "Debug must not show tokens: {shown}"
+        );
+        assert!(
+            !shown.contains("u1"),
+            "Debug must not show meta_data: {shown}"
+        );
     }
 
     #[test]
@@ -321,17 +340,22 @@ mod tests {
 
     #[test]
     fn unknown_event_types_and_fields_are_kept() {
-        let e = parse(json!({"event_type": "SOMETHING_NEW", "pull_id": "p", "extra": [1, 2]})).unwrap();
+        let e =
+            parse(json!({"event_type": "SOMETHING_NEW", "pull_id": "p", "extra": [1, 2]})).unwrap();
         assert_eq!(e.event_type, EventType::Other("SOMETHING_NEW".into()));
         assert_eq!(e.event_type.as_str(), "SOMETHING_NEW");
     }
 
     #[test]
     fn meta_data_as_object_string_or_null() {
-        let obj = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": {"a": 1}})).unwrap();
-        let s = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": "{\"a\":1}"})).unwrap();
-        let n = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": null})).unwrap();
-        let plain = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": "crm-42"})).unwrap();
+        let obj = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": {"a": 1}}))
+            .unwrap();
+        let s = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": "{\"a\":1}"}))
+            .unwrap();
+        let n =
+            parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": null})).unwrap();
+        let plain = parse(json!({"event_type": "COMPLETE", "pull_id": "p", "meta_data": "crm-42"}))
+            .unwrap();
         assert_eq!(obj.meta_data, Some(json!({"a": 1})));
         assert_eq!(s.meta_data, Some(json!({"a": 1})));
         assert_eq!(n.meta_data, None);
@@ -340,8 +364,10 @@ mod tests {
 
     #[test]
     fn wrong_typed_optional_fields_are_ignored() {
-        let e = parse(json!({"event_type": "ERROR", "pull_id": "p", "status": 5, "is_monitored": "yes",
-            "monitoring": "m", "data": {"type": "PROVIDER_ERROR"}}))
+        let e = parse(
+            json!({"event_type": "ERROR", "pull_id": "p", "status": 5, "is_monitored": "yes",
+            "monitoring": "m", "data": {"type": "PROVIDER_ERROR"}}),
+        )
         .unwrap();
         assert_eq!(e.status, None);
         assert!(e.monitoring.is_none());
@@ -351,7 +377,9 @@ mod tests {
     #[test]
     fn sequence_at_top_level_or_in_data() {
         let top = parse(json!({"event_type": "AUTH_STATUS", "pull_id": "p", "sequence": 3, "data": {"auth_status": "SUCCESS"}})).unwrap();
-        let inner = parse(json!({"event_type": "AUTH_STATUS", "pull_id": "p", "data": {"sequence": "4"}})).unwrap();
+        let inner =
+            parse(json!({"event_type": "AUTH_STATUS", "pull_id": "p", "data": {"sequence": "4"}}))
+                .unwrap();
         assert_eq!(top.sequence, Some(3));
         assert_eq!(top.auth_status.as_deref(), Some("SUCCESS"));
         assert_eq!(inner.sequence, Some(4));
@@ -359,21 +387,45 @@ mod tests {
 
     #[test]
     fn bad_bodies_name_the_problem() {
-        assert!(matches!(parse_event(b"{not json"), Err(ParseError::MalformedJson(_))));
+        assert!(matches!(
+            parse_event(b"{not json"),
+            Err(ParseError::MalformedJson(_))
+        ));
         assert_eq!(parse_event(b"[1,2]").unwrap_err(), ParseError::NotAnObject);
         assert_eq!(parse_event(b"\"x\"").unwrap_err(), ParseError::NotAnObject);
-        assert_eq!(parse(json!({"pull_id": "p"})).unwrap_err(), ParseError::MissingField("event_type"));
-        assert_eq!(parse(json!({"event_type": "COMPLETE"})).unwrap_err(), ParseError::MissingField("pull_id"));
-        assert_eq!(parse(json!({"event_type": 7, "pull_id": "p"})).unwrap_err(), ParseError::InvalidField("event_type"));
-        assert_eq!(parse(json!({"event_type": "COMPLETE", "pull_id": ""})).unwrap_err(), ParseError::InvalidField("pull_id"));
+        assert_eq!(
+            parse(json!({"pull_id": "p"})).unwrap_err(),
+            ParseError::MissingField("event_type")
+        );
+        assert_eq!(
+            parse(json!({"event_type": "COMPLETE"})).unwrap_err(),
+            ParseError::MissingField("pull_id")
+        );
+        assert_eq!(
+            parse(json!({"event_type": 7, "pull_id": "p"})).unwrap_err(),
+            ParseError::InvalidField("event_type")
+        );
+        assert_eq!(
+            parse(json!({"event_type": "COMPLETE", "pull_id": ""})).unwrap_err(),
+            ParseError::InvalidField("pull_id")
+        );
     }
 
     #[test]
     fn dedupe_key_ignores_key_order_and_whitespace_but_not_content() {
-        let a = parse_event(br#"{"event_type":"COMPLETE","pull_id":"p","data":{"x":1,"y":[1,{"b":2,"a":1}]}}"#).unwrap();
+        let a = parse_event(
+            br#"{"event_type":"COMPLETE","pull_id":"p","data":{"x":1,"y":[1,{"b":2,"a":1}]}}"#,
+        )
+        .unwrap();
         let b = parse_event(b"{ \"pull_id\" : \"p\",\n \"data\": {\"y\": [1, {\"a\": 1, \"b\": 2}], \"x\": 1}, \"event_type\": \"COMPLETE\" }").unwrap();
-        let c = parse_event(br#"{"event_type":"COMPLETE","pull_id":"q","data":{"x":1,"y":[1,{"b":2,"a":1}]}}"#).unwrap();
-        let d = parse_event(br#"{"event_type":"COMPLETE","pull_id":"p","data":{"x":1,"y":[{"b":2,"a":1},1]}}"#).unwrap();
+        let c = parse_event(
+            br#"{"event_type":"COMPLETE","pull_id":"q","data":{"x":1,"y":[1,{"b":2,"a":1}]}}"#,
+        )
+        .unwrap();
+        let d = parse_event(
+            br#"{"event_type":"COMPLETE","pull_id":"p","data":{"x":1,"y":[{"b":2,"a":1},1]}}"#,
+        )
+        .unwrap();
         assert_eq!(a.dedupe_key, b.dedupe_key);
         assert_ne!(a.dedupe_key, c.dedupe_key);
         assert_ne!(a.dedupe_key, d.dedupe_key, "array order is content");

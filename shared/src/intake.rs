@@ -95,7 +95,13 @@ pub struct Intake<S, Q, C> {
 }
 
 impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
-    pub fn new(store: S, queue: Q, clock: C, secrets: SigningSecrets, config: IntakeConfig) -> Self {
+    pub fn new(
+        store: S,
+        queue: Q,
+        clock: C,
+        secrets: SigningSecrets,
+        config: IntakeConfig,
+    ) -> Self {
         Self {
             store,
             queue,
@@ -129,7 +135,11 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         Ok((event, outcome))
     }
 
-    async fn record(&self, event: &WebhookEvent, body: &[u8]) -> Result<IntakeOutcome, IntakeError> {
+    async fn record(
+        &self,
+        event: &WebhookEvent,
+        body: &[u8],
+    ) -> Result<IntakeOutcome, IntakeError> {
         let lease_id = uuid::Uuid::new_v4().to_string();
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(50);
@@ -173,7 +183,11 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         }
     }
 
-    async fn process(&self, event: &WebhookEvent, lease_id: &str) -> Result<IntakeOutcome, PortError> {
+    async fn process(
+        &self,
+        event: &WebhookEvent,
+        lease_id: &str,
+    ) -> Result<IntakeOutcome, PortError> {
         let at = format_ts(self.clock.now());
         let plan = plan_event(event, &at, &self.config.plan);
         let outcome = if self.store.apply_pull_update(&plan.pull).await? {

@@ -227,7 +227,11 @@ mod tests {
     const AT: &str = "2026-11-26T00:00:00.000Z";
 
     fn plan(v: Value) -> EventPlan {
-        plan_event(&parse_event(v.to_string().as_bytes()).unwrap(), AT, &PlanConfig::default())
+        plan_event(
+            &parse_event(v.to_string().as_bytes()).unwrap(),
+            AT,
+            &PlanConfig::default(),
+        )
     }
 
     fn monitored(event_type: &str) -> Value {
@@ -241,7 +245,10 @@ mod tests {
         let policy = plan(monitored("POLICY_AVAILABLE"));
         let policies = plan(monitored("POLICIES_AVAILABLE"));
         let complete = plan(monitored("COMPLETE"));
-        assert!(policy.work.is_empty(), "the deprecated per-policy event fetches nothing");
+        assert!(
+            policy.work.is_empty(),
+            "the deprecated per-policy event fetches nothing"
+        );
         assert_eq!(policies.work.len(), 1);
         assert_eq!(policies.work[0].delay, Duration::from_secs(900));
         assert_eq!(complete.work.len(), 1);
@@ -253,20 +260,32 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(complete.monitoring.unwrap().change, MonitoringChange::Refreshed);
-        assert_eq!(complete.pull.progress.unwrap().milestone, Some(Milestone::Completed));
+        assert_eq!(
+            complete.monitoring.unwrap().change,
+            MonitoringChange::Refreshed
+        );
+        assert_eq!(
+            complete.pull.progress.unwrap().milestone,
+            Some(Milestone::Completed)
+        );
     }
 
     #[test]
     fn a_reconnect_opens_an_episode_and_queues_a_notification() {
         let p = plan(monitored("MONITORING_RECONNECT"));
-        assert_eq!(p.monitoring.as_ref().unwrap().change, MonitoringChange::ReconnectNeeded);
+        assert_eq!(
+            p.monitoring.as_ref().unwrap().change,
+            MonitoringChange::ReconnectNeeded
+        );
         assert_eq!(p.work.len(), 1);
         assert_eq!(p.work[0].message.queue(), QueueKind::Notify);
         match &p.work[0].message {
             WorkMessage::NotifyReconnect(job) => {
                 assert_eq!(job.monitoring_id, "m1");
-                assert_eq!(job.link.as_ref().unwrap().reconnect_token.as_deref(), Some("tok"));
+                assert_eq!(
+                    job.link.as_ref().unwrap().reconnect_token.as_deref(),
+                    Some("tok")
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -274,7 +293,13 @@ mod tests {
 
     #[test]
     fn events_without_work() {
-        for t in ["AUTH_STATUS", "ERROR", "MONITORING_EVENTS", "DATA_UPDATED", "BRAND_NEW"] {
+        for t in [
+            "AUTH_STATUS",
+            "ERROR",
+            "MONITORING_EVENTS",
+            "DATA_UPDATED",
+            "BRAND_NEW",
+        ] {
             assert!(plan(monitored(t)).work.is_empty(), "{t} queues nothing");
         }
         let unknown = plan(json!({"event_type": "BRAND_NEW", "pull_id": "p"}));
@@ -298,23 +323,45 @@ mod tests {
         };
         assert!(progress_applies(None, &p(1, None)));
         assert!(progress_applies(Some((3, None)), &p(4, None)));
-        assert!(progress_applies(Some((3, None)), &p(3, None)), "repeats apply");
-        assert!(!progress_applies(Some((6, None)), &p(4, None)), "late POLICIES_AVAILABLE");
-        assert!(!progress_applies(Some((6, None)), &p(2, Some(9))), "AUTH_STATUS after COMPLETE");
+        assert!(
+            progress_applies(Some((3, None)), &p(3, None)),
+            "repeats apply"
+        );
+        assert!(
+            !progress_applies(Some((6, None)), &p(4, None)),
+            "late POLICIES_AVAILABLE"
+        );
+        assert!(
+            !progress_applies(Some((6, None)), &p(2, Some(9))),
+            "AUTH_STATUS after COMPLETE"
+        );
         assert!(progress_applies(Some((2, Some(3))), &p(2, Some(4))));
-        assert!(progress_applies(Some((2, Some(3))), &p(2, Some(3))), "a retry re-applies");
-        assert!(!progress_applies(Some((2, Some(3))), &p(2, Some(2))), "late AUTH_STATUS");
+        assert!(
+            progress_applies(Some((2, Some(3))), &p(2, Some(3))),
+            "a retry re-applies"
+        );
+        assert!(
+            !progress_applies(Some((2, Some(3))), &p(2, Some(2))),
+            "late AUTH_STATUS"
+        );
         assert!(progress_applies(Some((2, None)), &p(2, Some(1))));
     }
 
     #[test]
     fn auth_status_carries_sequence_and_error_carries_type() {
-        let auth = plan(json!({"event_type": "AUTH_STATUS", "pull_id": "p", "sequence": 7,
-                               "data": {"auth_status": "IDENTITY_VERIFICATION"}}));
+        let auth = plan(
+            json!({"event_type": "AUTH_STATUS", "pull_id": "p", "sequence": 7,
+                               "data": {"auth_status": "IDENTITY_VERIFICATION"}}),
+        );
         let progress = auth.pull.progress.unwrap();
         assert_eq!(progress.sequence, Some(7));
-        assert_eq!(progress.auth_status.as_deref(), Some("IDENTITY_VERIFICATION"));
-        let err = plan(json!({"event_type": "ERROR", "pull_id": "p", "data": {"type": "PROVIDER_ERROR"}}));
+        assert_eq!(
+            progress.auth_status.as_deref(),
+            Some("IDENTITY_VERIFICATION")
+        );
+        let err = plan(
+            json!({"event_type": "ERROR", "pull_id": "p", "data": {"type": "PROVIDER_ERROR"}}),
+        );
         let progress = err.pull.progress.unwrap();
         assert_eq!(progress.error_type.as_deref(), Some("PROVIDER_ERROR"));
         assert_eq!(progress.milestone, Some(Milestone::Failed));

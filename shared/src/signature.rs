@@ -214,7 +214,10 @@ mod tests {
 
     #[test]
     fn wrong_secret_fails() {
-        assert_eq!(check(&sign(BODY, "whsec_b", NOW)), Err(SignatureError::NoMatch));
+        assert_eq!(
+            check(&sign(BODY, "whsec_b", NOW)),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
@@ -251,20 +254,44 @@ mod tests {
             assert_eq!(verify(Some(&header), BODY, &both, NOW, 300), Ok(()));
         }
         let header = sign(BODY, "whsec_other", NOW);
-        assert_eq!(verify(Some(&header), BODY, &both, NOW, 300), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(Some(&header), BODY, &both, NOW, 300),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
     fn malformed_headers() {
-        assert_eq!(verify(None, BODY, &secrets(&["k"]), NOW, 300), Err(SignatureError::Missing));
-        assert_eq!(verify(Some(" "), BODY, &secrets(&["k"]), NOW, 300), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(None, BODY, &secrets(&["k"]), NOW, 300),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(Some(" "), BODY, &secrets(&["k"]), NOW, 300),
+            Err(SignatureError::Missing)
+        );
         assert!(matches!(check("s=abcd"), Err(SignatureError::Malformed(_))));
-        assert!(matches!(check("t=notanumber,s=abcd"), Err(SignatureError::Malformed(_))));
-        assert!(matches!(check(&format!("t={NOW}")), Err(SignatureError::Malformed(_))));
-        assert!(matches!(check(&format!("t={NOW},s=zz-not-hex")), Err(SignatureError::Malformed(_))));
-        assert!(matches!(check("garbage"), Err(SignatureError::Malformed(_))));
+        assert!(matches!(
+            check("t=notanumber,s=abcd"),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(&format!("t={NOW}")),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(&format!("t={NOW},s=zz-not-hex")),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            check("garbage"),
+            Err(SignatureError::Malformed(_))
+        ));
         // A signature of the wrong length is simply no match.
-        assert_eq!(check(&format!("t={NOW},s=abcd")), Err(SignatureError::NoMatch));
+        assert_eq!(
+            check(&format!("t={NOW},s=abcd")),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
@@ -274,7 +301,10 @@ mod tests {
         let rotating =
             SigningSecrets::from_secret_string(r#"{"current":"n","previous":"o"}"#).unwrap();
         assert_eq!(rotating.0, vec!["n".to_string(), "o".to_string()]);
-        assert_eq!(SigningSecrets::from_secret_string("").unwrap_err(), SecretsError::Empty);
+        assert_eq!(
+            SigningSecrets::from_secret_string("").unwrap_err(),
+            SecretsError::Empty
+        );
         assert_eq!(
             SigningSecrets::from_secret_string(r#"{"previous":"o"}"#).unwrap_err(),
             SecretsError::Unreadable

@@ -148,7 +148,13 @@ mod tests {
     #[test]
     fn refuses_unknown_versions_and_garbage() {
         let body = r#"{"version":2,"kind":"fetch_pull","pull_id":"p","trigger":"COMPLETE","event_key":"k","requested_at":"t"}"#;
-        assert!(matches!(parse_message(body), Err(MessageError::UnsupportedVersion(2))));
-        assert!(matches!(parse_message("nope"), Err(MessageError::Unreadable(_))));
+        assert!(matches!(
+            parse_message(body),
+            Err(MessageError::UnsupportedVersion(2))
+        ));
+        assert!(matches!(
+            parse_message("nope"),
+            Err(MessageError::Unreadable(_))
+        ));
     }
 }

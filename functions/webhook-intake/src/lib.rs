@@ -18,7 +18,14 @@ pub type AwsIntake = Intake<DynamoStore, SqsWorkQueue, SystemClock>;
 
 /// Builds intake from the environment (see the README's configuration table).
 pub async fn intake_from_env(aws: &aws_config::SdkConfig) -> Result<AwsIntake, ConfigError> {
-    let env = IntakeEnv::from_env()?;
+    intake_from(IntakeEnv::from_env()?, aws).await
+}
+
+/// Builds intake from explicit settings (the local runner's and the tests' way in).
+pub async fn intake_from(
+    env: IntakeEnv,
+    aws: &aws_config::SdkConfig,
+) -> Result<AwsIntake, ConfigError> {
     let secrets = secrets::load_signing_secrets(
         &aws_sdk_secretsmanager::Client::new(aws),
         &env.webhook_secret_id,
@@ -47,7 +54,10 @@ pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
         raw => raw.to_owned(),
     };
     if path.trim_end_matches('/') != WEBHOOK_PATH {
-        return respond(StatusCode::NOT_FOUND, json!({"error": "not_found", "message": format!("no route for {path}")}));
+        return respond(
+            StatusCode::NOT_FOUND,
+            json!({"error": "not_found", "message": format!("no route for {path}")}),
+        );
     }
     if request.method() != Method::POST {
         let mut response = respond(
@@ -157,11 +167,17 @@ mod tests {
             SigningSecrets::new(vec![SECRET.into()]).unwrap(),
             IntakeConfig::default(),
         );
-        Rig { intake, store, queue }
+        Rig {
+            intake,
+            store,
+            queue,
+        }
     }
 
     fn request(method: &str, path: &str, body: &[u8], signature: Option<String>) -> Request {
-        let mut builder = lambda_http::http::Request::builder().method(method).uri(format!("https://api.example.com{path}"));
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(format!("https://api.example.com{path}"));
         if let Some(sig) = signature {
             builder = builder.header(SIGNATURE_HEADER, sig);
         }
@@ -188,10 +204,16 @@ mod tests {
         assert_eq!(body, json!({"status": "accepted", "queued": 1}));
         for _ in 0..3 {
             let (status, body) = call(&rig, signed(COMPLETE)).await;
-            assert_eq!((status, body), (StatusCode::OK, json!({"status": "duplicate"})));
+            assert_eq!(
+                (status, body),
+                (StatusCode::OK, json!({"status": "duplicate"}))
+            );
         }
         assert_eq!(rig.queue.sent().len(), 1);
-        assert_eq!(rig.store.state().pulls["p1"].status.as_deref(), Some("SUCCESS"));
+        assert_eq!(
+            rig.store.state().pulls["p1"].status.as_deref(),
+            Some("SUCCESS")
+        );
     }
 
     #[tokio::test]
@@ -210,20 +232,57 @@ mod tests {
     async fn bad_input_is_refused_and_changes_nothing() {
         let rig = rig();
         let cases: Vec<(Request, StatusCode, &str)> = vec![
-            (request("POST", WEBHOOK_PATH, COMPLETE, None), StatusCode::UNAUTHORIZED, "missing canopy-signature"),
-            (request("POST", WEBHOOK_PATH, COMPLETE, Some(sign(COMPLETE, "other", NOW))), StatusCode::UNAUTHORIZED, "no signature matches"),
-            (request("POST", WEBHOOK_PATH, COMPLETE, Some(sign(COMPLETE, SECRET, NOW - 301))), StatusCode::UNAUTHORIZED, "tolerance"),
+            (
+                request("POST", WEBHOOK_PATH, COMPLETE, None),
+                StatusCode::UNAUTHORIZED,
+                "missing canopy-signature",
+            ),
+            (
+                request(
+                    "POST",
+                    WEBHOOK_PATH,
+                    COMPLETE,
+                    Some(sign(COMPLETE, "other", NOW)),
+                ),
+                StatusCode::UNAUTHORIZED,
+                "no signature matches",
+            ),
+            (
+                request(
+                    "POST",
+                    WEBHOOK_PATH,
+                    COMPLETE,
+                    Some(sign(COMPLETE, SECRET, NOW - 301)),
+                ),
+                StatusCode::UNAUTHORIZED,
+                "tolerance",
+            ),
             (signed(b"{nope"), StatusCode::BAD_REQUEST, "not valid JSON"),
             (signed(b"[]"), StatusCode::BAD_REQUEST, "JSON object"),
-            (signed(br#"{"pull_id":"p"}"#), StatusCode::BAD_REQUEST, "`event_type`"),
-            (signed(br#"{"event_type":"COMPLETE"}"#), StatusCode::BAD_REQUEST, "`pull_id`"),
-            (signed(&vec![b' '; 1024 * 1024 + 1]), StatusCode::PAYLOAD_TOO_LARGE, "exceeds"),
+            (
+                signed(br#"{"pull_id":"p"}"#),
+                StatusCode::BAD_REQUEST,
+                "`event_type`",
+            ),
+            (
+                signed(br#"{"event_type":"COMPLETE"}"#),
+                StatusCode::BAD_REQUEST,
+                "`pull_id`",
+            ),
+            (
+                signed(&vec![b' '; 1024 * 1024 + 1]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "exceeds",
+            ),
         ];
         for (req, expected, needle) in cases {
             let (status, body) = call(&rig, req).await;
             assert_eq!(status, expected, "{body}");
             let message = body["message"].as_str().unwrap();
-            assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            );
         }
         let state = rig.store.state();
         assert!(state.events.is_empty() && state.pulls.is_empty());
@@ -237,10 +296,16 @@ mod tests {
         let (status, body) = call(&rig, signed(COMPLETE)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["error"], "unavailable");
-        assert!(rig.store.state().events.is_empty(), "the claim was released");
+        assert!(
+            rig.store.state().events.is_empty(),
+            "the claim was released"
+        );
         rig.queue.set_failing(false);
         let (status, body) = call(&rig, signed(COMPLETE)).await;
-        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("accepted")));
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("accepted"))
+        );
         assert_eq!(rig.queue.sent().len(), 1);
     }
 
@@ -256,7 +321,10 @@ mod tests {
 
     #[tokio::test]
     async fn misconfiguration_is_a_500_without_details() {
-        let err = IntakeError::Storage(PortError::misconfigured("dynamodb", "ResourceNotFoundException: table secret-name"));
+        let err = IntakeError::Storage(PortError::misconfigured(
+            "dynamodb",
+            "ResourceNotFoundException: table secret-name",
+        ));
         let response = error_response(&err);
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let text = String::from_utf8(response.body().to_vec()).unwrap();
@@ -267,7 +335,9 @@ mod tests {
     async fn late_auth_status_is_recorded_but_does_not_overwrite() {
         let rig = rig();
         let auth = |seq: i64, status: &str| {
-            format!(r#"{{"event_type":"AUTH_STATUS","pull_id":"p9","sequence":{seq},"data":{{"auth_status":"{status}"}}}}"#)
+            format!(
+                r#"{{"event_type":"AUTH_STATUS","pull_id":"p9","sequence":{seq},"data":{{"auth_status":"{status}"}}}}"#
+            )
         };
         let (_, first) = call(&rig, signed(auth(3, "SUCCESS").as_bytes())).await;
         let (_, late) = call(&rig, signed(auth(2, "IDENTITY_VERIFICATION").as_bytes())).await;

@@ -319,7 +319,10 @@ impl IntakeStore for DynamoStore {
         b.set("pull_id", s(&update.pull_id))
             .set_opt("widget_id", update.widget_id.as_ref().map(s))
             .set_opt("team_id", update.team_id.as_ref().map(s))
-            .set_opt("account_identifier", update.account_identifier.as_ref().map(s))
+            .set_opt(
+                "account_identifier",
+                update.account_identifier.as_ref().map(s),
+            )
             .set_opt("monitoring_id", update.monitoring_id.as_ref().map(s))
             .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
             .set_opt("meta_data", update.meta_data.as_ref().and_then(json_attr))

@@ -54,7 +54,10 @@ impl MemoryStore {
         let mut state = self.state();
         *state.calls.entry(operation).or_default() += 1;
         if state.failing.contains(&operation) {
-            return Err(PortError::unavailable("memory", format!("{operation} fails")));
+            return Err(PortError::unavailable(
+                "memory",
+                format!("{operation} fails"),
+            ));
         }
         Ok(state)
     }

@@ -1,0 +1,24 @@
+//! Local development support shared by the local runner, canopy-sim and the integration tests:
+//! an AWS configuration pointed at the local emulator, the resources template.yaml creates
+//! (created here the same way), sample events and their signing.
+
+pub mod events;
+pub mod resources;
+
+/// The documented local webhook signing secret. Never use it in a deployed stack.
+pub const LOCAL_SIGNING_SECRET: &str = "whsec_canopy_monitor_local_only";
+
+/// An AWS SDK configuration for a local emulator at `endpoint` (moto): dummy credentials,
+/// a fixed region, the endpoint for every service.
+pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
+    let credentials =
+        aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "local");
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .build()
+}

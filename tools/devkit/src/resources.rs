@@ -1,0 +1,156 @@
+//! Creates, on a local emulator, the resources template.yaml declares: the state table, the
+//! work queues with their dead-letter queues, and the signing secret. Keep the two in step;
+//! the integration tests check the names and key schema against template.yaml.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::collections::HashMap;
+
+/// Receives before a message moves to its dead-letter queue (template.yaml: maxReceiveCount).
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+
+/// The names and URLs of one set of resources.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table_name: String,
+    pub fetch_queue_url: String,
+    pub fetch_dlq_url: String,
+    pub notify_queue_url: String,
+    pub notify_dlq_url: String,
+    pub webhook_secret_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not create {what}: {detail}")]
+pub struct ProvisionError {
+    what: String,
+    detail: String,
+}
+
+fn fail<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> ProvisionError {
+    let what = what.into();
+    move |e| ProvisionError {
+        what,
+        detail: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Creates everything under names starting with `prefix`; `signing_secret` goes into the secret.
+pub async fn provision(
+    aws: &aws_config::SdkConfig,
+    prefix: &str,
+    signing_secret: &str,
+) -> Result<Resources, ProvisionError> {
+    let table_name = format!("{prefix}-state");
+    create_table(&aws_sdk_dynamodb::Client::new(aws), &table_name).await?;
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let (fetch_queue_url, fetch_dlq_url) =
+        create_queue_with_dlq(&sqs, &format!("{prefix}-fetch")).await?;
+    let (notify_queue_url, notify_dlq_url) =
+        create_queue_with_dlq(&sqs, &format!("{prefix}-notify")).await?;
+    let webhook_secret_id = format!("{prefix}/canopy-webhook-signing-secret");
+    aws_sdk_secretsmanager::Client::new(aws)
+        .create_secret()
+        .name(&webhook_secret_id)
+        .secret_string(signing_secret)
+        .send()
+        .await
+        .map_err(fail(&webhook_secret_id))?;
+    Ok(Resources {
+        table_name,
+        fetch_queue_url,
+        fetch_dlq_url,
+        notify_queue_url,
+        notify_dlq_url,
+        webhook_secret_id,
+    })
+}
+
+/// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`.
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), ProvisionError> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk").map_err(fail(name))?)
+        .attribute_definitions(attr("sk").map_err(fail(name))?)
+        .key_schema(key("pk", KeyType::Hash).map_err(fail(name))?)
+        .key_schema(key("sk", KeyType::Range).map_err(fail(name))?)
+        .send()
+        .await
+        .map_err(fail(name))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .map_err(fail(name))?,
+        )
+        .send()
+        .await
+        .map_err(fail(name))?;
+    Ok(())
+}
+
+/// A standard queue and its dead-letter queue; returns (queue URL, DLQ URL).
+pub async fn create_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<(String, String), ProvisionError> {
+    let dlq_name = format!("{name}-dlq");
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(&dlq_name)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .map_err(fail(&dlq_name))?
+        .queue_url
+        .unwrap_or_default();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(fail(&dlq_name))?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT});
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(HashMap::from([
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            (QueueAttributeName::VisibilityTimeout, "180".to_owned()),
+        ])))
+        .send()
+        .await
+        .map_err(fail(name))?
+        .queue_url
+        .unwrap_or_default();
+    Ok((url, dlq_url))
+}

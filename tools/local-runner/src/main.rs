@@ -1,0 +1,218 @@
+//! canopy-local: the pipeline on one machine.
+//!
+//! `up` creates the resources on the emulator (as template.yaml would in AWS), then serves
+//! webhook-intake at `http://127.0.0.1:PORT/webhooks/canopy`: each HTTP request becomes the
+//! API Gateway HTTP API v2 event Lambda would receive and goes through the same handler.
+//! `--demo` sends the sample events once the server is up (a redelivery included) and shows
+//! what was stored and queued. `inspect` shows the state and the queues at any time.
+
+mod inspect;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use canopy_monitor::config::IntakeEnv;
+use canopy_monitor::intake::IntakeConfig;
+use clap::{Parser, Subcommand};
+use devkit::events::{apigw_event, events_dir, to_lambda_request};
+use devkit::resources::{provision, Resources};
+use devkit::{local_aws_config, LOCAL_SIGNING_SECRET};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use webhook_intake::AwsIntake;
+
+#[derive(Parser)]
+#[command(
+    name = "canopy-local",
+    about = "Run canopy-monitor locally against an AWS emulator"
+)]
+struct Cli {
+    /// The emulator's endpoint (moto), e.g. http://127.0.0.1:5000.
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        global = true,
+        default_value = "http://127.0.0.1:5000"
+    )]
+    endpoint: String,
+    /// Resource name prefix.
+    #[arg(long, global = true, default_value = "canopy-local")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the resources and serve the webhook endpoint.
+    Up {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Send the sample events once up, then show the state and the queues.
+        #[arg(long)]
+        demo: bool,
+        /// Stop after the demo instead of serving on.
+        #[arg(long, requires = "demo")]
+        exit_after_demo: bool,
+    },
+    /// Show the stored state and the queued work.
+    Inspect,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    canopy_monitor::observability::init_local_tracing();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("canopy-local: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let aws = local_aws_config(&cli.endpoint);
+    match cli.command {
+        Command::Up {
+            port,
+            demo,
+            exit_after_demo,
+        } => {
+            let resources = provision(&aws, &cli.prefix, LOCAL_SIGNING_SECRET)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(table = %resources.table_name, fetch_queue = %resources.fetch_queue_url,
+                notify_queue = %resources.notify_queue_url, "resources created on the emulator");
+            let intake = webhook_intake::intake_from(intake_env(&resources), &aws)
+                .await
+                .map_err(|e| e.to_string())?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let app = axum::Router::new()
+                .fallback(invoke_intake)
+                .with_state(Arc::new(intake));
+            let url = format!("http://{addr}{}", webhook_intake::WEBHOOK_PATH);
+            tracing::info!(%url, "webhook-intake is serving; signing secret is the documented local one");
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            if demo {
+                run_demo(&url).await?;
+                inspect::show(&aws, &resources).await?;
+                if exit_after_demo {
+                    return Ok(());
+                }
+            }
+            println!("\nSend more with: cargo run -q -p canopy-sim -- send events/webhook-complete.json --url {url}\nCtrl-C stops.");
+            tokio::select! {
+                result = server => result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
+        }
+        Command::Inspect => {
+            let resources = existing_resources(&aws, &cli.prefix).await?;
+            inspect::show(&aws, &resources).await
+        }
+    }
+}
+
+fn intake_env(resources: &Resources) -> IntakeEnv {
+    IntakeEnv {
+        table_name: resources.table_name.clone(),
+        fetch_queue_url: resources.fetch_queue_url.clone(),
+        notify_queue_url: resources.notify_queue_url.clone(),
+        webhook_secret_id: resources.webhook_secret_id.clone(),
+        intake: IntakeConfig::default(),
+    }
+}
+
+async fn existing_resources(
+    aws: &aws_config::SdkConfig,
+    prefix: &str,
+) -> Result<Resources, String> {
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let url = |name: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_url()
+                .queue_name(&name)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "queue {name}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })
+                .map(|o| o.queue_url.unwrap_or_default())
+        }
+    };
+    Ok(Resources {
+        table_name: format!("{prefix}-state"),
+        fetch_queue_url: url(format!("{prefix}-fetch")).await?,
+        fetch_dlq_url: url(format!("{prefix}-fetch-dlq")).await?,
+        notify_queue_url: url(format!("{prefix}-notify")).await?,
+        notify_dlq_url: url(format!("{prefix}-notify-dlq")).await?,
+        webhook_secret_id: format!("{prefix}/canopy-webhook-signing-secret"),
+    })
+}
+
+/// Turns an HTTP request into the API Gateway v2 event Lambda would get and runs the handler.
+async fn invoke_intake(
+    State(intake): State<Arc<AwsIntake>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let event = apigw_event(method.as_str(), uri.path(), &header_pairs, &body);
+    let request = match to_lambda_request(event) {
+        Ok(r) => r,
+        Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let response = webhook_intake::handle(&intake, request).await;
+    let (parts, body) = response.into_parts();
+    tracing::info!(method = %method, path = %uri.path(), status = parts.status.as_u16(), "request");
+    Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
+}
+
+/// Sends the sample events the way Canopy would, one redelivery included.
+async fn run_demo(url: &str) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let plan = [
+        ("webhook-policies-available.json", 1),
+        ("webhook-complete.json", 2),
+        ("webhook-monitoring-reconnect.json", 1),
+    ];
+    println!("\n== demo: delivering sample webhooks to {url}");
+    for (file, times) in plan {
+        let event = devkit::events::read_event(&events_dir().join(file))?;
+        let body = devkit::events::event_body(&event);
+        for attempt in 1..=times {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header(
+                    canopy_monitor::signature::SIGNATURE_HEADER,
+                    canopy_monitor::signature::sign(&body, LOCAL_SIGNING_SECRET, now),
+                )
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| format!("POST {url}: {e}"))?;
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let label = if attempt > 1 { " (redelivery)" } else { "" };
+            println!("   {file}{label}: {status} {text}");
+        }
+    }
+    Ok(())
+}
