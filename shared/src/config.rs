@@ -40,6 +40,17 @@ where
     }
 }
 
+/// The variables [`IntakeEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const INTAKE_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "NOTIFY_QUEUE_URL",
+    "WEBHOOK_SECRET_ID",
+    "SIGNATURE_TOLERANCE_SECONDS",
+    "EVENT_RETENTION_HOURS",
+    "FETCH_FALLBACK_DELAY_SECONDS",
+];
+
 /// Everything webhook-intake reads from its environment.
 #[derive(Debug, Clone)]
 pub struct IntakeEnv {

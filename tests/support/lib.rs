@@ -1,0 +1,209 @@
+//! Test support: a fresh set of resources per test on the moto server that `scripts/test.sh`
+//! starts, intake wired to it, signed deliveries, and readers for what landed.
+
+pub mod counting;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::intake::{Intake, IntakeConfig};
+use canopy_monitor::plan::PlanConfig;
+use canopy_monitor::ports::SystemClock;
+use canopy_monitor::signature::SigningSecrets;
+use canopy_monitor::work::{parse_message, WorkMessage};
+use devkit::events::{events_dir, read_event, resign, to_lambda_request, webhook_request};
+use devkit::resources::{provision, Resources};
+use devkit::{local_aws_config, LOCAL_SIGNING_SECRET};
+use lambda_http::http::StatusCode;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub use counting::RequestCounter;
+
+/// The moto endpoint the test command started.
+pub fn endpoint() -> String {
+    std::env::var("CANOPY_MONITOR_TEST_ENDPOINT").expect(
+        "CANOPY_MONITOR_TEST_ENDPOINT is not set: run the integration tests through scripts/test.sh, \
+         which starts the moto server they need",
+    )
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub type TestIntake = Intake<DynamoStore, SqsWorkQueue, SystemClock>;
+
+/// One test's own table, queues and secret on the shared moto server.
+pub struct TestEnv {
+    pub aws: aws_config::SdkConfig,
+    pub resources: Resources,
+    pub store: DynamoStore,
+    pub counter: RequestCounter,
+    pub intake: TestIntake,
+}
+
+/// Intake settings for tests: the POLICIES_AVAILABLE fallback is not delayed, so its message
+/// can be read back at once.
+pub fn test_intake_config() -> IntakeConfig {
+    IntakeConfig {
+        plan: PlanConfig {
+            fetch_fallback_delay: Duration::ZERO,
+        },
+        ..IntakeConfig::default()
+    }
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> Self {
+        Self::with_config(name, test_intake_config()).await
+    }
+
+    pub async fn with_config(name: &str, config: IntakeConfig) -> Self {
+        let aws = local_aws_config(&endpoint());
+        let prefix = format!(
+            "t-{name}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let resources = provision(&aws, &prefix, LOCAL_SIGNING_SECRET)
+            .await
+            .expect("provision test resources");
+        let counter = RequestCounter::default();
+        let intake = Self::intake_with(&aws, &resources, &counter, config.clone(), None, None);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &resources.table_name);
+        Self {
+            aws,
+            resources,
+            store,
+            counter,
+            intake,
+        }
+    }
+
+    /// Builds intake over this env's resources, with optional overrides to inject failures.
+    pub fn intake_with(
+        aws: &aws_config::SdkConfig,
+        resources: &Resources,
+        counter: &RequestCounter,
+        config: IntakeConfig,
+        table_override: Option<&str>,
+        fetch_queue_override: Option<&str>,
+    ) -> TestIntake {
+        let ddb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(aws)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(aws)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        Intake::new(
+            DynamoStore::new(ddb, table_override.unwrap_or(&resources.table_name)),
+            SqsWorkQueue::new(
+                sqs,
+                fetch_queue_override
+                    .unwrap_or(&resources.fetch_queue_url)
+                    .to_owned(),
+                resources.notify_queue_url.clone(),
+            ),
+            SystemClock,
+            SigningSecrets::new(vec![LOCAL_SIGNING_SECRET.to_owned()]).expect("secret"),
+            config,
+        )
+    }
+
+    /// Delivers `body` signed now, through the Lambda handler; returns status and JSON body.
+    pub async fn deliver(&self, body: &[u8]) -> (StatusCode, Value) {
+        deliver_to(
+            &self.intake,
+            webhook_request(body, LOCAL_SIGNING_SECRET, now()),
+        )
+        .await
+    }
+
+    /// Delivers a sample event file from `events/`, freshly signed.
+    pub async fn deliver_file(&self, name: &str) -> (StatusCode, Value) {
+        deliver_to(&self.intake, signed_sample(name)).await
+    }
+
+    pub async fn scan(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.store
+            .client()
+            .scan()
+            .table_name(self.store.table())
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default()
+    }
+
+    /// Event records (dedupe log) in the table.
+    pub async fn event_records(&self) -> Vec<HashMap<String, AttributeValue>> {
+        self.scan()
+            .await
+            .into_iter()
+            .filter(|i| {
+                i.get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("EVENT#"))
+            })
+            .collect()
+    }
+
+    /// Takes every message off a queue (for assertions at the end of a test).
+    pub async fn drain(&self, queue_url: &str) -> Vec<WorkMessage> {
+        drain_queue(&self.aws, queue_url).await
+    }
+}
+
+/// A sample event from `events/`, re-signed now with the local secret.
+pub fn signed_sample(name: &str) -> Value {
+    let mut event = read_event(&events_dir().join(name)).expect("sample event");
+    resign(&mut event, LOCAL_SIGNING_SECRET, now());
+    event
+}
+
+/// Runs an API Gateway v2 event through the intake handler.
+pub async fn deliver_to(intake: &TestIntake, event: Value) -> (StatusCode, Value) {
+    let request = to_lambda_request(event).expect("API Gateway v2 event");
+    let response = webhook_intake::handle(intake, request).await;
+    let status = response.status();
+    let body = serde_json::from_slice(response.body().as_ref()).expect("JSON response body");
+    (status, body)
+}
+
+/// Receives until the queue is empty; each message is parsed as a work message.
+pub async fn drain_queue(aws: &aws_config::SdkConfig, queue_url: &str) -> Vec<WorkMessage> {
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let mut out = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            return out;
+        }
+        for m in received {
+            out.push(parse_message(m.body.as_deref().unwrap_or_default()).expect("work message"));
+        }
+    }
+}
+
+/// Reads a string attribute of an item.
+pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, key: &str) -> Option<&'a str> {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
