@@ -6,11 +6,15 @@
 //! Lambda events to the services defined here.
 
 pub mod adapters;
+pub mod canopy;
 pub mod config;
 pub mod event;
+pub mod fetcher;
 pub mod intake;
 pub mod observability;
 pub mod plan;
+pub mod pull_data;
+pub mod retry;
 pub mod ports;
 pub mod records;
 pub mod signature;

@@ -107,3 +107,13 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 }
+
+/// Puts a received message back on its queue after `delay` (SQS: ChangeMessageVisibility).
+#[async_trait]
+pub trait MessageVisibility: Send + Sync {
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), PortError>;
+}

@@ -44,6 +44,23 @@ pub struct PullRecord {
     pub last_event_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen_at: Option<String>,
+    // What the fetcher did (see `fetcher`).
+    /// `FETCHED` or `FAILED` (permanently); absent before the first fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<String>,
+    /// Set when the fetch followed COMPLETE, so its data includes documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_complete_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_error_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_lease_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_lease_expires_at: Option<i64>,
 }
 
 /// What we know of a monitoring.
@@ -71,6 +88,13 @@ pub struct MonitoringRecord {
     pub last_event_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen_at: Option<String>,
+    /// The newest pull whose data is stored (by the pull's `created_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_data_pull_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_data_created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_data_fetched_at: Option<String>,
 }
 
 fn set_some<T: Clone>(field: &mut Option<T>, value: &Option<T>) {

@@ -1,8 +1,11 @@
 //! In-memory adapters for unit tests and benchmarks: the same port contracts, no I/O.
 //! Failures can be injected to exercise the error paths.
 
+use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, FAILED, FETCHED};
 use crate::plan::{MonitoringUpdate, PullUpdate};
-use crate::ports::{ClaimResult, Clock, EventClaim, IntakeStore, PortError, WorkQueue};
+use crate::ports::{ClaimResult, Clock, EventClaim, IntakeStore, MessageVisibility, PortError, WorkQueue};
+use crate::pull_data::PreparedPull;
+use crate::work::FetchTrigger;
 use crate::records::{MonitoringRecord, PullRecord};
 use crate::work::Outgoing;
 use async_trait::async_trait;
@@ -26,6 +29,10 @@ pub struct MemoryState {
     pub events: HashMap<String, EventRecord>,
     pub pulls: HashMap<String, PullRecord>,
     pub monitorings: HashMap<String, MonitoringRecord>,
+    /// Stored pull data by pull id.
+    pub pull_data: HashMap<String, crate::pull_data::PreparedPull>,
+    /// (monitoring id, pull id) of each recorded refresh.
+    pub refreshes: Vec<(String, String)>,
     /// Number of calls per operation name, to count requests.
     pub calls: HashMap<&'static str, usize>,
     /// Operation names that fail with `Unavailable` from now on.
@@ -143,6 +150,104 @@ impl IntakeStore for MemoryStore {
             .entry(update.monitoring_id.clone())
             .or_default()
             .apply(update);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PullDataStore for MemoryStore {
+    async fn claim_fetch(
+        &self,
+        pull_id: &str,
+        trigger: FetchTrigger,
+        lease_id: &str,
+        now: i64,
+        lease_expires_at: i64,
+    ) -> Result<FetchClaim, PortError> {
+        let mut state = self.enter("claim_fetch")?;
+        let record = state.pulls.entry(pull_id.to_owned()).or_default();
+        if let Err(reason) = fetch_decision(Some(record), trigger, now) {
+            return Ok(FetchClaim::Skip(reason));
+        }
+        record.pull_id = pull_id.to_owned();
+        record.fetch_lease_id = Some(lease_id.to_owned());
+        record.fetch_lease_expires_at = Some(lease_expires_at);
+        Ok(FetchClaim::Claimed)
+    }
+
+    async fn store_pull_data(&self, pull_id: &str, data: &PreparedPull, _at: &str) -> Result<(), PortError> {
+        let mut state = self.enter("store_pull_data")?;
+        state.pull_data.insert(pull_id.to_owned(), data.clone());
+        Ok(())
+    }
+
+    async fn record_refresh(
+        &self,
+        monitoring_id: &str,
+        pull_id: &str,
+        _created_at: Option<&str>,
+        _fetched_at: &str,
+    ) -> Result<(), PortError> {
+        let mut state = self.enter("record_refresh")?;
+        state.refreshes.push((monitoring_id.to_owned(), pull_id.to_owned()));
+        Ok(())
+    }
+
+    async fn finish_fetch(&self, pull_id: &str, lease_id: &str, trigger: FetchTrigger, at: &str) -> Result<(), PortError> {
+        let mut state = self.enter("finish_fetch")?;
+        let record = leased(&mut state, pull_id, lease_id)?;
+        record.fetch_status = Some(FETCHED.to_owned());
+        record.fetched_at = Some(at.to_owned());
+        if trigger == FetchTrigger::Complete {
+            record.fetched_complete_at = Some(at.to_owned());
+        }
+        record.fetch_lease_id = None;
+        record.fetch_lease_expires_at = None;
+        record.fetch_error = None;
+        Ok(())
+    }
+
+    async fn release_fetch(&self, pull_id: &str, lease_id: &str, reason: &str, at: &str) -> Result<(), PortError> {
+        let mut state = self.enter("release_fetch")?;
+        let record = leased(&mut state, pull_id, lease_id)?;
+        record.fetch_lease_id = None;
+        record.fetch_lease_expires_at = None;
+        record.fetch_error = Some(reason.to_owned());
+        record.fetch_error_at = Some(at.to_owned());
+        Ok(())
+    }
+
+    async fn fail_fetch(&self, pull_id: &str, lease_id: &str, code: &str, at: &str) -> Result<(), PortError> {
+        let mut state = self.enter("fail_fetch")?;
+        let record = leased(&mut state, pull_id, lease_id)?;
+        record.fetch_status = Some(FAILED.to_owned());
+        record.fetch_error = Some(code.to_owned());
+        record.fetch_error_at = Some(at.to_owned());
+        record.fetch_lease_id = None;
+        record.fetch_lease_expires_at = None;
+        Ok(())
+    }
+}
+
+fn leased<'a>(state: &'a mut MemoryState, pull_id: &str, lease_id: &str) -> Result<&'a mut PullRecord, PortError> {
+    state
+        .pulls
+        .get_mut(pull_id)
+        .filter(|r| r.fetch_lease_id.as_deref() == Some(lease_id))
+        .ok_or_else(|| PortError::unavailable("memory", "fetch lease lost"))
+}
+
+/// A [`MessageVisibility`] that records the delays asked for.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryVisibility(pub Arc<Mutex<Vec<(String, std::time::Duration)>>>);
+
+#[async_trait]
+impl MessageVisibility for MemoryVisibility {
+    async fn retry_after(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), PortError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((receipt_handle.to_owned(), delay));
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod dynamo;
+pub mod dynamo_pulls;
 pub mod memory;
 pub mod secrets;
 pub mod sqs;

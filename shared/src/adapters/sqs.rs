@@ -57,3 +57,37 @@ impl WorkQueue for SqsWorkQueue {
         Ok(())
     }
 }
+
+/// Delays a received message's next delivery by changing its visibility timeout.
+#[derive(Debug, Clone)]
+pub struct SqsVisibility {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsVisibility {
+    pub fn new(client: Client, queue_url: String) -> Self {
+        Self { client, queue_url }
+    }
+}
+
+#[async_trait]
+impl crate::ports::MessageVisibility for SqsVisibility {
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), PortError> {
+        // SQS caps visibility at 12 hours.
+        let secs = delay.as_secs().min(43_200) as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| port_error("sqs", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The pull fetcher: one GET per refreshed pull, stored whole, whatever SQS redelivers.
+//!
+//! Exactly once per refresh. Before fetching, the fetcher *claims* the fetch on the pull's state
+//! item with one conditional update (a lease, like intake's). The claim is refused when:
+//! - the pull's data after COMPLETE is already stored (any trigger);
+//! - the trigger is the POLICIES_AVAILABLE fallback and the pull already has data, or its
+//!   COMPLETE has been recorded (COMPLETE's own message fetches it, documents included);
+//! - the pull failed permanently (404, 400);
+//! - another attempt holds an unexpired lease (its message will be retried if it fails).
+//!
+//! A refused claim is a success for SQS (the message is deleted). After the GET the data is
+//! written (parts first, then the summary that commits them), the monitoring is linked, and
+//! the fetch is marked done. Retryable failures release the lease and go back to the queue
+//! with a delay; permanent ones are recorded on the pull and the message is deleted.
+
+use crate::canopy::{CanopyApi, CanopyError};
+use crate::ports::{Clock, PortError};
+use crate::pull_data::{prepare, PreparedPull};
+use crate::records::PullRecord;
+use crate::time_fmt::format_ts;
+use crate::work::{FetchPullJob, FetchTrigger};
+use async_trait::async_trait;
+use std::time::Duration;
+
+pub const FETCHED: &str = "FETCHED";
+pub const FAILED: &str = "FAILED";
+
+/// Why a fetch was not needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    AlreadyFetched,
+    CompleteWillFetch,
+    FailedPermanently,
+    InFlight,
+}
+
+impl SkipReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SkipReason::AlreadyFetched => "already_fetched",
+            SkipReason::CompleteWillFetch => "complete_will_fetch",
+            SkipReason::FailedPermanently => "failed_permanently",
+            SkipReason::InFlight => "in_flight",
+        }
+    }
+}
+
+/// The claim rule (module docs) over the stored state; `Ok` means fetch.
+pub fn fetch_decision(
+    state: Option<&PullRecord>,
+    trigger: FetchTrigger,
+    now: i64,
+) -> Result<(), SkipReason> {
+    let Some(state) = state else { return Ok(()) };
+    if state.fetched_complete_at.is_some() {
+        return Err(SkipReason::AlreadyFetched);
+    }
+    if state.fetch_status.as_deref() == Some(FAILED) {
+        return Err(SkipReason::FailedPermanently);
+    }
+    if trigger == FetchTrigger::PoliciesAvailable {
+        if state.fetched_at.is_some() {
+            return Err(SkipReason::AlreadyFetched);
+        }
+        if state.completed_at.is_some() {
+            return Err(SkipReason::CompleteWillFetch);
+        }
+    }
+    if state.fetch_lease_expires_at.is_some_and(|expires| expires >= now) {
+        return Err(SkipReason::InFlight);
+    }
+    Ok(())
+}
+
+/// The result of a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchClaim {
+    Claimed,
+    Skip(SkipReason),
+}
+
+/// What the fetcher needs from storage.
+#[async_trait]
+pub trait PullDataStore: Send + Sync {
+    async fn claim_fetch(
+        &self,
+        pull_id: &str,
+        trigger: FetchTrigger,
+        lease_id: &str,
+        now: i64,
+        lease_expires_at: i64,
+    ) -> Result<FetchClaim, PortError>;
+    /// Writes the data items (idempotent: a retry rewrites the same items).
+    async fn store_pull_data(
+        &self,
+        pull_id: &str,
+        data: &PreparedPull,
+        fetched_at: &str,
+    ) -> Result<(), PortError>;
+    /// Links the pull to its monitoring: refresh history, and the latest data if newer.
+    async fn record_refresh(
+        &self,
+        monitoring_id: &str,
+        pull_id: &str,
+        created_at: Option<&str>,
+        fetched_at: &str,
+    ) -> Result<(), PortError>;
+    async fn finish_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        trigger: FetchTrigger,
+        at: &str,
+    ) -> Result<(), PortError>;
+    /// Gives the lease up after a retryable failure, noting why.
+    async fn release_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<(), PortError>;
+    /// Records a permanent failure; no further fetch of this pull will be tried.
+    async fn fail_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        code: &str,
+        at: &str,
+    ) -> Result<(), PortError>;
+}
+
+/// What happened to one fetch job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    Stored { json_bytes: usize, parts: usize },
+    Skipped(SkipReason),
+    /// Canopy will never answer this one (recorded on the pull).
+    FailedPermanently { code: String },
+}
+
+/// A fetch that should be tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Canopy(CanopyError),
+    #[error(transparent)]
+    Store(#[from] PortError),
+}
+
+impl FetchError {
+    /// The minimum delay the other side asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Canopy(CanopyError::RetryLater { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Fetcher settings.
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    /// How long an attempt owns a fetch: longer than the function timeout.
+    pub lease: Duration,
+}
+
+impl Default for FetcherConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(90),
+        }
+    }
+}
+
+pub struct PullFetcher<S, A, C> {
+    store: S,
+    canopy: A,
+    clock: C,
+    config: FetcherConfig,
+}
+
+impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
+    pub fn new(store: S, canopy: A, clock: C, config: FetcherConfig) -> Self {
+        Self {
+            store,
+            canopy,
+            clock,
+            config,
+        }
+    }
+
+    pub async fn fetch(&self, job: &FetchPullJob) -> Result<FetchOutcome, FetchError> {
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now().unix_timestamp();
+        let lease_secs = i64::try_from(self.config.lease.as_secs()).unwrap_or(90);
+        match self
+            .store
+            .claim_fetch(&job.pull_id, job.trigger, &lease_id, now, now + lease_secs)
+            .await?
+        {
+            FetchClaim::Skip(reason) => return Ok(FetchOutcome::Skipped(reason)),
+            FetchClaim::Claimed => {}
+        }
+        let at = || format_ts(self.clock.now());
+        match self.canopy.get_pull(&job.pull_id).await {
+            Ok(pull) => {
+                let prepared = prepare(&job.pull_id, &pull);
+                let stored = self.store_all(job, &lease_id, &prepared, &at()).await;
+                if let Err(err) = stored {
+                    self.release(job, &lease_id, "store_failed", &at()).await;
+                    return Err(err.into());
+                }
+                Ok(FetchOutcome::Stored {
+                    json_bytes: prepared.json_bytes,
+                    parts: prepared.parts.len(),
+                })
+            }
+            Err(CanopyError::Permanent { code, .. }) => {
+                self.store
+                    .fail_fetch(&job.pull_id, &lease_id, &code, &at())
+                    .await?;
+                Ok(FetchOutcome::FailedPermanently { code })
+            }
+            Err(err) => {
+                self.release(job, &lease_id, err.code(), &at()).await;
+                Err(FetchError::Canopy(err))
+            }
+        }
+    }
+
+    async fn store_all(
+        &self,
+        job: &FetchPullJob,
+        lease_id: &str,
+        prepared: &PreparedPull,
+        at: &str,
+    ) -> Result<(), PortError> {
+        self.store
+            .store_pull_data(&job.pull_id, prepared, at)
+            .await?;
+        if let Some(monitoring_id) = &job.monitoring_id {
+            self.store
+                .record_refresh(
+                    monitoring_id,
+                    &job.pull_id,
+                    prepared.summary.created_at.as_deref(),
+                    at,
+                )
+                .await?;
+        }
+        self.store
+            .finish_fetch(&job.pull_id, lease_id, job.trigger, at)
+            .await
+    }
+
+    async fn release(&self, job: &FetchPullJob, lease_id: &str, reason: &str, at: &str) {
+        // If this fails too, the lease simply runs out before the message's next receive.
+        if let Err(e) = self
+            .store
+            .release_fetch(&job.pull_id, lease_id, reason, at)
+            .await
+        {
+            tracing::warn!(pull_id = %job.pull_id, error = %e, "could not release the fetch lease");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(f: impl FnOnce(&mut PullRecord)) -> PullRecord {
+        let mut r = PullRecord::default();
+        f(&mut r);
+        r
+    }
+
+    #[test]
+    fn decisions() {
+        use FetchTrigger::*;
+        let now = 1000;
+        assert_eq!(fetch_decision(None, Complete, now), Ok(()));
+        let fresh = state(|_| {});
+        assert_eq!(fetch_decision(Some(&fresh), PoliciesAvailable, now), Ok(()));
+        let completed = state(|r| r.completed_at = Some("t".into()));
+        assert_eq!(fetch_decision(Some(&completed), PoliciesAvailable, now), Err(SkipReason::CompleteWillFetch));
+        assert_eq!(fetch_decision(Some(&completed), Complete, now), Ok(()));
+        let fallback_done = state(|r| r.fetched_at = Some("t".into()));
+        assert_eq!(fetch_decision(Some(&fallback_done), PoliciesAvailable, now), Err(SkipReason::AlreadyFetched));
+        assert_eq!(fetch_decision(Some(&fallback_done), Complete, now), Ok(()), "COMPLETE brings documents");
+        let done = state(|r| { r.fetched_at = Some("t".into()); r.fetched_complete_at = Some("t".into()); });
+        assert_eq!(fetch_decision(Some(&done), Complete, now), Err(SkipReason::AlreadyFetched));
+        let failed = state(|r| r.fetch_status = Some(FAILED.into()));
+        assert_eq!(fetch_decision(Some(&failed), Complete, now), Err(SkipReason::FailedPermanently));
+        let leased = state(|r| r.fetch_lease_expires_at = Some(now));
+        assert_eq!(fetch_decision(Some(&leased), Complete, now), Err(SkipReason::InFlight));
+        let expired = state(|r| r.fetch_lease_expires_at = Some(now - 1));
+        assert_eq!(fetch_decision(Some(&expired), Complete, now), Ok(()));
+    }
+}
