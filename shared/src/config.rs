@@ -98,3 +98,66 @@ impl IntakeEnv {
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
+
+/// The variables [`FetcherEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const FETCHER_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_CAP_SECONDS",
+];
+
+/// How to reach Canopy's API.
+#[derive(Debug, Clone)]
+pub struct CanopyEnv {
+    pub base_url: String,
+    pub team_id: String,
+    /// ARN or name of the secret `{"client_id": "...", "client_secret": "..."}`.
+    pub api_secret_id: String,
+    pub timeout: Duration,
+}
+
+impl CanopyEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: parsed_or("CANOPY_BASE_URL", crate::canopy::DEFAULT_BASE_URL.to_owned())?,
+            team_id: required("CANOPY_TEAM_ID")?,
+            api_secret_id: required("CANOPY_API_SECRET_ID")?,
+            timeout: Duration::from_secs(parsed_or("CANOPY_TIMEOUT_SECONDS", 10)?),
+        })
+    }
+}
+
+/// Backoff settings of a queue consumer.
+pub fn retry_policy_from_env() -> Result<crate::retry::RetryPolicy, ConfigError> {
+    let defaults = crate::retry::RetryPolicy::default();
+    Ok(crate::retry::RetryPolicy {
+        base: Duration::from_secs(parsed_or("RETRY_BASE_SECONDS", defaults.base.as_secs())?),
+        cap: Duration::from_secs(parsed_or("RETRY_CAP_SECONDS", defaults.cap.as_secs())?),
+    })
+}
+
+/// Everything pull-fetcher reads from its environment.
+#[derive(Debug, Clone)]
+pub struct FetcherEnv {
+    pub table_name: String,
+    /// The queue the fetcher consumes (to delay retries).
+    pub fetch_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub retry: crate::retry::RetryPolicy,
+}
+
+impl FetcherEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            retry: retry_policy_from_env()?,
+        })
+    }
+}

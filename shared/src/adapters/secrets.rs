@@ -32,3 +32,15 @@ pub async fn load_signing_secrets(
         detail: e.to_string(),
     })
 }
+
+/// Loads the Canopy API credentials: `{"client_id": "...", "client_secret": "..."}`.
+pub async fn load_canopy_credentials(
+    client: &Client,
+    secret_id: &str,
+) -> Result<crate::canopy::CanopyCredentials, ConfigError> {
+    let value = read_secret_string(client, secret_id).await?;
+    serde_json::from_str(&value).map_err(|_| ConfigError::Secret {
+        secret: secret_id.to_owned(),
+        detail: "expected {\"client_id\": ..., \"client_secret\": ...}".to_owned(),
+    })
+}

@@ -1,0 +1,294 @@
+//! The pull-fetcher handler: an SQS batch in, one [`PullFetcher::fetch`] per message, the
+//! failed ones reported back (`ReportBatchItemFailures`) and delayed with backoff. Successes,
+//! skips and permanent failures are acknowledged; nothing is swallowed: every failure is
+//! either retried, recorded on the pull, or left for the dead-letter queue.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
+use canopy_monitor::canopy::{CanopyApi, CanopyClient};
+use canopy_monitor::config::{ConfigError, FetcherEnv};
+use canopy_monitor::fetcher::{FetchError, FetchOutcome, FetcherConfig, PullDataStore, PullFetcher};
+use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
+use canopy_monitor::retry::RetryPolicy;
+use canopy_monitor::work::{parse_message, MessageError, WorkMessage};
+use futures::StreamExt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// Messages of one batch processed at once: enough to overlap Canopy round trips, few enough
+/// to stay gentle with Canopy (the event source mapping also caps concurrent functions).
+const CONCURRENCY: usize = 4;
+
+/// Why one message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Unreadable(#[from] MessageError),
+    #[error("a {0} message does not belong on the fetch queue")]
+    WrongQueue(&'static str),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+/// The consumer: the fetcher, how to delay retries, and the backoff.
+pub struct FetchConsumer<S, A, C, V> {
+    pub fetcher: PullFetcher<S, A, C>,
+    pub visibility: V,
+    pub retry: RetryPolicy,
+}
+
+pub type AwsFetchConsumer = FetchConsumer<DynamoStore, CanopyClient, SystemClock, SqsVisibility>;
+
+/// Builds the consumer from the environment (see the README's configuration table).
+pub async fn fetcher_from_env(aws: &aws_config::SdkConfig) -> Result<AwsFetchConsumer, ConfigError> {
+    fetcher_from(FetcherEnv::from_env()?, aws).await
+}
+
+/// Builds the consumer from explicit settings.
+pub async fn fetcher_from(env: FetcherEnv, aws: &aws_config::SdkConfig) -> Result<AwsFetchConsumer, ConfigError> {
+    let credentials = secrets::load_canopy_credentials(
+        &aws_sdk_secretsmanager::Client::new(aws),
+        &env.canopy.api_secret_id,
+    )
+    .await?;
+    let canopy = CanopyClient::new(&env.canopy.base_url, &env.canopy.team_id, credentials, env.canopy.timeout)
+        .map_err(|e| ConfigError::Invalid {
+            name: "CANOPY_BASE_URL",
+            detail: e.to_string(),
+        })?;
+    Ok(FetchConsumer {
+        fetcher: PullFetcher::new(
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
+            canopy,
+            SystemClock,
+            FetcherConfig::default(),
+        ),
+        visibility: SqsVisibility::new(aws_sdk_sqs::Client::new(aws), env.fetch_queue_url),
+        retry: env.retry,
+    })
+}
+
+impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsumer<S, A, C, V> {
+    /// Handles one SQS batch.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
+            .map(|record| self.handle_record(record))
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|failure| async move { failure })
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        response
+    }
+
+    async fn handle_record(&self, record: SqsMessage) -> Option<BatchItemFailure> {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        match self.process(&record).await {
+            Ok(()) => None,
+            Err(err) => {
+                let receive_count = record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .unwrap_or(1);
+                let retry_after = match &err {
+                    RecordError::Fetch(fetch) => fetch.retry_after(),
+                    _ => None,
+                };
+                let delay = self.retry.delay(receive_count, retry_after, seed(&message_id));
+                tracing::warn!(%message_id, receive_count, delay_secs = delay.as_secs(), error = %err, "fetch failed; will retry");
+                if let Some(receipt) = record.receipt_handle.as_deref() {
+                    if let Err(e) = self.visibility.retry_after(receipt, delay).await {
+                        // The queue's own visibility timeout then decides when it returns.
+                        tracing::warn!(%message_id, error = %e, "could not delay the retry");
+                    }
+                }
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                Some(failure)
+            }
+        }
+    }
+
+    async fn process(&self, record: &SqsMessage) -> Result<(), RecordError> {
+        let message = parse_message(record.body.as_deref().unwrap_or_default())?;
+        let job = match message {
+            WorkMessage::FetchPull(job) => job,
+            other => return Err(RecordError::WrongQueue(other.kind())),
+        };
+        let outcome = self.fetcher.fetch(&job).await?;
+        match &outcome {
+            FetchOutcome::Stored { json_bytes, parts } => {
+                tracing::info!(pull_id = %job.pull_id, trigger = ?job.trigger, json_bytes, parts, "pull stored")
+            }
+            FetchOutcome::Skipped(reason) => {
+                tracing::info!(pull_id = %job.pull_id, trigger = ?job.trigger, reason = reason.as_str(), "fetch skipped")
+            }
+            FetchOutcome::FailedPermanently { code } => {
+                tracing::error!(pull_id = %job.pull_id, %code, "Canopy will not serve this pull; recorded on the pull")
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seed(message_id: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    message_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use canopy_monitor::adapters::memory::{FixedClock, MemoryStore, MemoryVisibility};
+    use canopy_monitor::canopy::{CanopyError, ReconnectToken};
+    use canopy_monitor::work::{FetchPullJob, FetchTrigger};
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A scripted Canopy: answers per pull id, counting calls.
+    #[derive(Clone, Default)]
+    struct ScriptedCanopy {
+        answers: Arc<Mutex<HashMap<String, Vec<Result<Value, CanopyError>>>>>,
+        calls: Arc<Mutex<usize>>,
+    }
+
+    #[async_trait]
+    impl CanopyApi for ScriptedCanopy {
+        async fn get_pull(&self, pull_id: &str) -> Result<Value, CanopyError> {
+            *self.calls.lock().unwrap() += 1;
+            let mut answers = self.answers.lock().unwrap();
+            let script = answers.entry(pull_id.to_owned()).or_default();
+            if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script.first().cloned().unwrap_or_else(|| Ok(json!({"pull_id": pull_id, "status": "SUCCESS"})))
+            }
+        }
+        async fn reconnect_token(&self, _: &str) -> Result<ReconnectToken, CanopyError> {
+            unreachable!("the fetcher never asks for tokens")
+        }
+    }
+
+    fn consumer(canopy: ScriptedCanopy) -> (FetchConsumer<MemoryStore, ScriptedCanopy, FixedClock, MemoryVisibility>, MemoryStore, MemoryVisibility) {
+        let store = MemoryStore::default();
+        let visibility = MemoryVisibility::default();
+        let consumer = FetchConsumer {
+            fetcher: PullFetcher::new(store.clone(), canopy, FixedClock::at_unix(1_764_115_200), FetcherConfig::default()),
+            visibility: visibility.clone(),
+            retry: RetryPolicy::default(),
+        };
+        (consumer, store, visibility)
+    }
+
+    fn record(id: &str, pull_id: &str, trigger: FetchTrigger, receive_count: u32) -> SqsMessage {
+        let body = WorkMessage::FetchPull(FetchPullJob {
+            pull_id: pull_id.into(),
+            monitoring_id: Some("m1".into()),
+            initial_pull_id: None,
+            trigger,
+            event_key: "k".into(),
+            requested_at: "t".into(),
+        })
+        .to_json();
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.receipt_handle = Some(format!("rh-{id}"));
+        m.body = Some(body);
+        m.attributes.insert("ApproximateReceiveCount".into(), receive_count.to_string());
+        m
+    }
+
+    fn batch(records: Vec<SqsMessage>) -> SqsEvent {
+        let mut e = SqsEvent::default();
+        e.records = records;
+        e
+    }
+
+    fn failed_ids(r: &SqsBatchResponse) -> Vec<String> {
+        let mut ids: Vec<String> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn one_get_for_a_refresh_however_many_messages() {
+        let canopy = ScriptedCanopy::default();
+        let (consumer, store, _) = consumer(canopy.clone());
+        let response = consumer
+            .handle(batch(vec![
+                record("a", "p1", FetchTrigger::Complete, 1),
+                record("b", "p1", FetchTrigger::Complete, 1),
+                record("c", "p1", FetchTrigger::PoliciesAvailable, 1),
+            ]))
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(*canopy.calls.lock().unwrap(), 1);
+        assert!(store.state().pull_data.contains_key("p1"));
+        assert_eq!(store.state().refreshes, vec![("m1".to_owned(), "p1".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_reported_and_delayed() {
+        let canopy = ScriptedCanopy::default();
+        canopy.answers.lock().unwrap().insert(
+            "p1".into(),
+            vec![Err(CanopyError::RetryLater { reason: "429".into(), retry_after: Some(Duration::from_secs(600)) }), Ok(json!({"pull_id": "p1"}))],
+        );
+        let (consumer, store, visibility) = consumer(canopy.clone());
+        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)])).await;
+        assert_eq!(failed_ids(&response), vec!["a"]);
+        assert_eq!(visibility.0.lock().unwrap().clone(), vec![("rh-a".to_owned(), Duration::from_secs(600))]);
+        assert_eq!(store.state().pulls["p1"].fetch_lease_id, None, "lease released");
+        // The redelivery succeeds.
+        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 3)])).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(*canopy.calls.lock().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_recorded_and_acknowledged() {
+        let canopy = ScriptedCanopy::default();
+        canopy.answers.lock().unwrap().insert(
+            "gone".into(),
+            vec![Err(CanopyError::Permanent { status: 404, code: "NOT_FOUND".into() })],
+        );
+        let (consumer, store, _) = consumer(canopy.clone());
+        let response = consumer.handle(batch(vec![record("a", "gone", FetchTrigger::Complete, 1)])).await;
+        assert!(response.batch_item_failures.is_empty());
+        let state = store.state();
+        assert_eq!(state.pulls["gone"].fetch_status.as_deref(), Some("FAILED"));
+        assert_eq!(state.pulls["gone"].fetch_error.as_deref(), Some("NOT_FOUND"));
+        drop(state);
+        // And it is not tried again.
+        consumer.handle(batch(vec![record("b", "gone", FetchTrigger::Complete, 1)])).await;
+        assert_eq!(*canopy.calls.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn unreadable_and_misrouted_messages_fail_visibly() {
+        let (consumer, _, _) = consumer(ScriptedCanopy::default());
+        let mut garbage = record("g", "p", FetchTrigger::Complete, 1);
+        garbage.body = Some("not json".into());
+        let response = consumer.handle(batch(vec![garbage])).await;
+        assert_eq!(failed_ids(&response), vec!["g"]);
+    }
+
+    #[tokio::test]
+    async fn a_storage_failure_is_retried_and_releases_the_lease() {
+        let canopy = ScriptedCanopy::default();
+        let (consumer, store, _) = consumer(canopy.clone());
+        store.fail("store_pull_data");
+        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 1)])).await;
+        assert_eq!(failed_ids(&response), vec!["a"]);
+        assert_eq!(store.state().pulls["p1"].fetch_lease_id, None);
+        store.heal();
+        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)])).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert!(store.state().pull_data.contains_key("p1"));
+    }
+}
