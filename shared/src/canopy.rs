@@ -47,7 +47,9 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> CanopyEr
     match status {
         429 => CanopyError::RetryLater {
             reason: format!("429 {code}"),
-            retry_after: retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs),
+            retry_after: retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
         },
         500..=599 => CanopyError::RetryLater {
             reason: format!("{status} {code}"),
@@ -137,7 +139,10 @@ impl CanopyClient {
         let response = self
             .http
             .get(&url)
-            .basic_auth(&self.credentials.client_id, Some(&self.credentials.client_secret))
+            .basic_auth(
+                &self.credentials.client_id,
+                Some(&self.credentials.client_secret),
+            )
             .send()
             .await
             .map_err(|e| CanopyError::RetryLater {
@@ -150,10 +155,13 @@ impl CanopyClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| CanopyError::RetryLater {
-            reason: transport_reason(&e),
-            retry_after: None,
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CanopyError::RetryLater {
+                reason: transport_reason(&e),
+                retry_after: None,
+            })?;
         if !(200..300).contains(&status) {
             return Err(classify(status, retry_after.as_deref(), &body));
         }
@@ -211,30 +219,64 @@ mod tests {
                 retry_after: Some(Duration::from_secs(12))
             }
         );
-        assert!(matches!(classify(503, None, b"oops"), CanopyError::RetryLater { retry_after: None, .. }));
+        assert!(matches!(
+            classify(503, None, b"oops"),
+            CanopyError::RetryLater {
+                retry_after: None,
+                ..
+            }
+        ));
         assert_eq!(
             classify(404, None, br#"{"error":"NOT_FOUND"}"#),
-            CanopyError::Permanent { status: 404, code: "NOT_FOUND".into() }
+            CanopyError::Permanent {
+                status: 404,
+                code: "NOT_FOUND".into()
+            }
         );
         assert_eq!(
             classify(400, None, br#"{"error":"VALIDATION_ERROR"}"#),
-            CanopyError::Permanent { status: 400, code: "VALIDATION_ERROR".into() }
+            CanopyError::Permanent {
+                status: 400,
+                code: "VALIDATION_ERROR".into()
+            }
         );
         assert_eq!(
             classify(400, None, br#"{"error":"INCORRECT_API_KEY_TYPE"}"#),
-            CanopyError::Misconfigured { status: 400, code: "INCORRECT_API_KEY_TYPE".into() }
+            CanopyError::Misconfigured {
+                status: 400,
+                code: "INCORRECT_API_KEY_TYPE".into()
+            }
         );
-        assert!(matches!(classify(401, None, br#"{"error":"UNAUTHORIZED"}"#), CanopyError::Misconfigured { .. }));
-        assert!(matches!(classify(403, None, br#"{"error":"SUBSCRIPTION_INACTIVE"}"#), CanopyError::Misconfigured { .. }));
+        assert!(matches!(
+            classify(401, None, br#"{"error":"UNAUTHORIZED"}"#),
+            CanopyError::Misconfigured { .. }
+        ));
+        assert!(matches!(
+            classify(403, None, br#"{"error":"SUBSCRIPTION_INACTIVE"}"#),
+            CanopyError::Misconfigured { .. }
+        ));
         // An HTTP-date Retry-After is not understood: the caller's own backoff applies.
-        assert!(matches!(classify(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), b""), CanopyError::RetryLater { retry_after: None, .. }));
+        assert!(matches!(
+            classify(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), b""),
+            CanopyError::RetryLater {
+                retry_after: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn debug_hides_credentials() {
-        let c = CanopyCredentials { client_id: "id".into(), client_secret: "s3cret".into() };
+        let c = CanopyCredentials {
+            client_id: "id".into(),
+            client_secret: "s3cret".into(),
+        };
         assert!(!format!("{c:?}").contains("s3cret"));
-        let t = ReconnectToken { pull_id: None, reconnect_url: "https://x/r?t=tok".into(), reconnect_token: "tok".into() };
+        let t = ReconnectToken {
+            pull_id: None,
+            reconnect_url: "https://x/r?t=tok".into(),
+            reconnect_token: "tok".into(),
+        };
         assert!(!format!("{t:?}").contains("tok"));
     }
 }

@@ -124,7 +124,10 @@ pub struct CanopyEnv {
 impl CanopyEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            base_url: parsed_or("CANOPY_BASE_URL", crate::canopy::DEFAULT_BASE_URL.to_owned())?,
+            base_url: parsed_or(
+                "CANOPY_BASE_URL",
+                crate::canopy::DEFAULT_BASE_URL.to_owned(),
+            )?,
             team_id: required("CANOPY_TEAM_ID")?,
             api_secret_id: required("CANOPY_API_SECRET_ID")?,
             timeout: Duration::from_secs(parsed_or("CANOPY_TIMEOUT_SECONDS", 10)?),

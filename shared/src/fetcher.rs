@@ -66,7 +66,10 @@ pub fn fetch_decision(
             return Err(SkipReason::CompleteWillFetch);
         }
     }
-    if state.fetch_lease_expires_at.is_some_and(|expires| expires >= now) {
+    if state
+        .fetch_lease_expires_at
+        .is_some_and(|expires| expires >= now)
+    {
         return Err(SkipReason::InFlight);
     }
     Ok(())
@@ -133,10 +136,15 @@ pub trait PullDataStore: Send + Sync {
 /// What happened to one fetch job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchOutcome {
-    Stored { json_bytes: usize, parts: usize },
+    Stored {
+        json_bytes: usize,
+        parts: usize,
+    },
     Skipped(SkipReason),
     /// Canopy will never answer this one (recorded on the pull).
-    FailedPermanently { code: String },
+    FailedPermanently {
+        code: String,
+    },
 }
 
 /// A fetch that should be tried again.
@@ -284,17 +292,39 @@ mod tests {
         let fresh = state(|_| {});
         assert_eq!(fetch_decision(Some(&fresh), PoliciesAvailable, now), Ok(()));
         let completed = state(|r| r.completed_at = Some("t".into()));
-        assert_eq!(fetch_decision(Some(&completed), PoliciesAvailable, now), Err(SkipReason::CompleteWillFetch));
+        assert_eq!(
+            fetch_decision(Some(&completed), PoliciesAvailable, now),
+            Err(SkipReason::CompleteWillFetch)
+        );
         assert_eq!(fetch_decision(Some(&completed), Complete, now), Ok(()));
         let fallback_done = state(|r| r.fetched_at = Some("t".into()));
-        assert_eq!(fetch_decision(Some(&fallback_done), PoliciesAvailable, now), Err(SkipReason::AlreadyFetched));
-        assert_eq!(fetch_decision(Some(&fallback_done), Complete, now), Ok(()), "COMPLETE brings documents");
-        let done = state(|r| { r.fetched_at = Some("t".into()); r.fetched_complete_at = Some("t".into()); });
-        assert_eq!(fetch_decision(Some(&done), Complete, now), Err(SkipReason::AlreadyFetched));
+        assert_eq!(
+            fetch_decision(Some(&fallback_done), PoliciesAvailable, now),
+            Err(SkipReason::AlreadyFetched)
+        );
+        assert_eq!(
+            fetch_decision(Some(&fallback_done), Complete, now),
+            Ok(()),
+            "COMPLETE brings documents"
+        );
+        let done = state(|r| {
+            r.fetched_at = Some("t".into());
+            r.fetched_complete_at = Some("t".into());
+        });
+        assert_eq!(
+            fetch_decision(Some(&done), Complete, now),
+            Err(SkipReason::AlreadyFetched)
+        );
         let failed = state(|r| r.fetch_status = Some(FAILED.into()));
-        assert_eq!(fetch_decision(Some(&failed), Complete, now), Err(SkipReason::FailedPermanently));
+        assert_eq!(
+            fetch_decision(Some(&failed), Complete, now),
+            Err(SkipReason::FailedPermanently)
+        );
         let leased = state(|r| r.fetch_lease_expires_at = Some(now));
-        assert_eq!(fetch_decision(Some(&leased), Complete, now), Err(SkipReason::InFlight));
+        assert_eq!(
+            fetch_decision(Some(&leased), Complete, now),
+            Err(SkipReason::InFlight)
+        );
         let expired = state(|r| r.fetch_lease_expires_at = Some(now - 1));
         assert_eq!(fetch_decision(Some(&expired), Complete, now), Ok(()));
     }

@@ -198,15 +198,23 @@ mod tests {
     #[test]
     fn large_pulls_split_into_parts_under_the_limit() {
         // Incompressible content forces several parts.
-        let noise: Vec<String> = (0..40_000).map(|i| format!("{:x}", Sha256::digest(i.to_string().as_bytes()))).collect();
+        let noise: Vec<String> = (0..40_000)
+            .map(|i| format!("{:x}", Sha256::digest(i.to_string().as_bytes())))
+            .collect();
         let p = json!({"pull_id": "big", "documents": noise});
         let prepared = prepare("big", &p);
         assert!(prepared.parts.len() > 1, "{} parts", prepared.parts.len());
-        assert!(prepared.parts.iter().all(|part| part.len() <= MAX_PART_BYTES));
+        assert!(prepared
+            .parts
+            .iter()
+            .all(|part| part.len() <= MAX_PART_BYTES));
         assert_eq!(reassemble(&prepared.parts, &prepared.sha256).unwrap(), p);
         let mut broken = prepared.parts.clone();
         broken.pop();
         assert!(reassemble(&broken, &prepared.sha256).is_err());
-        assert_eq!(reassemble(&prepared.parts, "00"), Err(ReassembleError::Checksum));
+        assert_eq!(
+            reassemble(&prepared.parts, "00"),
+            Err(ReassembleError::Checksum)
+        );
     }
 }

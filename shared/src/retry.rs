@@ -25,11 +25,18 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before receive number `receive_count + 1`. `jitter_seed` (e.g. a hash of the
     /// message id) spreads delays over 80-100 % of the nominal value.
-    pub fn delay(&self, receive_count: u32, retry_after: Option<Duration>, jitter_seed: u64) -> Duration {
+    pub fn delay(
+        &self,
+        receive_count: u32,
+        retry_after: Option<Duration>,
+        jitter_seed: u64,
+    ) -> Duration {
         let exponent = receive_count.saturating_sub(1).min(20);
         let nominal = self.base.saturating_mul(1u32 << exponent).min(self.cap);
         let jittered = nominal.mul_f64(0.8 + 0.2 * ((jitter_seed % 1000) as f64 / 999.0));
-        jittered.max(retry_after.unwrap_or_default()).min(self.cap.max(retry_after.unwrap_or_default()))
+        jittered
+            .max(retry_after.unwrap_or_default())
+            .min(self.cap.max(retry_after.unwrap_or_default()))
     }
 }
 
@@ -46,20 +53,36 @@ mod tests {
         assert_eq!(full(4), Duration::from_secs(480));
         assert_eq!(full(5), Duration::from_secs(900));
         assert_eq!(full(50), Duration::from_secs(900));
-        assert_eq!(p.delay(1, None, 0), Duration::from_secs(48), "80 % at the low end");
+        assert_eq!(
+            p.delay(1, None, 0),
+            Duration::from_secs(48),
+            "80 % at the low end"
+        );
     }
 
     #[test]
     fn honours_retry_after() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(1, Some(Duration::from_secs(300)), 999), Duration::from_secs(300));
-        assert_eq!(p.delay(3, Some(Duration::from_secs(5)), 999), Duration::from_secs(240));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(3600)), 0), Duration::from_secs(3600));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(300)), 999),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            p.delay(3, Some(Duration::from_secs(5)), 999),
+            Duration::from_secs(240)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3600)), 0),
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]
     fn zero_base_retries_at_once() {
-        let p = RetryPolicy { base: Duration::ZERO, cap: Duration::ZERO };
+        let p = RetryPolicy {
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
         assert_eq!(p.delay(3, None, 7), Duration::ZERO);
     }
 }

@@ -66,7 +66,7 @@ impl TestEnv {
             "t-{name}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let resources = provision(&aws, &prefix, LOCAL_SIGNING_SECRET)
+        let resources = provision(&aws, &prefix, LOCAL_SIGNING_SECRET, &serde_json::json!({"client_id": canopy_sim::CLIENT_ID, "client_secret": canopy_sim::CLIENT_SECRET}))
             .await
             .expect("provision test resources");
         let counter = RequestCounter::default();

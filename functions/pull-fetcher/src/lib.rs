@@ -7,7 +7,9 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, FetcherEnv};
-use canopy_monitor::fetcher::{FetchError, FetchOutcome, FetcherConfig, PullDataStore, PullFetcher};
+use canopy_monitor::fetcher::{
+    FetchError, FetchOutcome, FetcherConfig, PullDataStore, PullFetcher,
+};
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
 use canopy_monitor::work::{parse_message, MessageError, WorkMessage};
@@ -39,22 +41,32 @@ pub struct FetchConsumer<S, A, C, V> {
 pub type AwsFetchConsumer = FetchConsumer<DynamoStore, CanopyClient, SystemClock, SqsVisibility>;
 
 /// Builds the consumer from the environment (see the README's configuration table).
-pub async fn fetcher_from_env(aws: &aws_config::SdkConfig) -> Result<AwsFetchConsumer, ConfigError> {
+pub async fn fetcher_from_env(
+    aws: &aws_config::SdkConfig,
+) -> Result<AwsFetchConsumer, ConfigError> {
     fetcher_from(FetcherEnv::from_env()?, aws).await
 }
 
 /// Builds the consumer from explicit settings.
-pub async fn fetcher_from(env: FetcherEnv, aws: &aws_config::SdkConfig) -> Result<AwsFetchConsumer, ConfigError> {
+pub async fn fetcher_from(
+    env: FetcherEnv,
+    aws: &aws_config::SdkConfig,
+) -> Result<AwsFetchConsumer, ConfigError> {
     let credentials = secrets::load_canopy_credentials(
         &aws_sdk_secretsmanager::Client::new(aws),
         &env.canopy.api_secret_id,
     )
     .await?;
-    let canopy = CanopyClient::new(&env.canopy.base_url, &env.canopy.team_id, credentials, env.canopy.timeout)
-        .map_err(|e| ConfigError::Invalid {
-            name: "CANOPY_BASE_URL",
-            detail: e.to_string(),
-        })?;
+    let canopy = CanopyClient::new(
+        &env.canopy.base_url,
+        &env.canopy.team_id,
+        credentials,
+        env.canopy.timeout,
+    )
+    .map_err(|e| ConfigError::Invalid {
+        name: "CANOPY_BASE_URL",
+        detail: e.to_string(),
+    })?;
     Ok(FetchConsumer {
         fetcher: PullFetcher::new(
             DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
@@ -95,7 +107,9 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsum
                     RecordError::Fetch(fetch) => fetch.retry_after(),
                     _ => None,
                 };
-                let delay = self.retry.delay(receive_count, retry_after, seed(&message_id));
+                let delay = self
+                    .retry
+                    .delay(receive_count, retry_after, seed(&message_id));
                 tracing::warn!(%message_id, receive_count, delay_secs = delay.as_secs(), error = %err, "fetch failed; will retry");
                 if let Some(receipt) = record.receipt_handle.as_deref() {
                     if let Err(e) = self.visibility.retry_after(receipt, delay).await {
@@ -166,7 +180,10 @@ mod tests {
             if script.len() > 1 {
                 script.remove(0)
             } else {
-                script.first().cloned().unwrap_or_else(|| Ok(json!({"pull_id": pull_id, "status": "SUCCESS"})))
+                script
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| Ok(json!({"pull_id": pull_id, "status": "SUCCESS"})))
             }
         }
         async fn reconnect_token(&self, _: &str) -> Result<ReconnectToken, CanopyError> {
@@ -174,11 +191,22 @@ mod tests {
         }
     }
 
-    fn consumer(canopy: ScriptedCanopy) -> (FetchConsumer<MemoryStore, ScriptedCanopy, FixedClock, MemoryVisibility>, MemoryStore, MemoryVisibility) {
+    fn consumer(
+        canopy: ScriptedCanopy,
+    ) -> (
+        FetchConsumer<MemoryStore, ScriptedCanopy, FixedClock, MemoryVisibility>,
+        MemoryStore,
+        MemoryVisibility,
+    ) {
         let store = MemoryStore::default();
         let visibility = MemoryVisibility::default();
         let consumer = FetchConsumer {
-            fetcher: PullFetcher::new(store.clone(), canopy, FixedClock::at_unix(1_764_115_200), FetcherConfig::default()),
+            fetcher: PullFetcher::new(
+                store.clone(),
+                canopy,
+                FixedClock::at_unix(1_764_115_200),
+                FetcherConfig::default(),
+            ),
             visibility: visibility.clone(),
             retry: RetryPolicy::default(),
         };
@@ -199,7 +227,8 @@ mod tests {
         m.message_id = Some(id.into());
         m.receipt_handle = Some(format!("rh-{id}"));
         m.body = Some(body);
-        m.attributes.insert("ApproximateReceiveCount".into(), receive_count.to_string());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), receive_count.to_string());
         m
     }
 
@@ -210,7 +239,11 @@ mod tests {
     }
 
     fn failed_ids(r: &SqsBatchResponse) -> Vec<String> {
-        let mut ids: Vec<String> = r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        let mut ids: Vec<String> = r
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
         ids.sort();
         ids
     }
@@ -229,7 +262,10 @@ mod tests {
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(*canopy.calls.lock().unwrap(), 1);
         assert!(store.state().pull_data.contains_key("p1"));
-        assert_eq!(store.state().refreshes, vec![("m1".to_owned(), "p1".to_owned())]);
+        assert_eq!(
+            store.state().refreshes,
+            vec![("m1".to_owned(), "p1".to_owned())]
+        );
     }
 
     #[tokio::test]
@@ -237,15 +273,32 @@ mod tests {
         let canopy = ScriptedCanopy::default();
         canopy.answers.lock().unwrap().insert(
             "p1".into(),
-            vec![Err(CanopyError::RetryLater { reason: "429".into(), retry_after: Some(Duration::from_secs(600)) }), Ok(json!({"pull_id": "p1"}))],
+            vec![
+                Err(CanopyError::RetryLater {
+                    reason: "429".into(),
+                    retry_after: Some(Duration::from_secs(600)),
+                }),
+                Ok(json!({"pull_id": "p1"})),
+            ],
         );
         let (consumer, store, visibility) = consumer(canopy.clone());
-        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)])).await;
+        let response = consumer
+            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)]))
+            .await;
         assert_eq!(failed_ids(&response), vec!["a"]);
-        assert_eq!(visibility.0.lock().unwrap().clone(), vec![("rh-a".to_owned(), Duration::from_secs(600))]);
-        assert_eq!(store.state().pulls["p1"].fetch_lease_id, None, "lease released");
+        assert_eq!(
+            visibility.0.lock().unwrap().clone(),
+            vec![("rh-a".to_owned(), Duration::from_secs(600))]
+        );
+        assert_eq!(
+            store.state().pulls["p1"].fetch_lease_id,
+            None,
+            "lease released"
+        );
         // The redelivery succeeds.
-        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 3)])).await;
+        let response = consumer
+            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 3)]))
+            .await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(*canopy.calls.lock().unwrap(), 2);
     }
@@ -255,17 +308,27 @@ mod tests {
         let canopy = ScriptedCanopy::default();
         canopy.answers.lock().unwrap().insert(
             "gone".into(),
-            vec![Err(CanopyError::Permanent { status: 404, code: "NOT_FOUND".into() })],
+            vec![Err(CanopyError::Permanent {
+                status: 404,
+                code: "NOT_FOUND".into(),
+            })],
         );
         let (consumer, store, _) = consumer(canopy.clone());
-        let response = consumer.handle(batch(vec![record("a", "gone", FetchTrigger::Complete, 1)])).await;
+        let response = consumer
+            .handle(batch(vec![record("a", "gone", FetchTrigger::Complete, 1)]))
+            .await;
         assert!(response.batch_item_failures.is_empty());
         let state = store.state();
         assert_eq!(state.pulls["gone"].fetch_status.as_deref(), Some("FAILED"));
-        assert_eq!(state.pulls["gone"].fetch_error.as_deref(), Some("NOT_FOUND"));
+        assert_eq!(
+            state.pulls["gone"].fetch_error.as_deref(),
+            Some("NOT_FOUND")
+        );
         drop(state);
         // And it is not tried again.
-        consumer.handle(batch(vec![record("b", "gone", FetchTrigger::Complete, 1)])).await;
+        consumer
+            .handle(batch(vec![record("b", "gone", FetchTrigger::Complete, 1)]))
+            .await;
         assert_eq!(*canopy.calls.lock().unwrap(), 1);
     }
 
@@ -283,11 +346,15 @@ mod tests {
         let canopy = ScriptedCanopy::default();
         let (consumer, store, _) = consumer(canopy.clone());
         store.fail("store_pull_data");
-        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 1)])).await;
+        let response = consumer
+            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 1)]))
+            .await;
         assert_eq!(failed_ids(&response), vec!["a"]);
         assert_eq!(store.state().pulls["p1"].fetch_lease_id, None);
         store.heal();
-        let response = consumer.handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)])).await;
+        let response = consumer
+            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)]))
+            .await;
         assert!(response.batch_item_failures.is_empty());
         assert!(store.state().pull_data.contains_key("p1"));
     }

@@ -73,7 +73,9 @@ impl DynamoStore {
         let Some(item) = summary_item else {
             return Ok(None);
         };
-        let unreadable = |what: &str| PortError::unavailable(SERVICE, format!("unreadable {what} of pull {pull_id}"));
+        let unreadable = |what: &str| {
+            PortError::unavailable(SERVICE, format!("unreadable {what} of pull {pull_id}"))
+        };
         let parts = item
             .get("parts")
             .and_then(|v| v.as_n().ok())
@@ -89,7 +91,8 @@ impl DynamoStore {
             .and_then(|v| v.as_s().ok())
             .cloned()
             .unwrap_or_default();
-        let summary: PullSummary = serde_dynamo::from_item(item).map_err(|_| unreadable("summary"))?;
+        let summary: PullSummary =
+            serde_dynamo::from_item(item).map_err(|_| unreadable("summary"))?;
 
         let mut chunks = Vec::with_capacity(parts);
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -118,7 +121,8 @@ impl DynamoStore {
         }
         // Parts beyond the committed count belong to an earlier, larger write.
         chunks.truncate(parts);
-        let pull = reassemble(&chunks, &sha).map_err(|e| PortError::unavailable(SERVICE, e.to_string()))?;
+        let pull = reassemble(&chunks, &sha)
+            .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))?;
         Ok(Some(StoredPull {
             summary,
             fetched_at,
@@ -142,7 +146,10 @@ impl DynamoStore {
     }
 
     /// A monitoring's refreshes, oldest first.
-    pub async fn refresh_history(&self, monitoring_id: &str) -> Result<Vec<RefreshEntry>, PortError> {
+    pub async fn refresh_history(
+        &self,
+        monitoring_id: &str,
+    ) -> Result<Vec<RefreshEntry>, PortError> {
         let items = self
             .client()
             .query()
@@ -158,8 +165,9 @@ impl DynamoStore {
         items
             .into_iter()
             .map(|i| {
-                serde_dynamo::from_item(i)
-                    .map_err(|e| PortError::unavailable(SERVICE, format!("unreadable refresh: {e}")))
+                serde_dynamo::from_item(i).map_err(|e| {
+                    PortError::unavailable(SERVICE, format!("unreadable refresh: {e}"))
+                })
             })
             .collect()
     }
@@ -185,7 +193,10 @@ impl DynamoStore {
         match request.send().await {
             Ok(_) => Ok(()),
             // The lease ran out and another attempt took over: it will finish the job.
-            Err(e) if e.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
                 Err(PortError::unavailable(SERVICE, "fetch lease lost"))
             }
             Err(e) => Err(port_error(SERVICE, e)),
@@ -210,7 +221,9 @@ impl PullDataStore for DynamoStore {
              AND (attribute_not_exists(fetch_lease_expires_at) OR fetch_lease_expires_at < :now)",
         );
         if trigger == FetchTrigger::PoliciesAvailable {
-            condition.push_str(" AND attribute_not_exists(fetched_at) AND attribute_not_exists(completed_at)");
+            condition.push_str(
+                " AND attribute_not_exists(fetched_at) AND attribute_not_exists(completed_at)",
+            );
         }
         let result = self
             .client()
@@ -236,7 +249,9 @@ impl PullDataStore for DynamoStore {
                     let old: Option<PullRecord> = failed
                         .item()
                         .and_then(|item| serde_dynamo::from_item(item.clone()).ok());
-                    let reason = fetch_decision(old.as_ref(), trigger, now).err().unwrap_or(SkipReason::InFlight);
+                    let reason = fetch_decision(old.as_ref(), trigger, now)
+                        .err()
+                        .unwrap_or(SkipReason::InFlight);
                     Ok(FetchClaim::Skip(reason))
                 }
                 _ => Err(port_error(SERVICE, err)),
@@ -279,7 +294,10 @@ impl PullDataStore for DynamoStore {
                 attempt += 1;
                 if !pending.is_empty() {
                     if attempt >= 6 {
-                        return Err(PortError::unavailable(SERVICE, "pull data writes left unprocessed"));
+                        return Err(PortError::unavailable(
+                            SERVICE,
+                            "pull data writes left unprocessed",
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
@@ -312,7 +330,10 @@ impl PullDataStore for DynamoStore {
         fetched_at: &str,
     ) -> Result<(), PortError> {
         let order = created_at.unwrap_or(fetched_at);
-        let mut entry = key(monitoring_pk(monitoring_id), format!("REFRESH#{order}#{pull_id}"));
+        let mut entry = key(
+            monitoring_pk(monitoring_id),
+            format!("REFRESH#{order}#{pull_id}"),
+        );
         entry.insert("pull_id".to_owned(), s(pull_id));
         entry.insert("fetched_at".to_owned(), s(fetched_at));
         if let Some(c) = created_at {
@@ -344,7 +365,12 @@ impl PullDataStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }
@@ -356,7 +382,11 @@ impl PullDataStore for DynamoStore {
         trigger: FetchTrigger,
         at: &str,
     ) -> Result<(), PortError> {
-        let complete = if trigger == FetchTrigger::Complete { ", fetched_complete_at = :at" } else { "" };
+        let complete = if trigger == FetchTrigger::Complete {
+            ", fetched_complete_at = :at"
+        } else {
+            ""
+        };
         self.lease_update(
             pull_id,
             lease_id,
@@ -369,7 +399,13 @@ impl PullDataStore for DynamoStore {
         .await
     }
 
-    async fn release_fetch(&self, pull_id: &str, lease_id: &str, reason: &str, at: &str) -> Result<(), PortError> {
+    async fn release_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<(), PortError> {
         self.lease_update(
             pull_id,
             lease_id,
@@ -379,7 +415,13 @@ impl PullDataStore for DynamoStore {
         .await
     }
 
-    async fn fail_fetch(&self, pull_id: &str, lease_id: &str, code: &str, at: &str) -> Result<(), PortError> {
+    async fn fail_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        code: &str,
+        at: &str,
+    ) -> Result<(), PortError> {
         self.lease_update(
             pull_id,
             lease_id,

@@ -3,10 +3,12 @@
 
 use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, FAILED, FETCHED};
 use crate::plan::{MonitoringUpdate, PullUpdate};
-use crate::ports::{ClaimResult, Clock, EventClaim, IntakeStore, MessageVisibility, PortError, WorkQueue};
+use crate::ports::{
+    ClaimResult, Clock, EventClaim, IntakeStore, MessageVisibility, PortError, WorkQueue,
+};
 use crate::pull_data::PreparedPull;
-use crate::work::FetchTrigger;
 use crate::records::{MonitoringRecord, PullRecord};
+use crate::work::FetchTrigger;
 use crate::work::Outgoing;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -175,7 +177,12 @@ impl PullDataStore for MemoryStore {
         Ok(FetchClaim::Claimed)
     }
 
-    async fn store_pull_data(&self, pull_id: &str, data: &PreparedPull, _at: &str) -> Result<(), PortError> {
+    async fn store_pull_data(
+        &self,
+        pull_id: &str,
+        data: &PreparedPull,
+        _at: &str,
+    ) -> Result<(), PortError> {
         let mut state = self.enter("store_pull_data")?;
         state.pull_data.insert(pull_id.to_owned(), data.clone());
         Ok(())
@@ -189,11 +196,19 @@ impl PullDataStore for MemoryStore {
         _fetched_at: &str,
     ) -> Result<(), PortError> {
         let mut state = self.enter("record_refresh")?;
-        state.refreshes.push((monitoring_id.to_owned(), pull_id.to_owned()));
+        state
+            .refreshes
+            .push((monitoring_id.to_owned(), pull_id.to_owned()));
         Ok(())
     }
 
-    async fn finish_fetch(&self, pull_id: &str, lease_id: &str, trigger: FetchTrigger, at: &str) -> Result<(), PortError> {
+    async fn finish_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        trigger: FetchTrigger,
+        at: &str,
+    ) -> Result<(), PortError> {
         let mut state = self.enter("finish_fetch")?;
         let record = leased(&mut state, pull_id, lease_id)?;
         record.fetch_status = Some(FETCHED.to_owned());
@@ -207,7 +222,13 @@ impl PullDataStore for MemoryStore {
         Ok(())
     }
 
-    async fn release_fetch(&self, pull_id: &str, lease_id: &str, reason: &str, at: &str) -> Result<(), PortError> {
+    async fn release_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<(), PortError> {
         let mut state = self.enter("release_fetch")?;
         let record = leased(&mut state, pull_id, lease_id)?;
         record.fetch_lease_id = None;
@@ -217,7 +238,13 @@ impl PullDataStore for MemoryStore {
         Ok(())
     }
 
-    async fn fail_fetch(&self, pull_id: &str, lease_id: &str, code: &str, at: &str) -> Result<(), PortError> {
+    async fn fail_fetch(
+        &self,
+        pull_id: &str,
+        lease_id: &str,
+        code: &str,
+        at: &str,
+    ) -> Result<(), PortError> {
         let mut state = self.enter("fail_fetch")?;
         let record = leased(&mut state, pull_id, lease_id)?;
         record.fetch_status = Some(FAILED.to_owned());
@@ -229,7 +256,11 @@ impl PullDataStore for MemoryStore {
     }
 }
 
-fn leased<'a>(state: &'a mut MemoryState, pull_id: &str, lease_id: &str) -> Result<&'a mut PullRecord, PortError> {
+fn leased<'a>(
+    state: &'a mut MemoryState,
+    pull_id: &str,
+    lease_id: &str,
+) -> Result<&'a mut PullRecord, PortError> {
     state
         .pulls
         .get_mut(pull_id)
@@ -243,7 +274,11 @@ pub struct MemoryVisibility(pub Arc<Mutex<Vec<(String, std::time::Duration)>>>);
 
 #[async_trait]
 impl MessageVisibility for MemoryVisibility {
-    async fn retry_after(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), PortError> {
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), PortError> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

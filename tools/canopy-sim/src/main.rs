@@ -4,6 +4,8 @@
 //!   `cargo lambda invoke --data-file` and `sam local invoke -e`).
 //! - `send FILE... --url URL`: delivers each event's body to a running intake, signed now,
 //!   the way Canopy's webhook sender does.
+//! - `serve`: the fake Canopy API on a port (admin calls under `/_sim`).
+//! - `trigger refresh|reconnect --url URL`: sends the webhooks of a refresh or a reconnect.
 
 use canopy_monitor::signature::{sign, SIGNATURE_HEADER};
 use clap::{Parser, Subcommand};
@@ -45,6 +47,32 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         times: u32,
     },
+    /// Serve the fake Canopy API (base URL http://127.0.0.1:PORT/api/v1.0.0).
+    Serve {
+        #[arg(long, default_value_t = 4010)]
+        port: u16,
+        #[arg(long, default_value = canopy_sim::fixtures::TEAM_ID)]
+        team_id: String,
+    },
+    /// Send the webhooks of a refresh or a reconnect, signed now.
+    Trigger {
+        #[arg(value_enum)]
+        what: Trigger,
+        #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/canopy")]
+        url: String,
+        #[arg(long, default_value = "7f1e6b52-3c0d-4a55-9a8e-2b1f0c9d4e61")]
+        pull_id: String,
+        #[arg(long, default_value = "b7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c")]
+        monitoring_id: String,
+        #[arg(long, env = "CANOPY_WEBHOOK_SECRET", default_value = LOCAL_SIGNING_SECRET, hide_env_values = true)]
+        secret: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Trigger {
+    Refresh,
+    Reconnect,
 }
 
 fn now() -> i64 {
@@ -102,6 +130,55 @@ async fn run(cli: Cli) -> Result<(), String> {
                         text
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Serve { port, team_id } => {
+            let sim = canopy_sim::FakeCanopy::start(([127, 0, 0, 1], port).into(), &team_id)
+                .await
+                .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+            println!(
+                "fake Canopy at {} (client id {}, secret {}); add pulls with POST /_sim/pulls",
+                sim.base_url(),
+                canopy_sim::CLIENT_ID,
+                canopy_sim::CLIENT_SECRET
+            );
+            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+        }
+        Command::Trigger {
+            what,
+            url,
+            pull_id,
+            monitoring_id,
+            secret,
+        } => {
+            use canopy_sim::fixtures::{
+                reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject,
+            };
+            let subject = Subject {
+                pull_id: pull_id.clone(),
+                monitoring_id: Some(monitoring_id),
+                initial_pull_id: Some("59ced597-b48f-49e3-9756-799e4c6f79a0".to_owned()),
+                meta_data: serde_json::json!({"user_id": "crm-1042"}),
+            };
+            let bodies = match what {
+                Trigger::Refresh => {
+                    refresh_sequence(&subject, &sample_pull(&pull_id, PullSize::default()))
+                }
+                Trigger::Reconnect => vec![reconnect_webhook(
+                    &subject,
+                    "https://app.usecanopy.com/c/demo/reconnect?reconnectToken=rt_webhook_1",
+                    "rt_webhook_1",
+                )],
+            };
+            for (body, (status, text)) in bodies
+                .iter()
+                .zip(canopy_sim::send_webhooks(&url, &secret, &bodies).await?)
+            {
+                println!(
+                    "{}: {status} {text}",
+                    body["event_type"].as_str().unwrap_or_default()
+                );
             }
             Ok(())
         }

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod resources;
+pub mod sqs_driver;
 
 /// The documented local webhook signing secret. Never use it in a deployed stack.
 pub const LOCAL_SIGNING_SECRET: &str = "whsec_canopy_monitor_local_only";

@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use std::collections::HashMap;
 
 /// Receives before a message moves to its dead-letter queue (template.yaml: maxReceiveCount).
-pub const MAX_RECEIVE_COUNT: u32 = 5;
+pub const MAX_RECEIVE_COUNT: u32 = 8;
 
 /// The names and URLs of one set of resources.
 #[derive(Debug, Clone)]
@@ -21,6 +21,7 @@ pub struct Resources {
     pub notify_queue_url: String,
     pub notify_dlq_url: String,
     pub webhook_secret_id: String,
+    pub canopy_api_secret_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,7 @@ pub async fn provision(
     aws: &aws_config::SdkConfig,
     prefix: &str,
     signing_secret: &str,
+    canopy_credentials: &serde_json::Value,
 ) -> Result<Resources, ProvisionError> {
     let table_name = format!("{prefix}-state");
     create_table(&aws_sdk_dynamodb::Client::new(aws), &table_name).await?;
@@ -59,6 +61,14 @@ pub async fn provision(
         .send()
         .await
         .map_err(fail(&webhook_secret_id))?;
+    let canopy_api_secret_id = format!("{prefix}/canopy-api-credentials");
+    aws_sdk_secretsmanager::Client::new(aws)
+        .create_secret()
+        .name(&canopy_api_secret_id)
+        .secret_string(canopy_credentials.to_string())
+        .send()
+        .await
+        .map_err(fail(&canopy_api_secret_id))?;
     Ok(Resources {
         table_name,
         fetch_queue_url,
@@ -66,6 +76,7 @@ pub async fn provision(
         notify_queue_url,
         notify_dlq_url,
         webhook_secret_id,
+        canopy_api_secret_id,
     })
 }
 

@@ -3,9 +3,13 @@
 //! `up` creates the resources on the emulator (as template.yaml would in AWS), then serves
 //! webhook-intake at `http://127.0.0.1:PORT/webhooks/canopy`: each HTTP request becomes the
 //! API Gateway HTTP API v2 event Lambda would receive and goes through the same handler.
-//! `--demo` sends the sample events once the server is up (a redelivery included) and shows
-//! what was stored and queued. `inspect` shows the state and the queues at any time.
+//! It polls the fetch queue and hands batches to pull-fetcher the way Lambda's event source
+//! mapping does. Canopy is the bundled fake (`canopy-sim`) unless `CANOPY_CLIENT_ID`,
+//! `CANOPY_CLIENT_SECRET` and `CANOPY_TEAM_ID` name a real (sandbox) team.
+//! `--demo` sends sample webhooks once up (a redelivery included), waits for the pull to be
+//! fetched, and shows what was stored and queued. `inspect` shows the state at any time.
 
+mod consumers;
 mod inspect;
 
 use axum::body::Bytes;
@@ -81,14 +85,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             demo,
             exit_after_demo,
         } => {
-            let resources = provision(&aws, &cli.prefix, LOCAL_SIGNING_SECRET)
-                .await
-                .map_err(|e| e.to_string())?;
+            let canopy = consumers::CanopyTarget::from_env_or_fake().await?;
+            let resources = provision(
+                &aws,
+                &cli.prefix,
+                LOCAL_SIGNING_SECRET,
+                &canopy.credentials_json(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             tracing::info!(table = %resources.table_name, fetch_queue = %resources.fetch_queue_url,
                 notify_queue = %resources.notify_queue_url, "resources created on the emulator");
             let intake = webhook_intake::intake_from(intake_env(&resources), &aws)
                 .await
                 .map_err(|e| e.to_string())?;
+            consumers::start_fetcher(&aws, &resources, &canopy).await?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -101,6 +112,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let server = tokio::spawn(async move { axum::serve(listener, app).await });
             if demo {
                 run_demo(&url).await?;
+                consumers::demo_refresh(&aws, &resources, &canopy, &url).await?;
                 inspect::show(&aws, &resources).await?;
                 if exit_after_demo {
                     return Ok(());
@@ -125,7 +137,13 @@ fn intake_env(resources: &Resources) -> IntakeEnv {
         fetch_queue_url: resources.fetch_queue_url.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
         webhook_secret_id: resources.webhook_secret_id.clone(),
-        intake: IntakeConfig::default(),
+        intake: IntakeConfig {
+            // Short, so a local run shows the fallback fetch being skipped after COMPLETE.
+            plan: canopy_monitor::plan::PlanConfig {
+                fetch_fallback_delay: std::time::Duration::from_secs(20),
+            },
+            ..IntakeConfig::default()
+        },
     }
 }
 
@@ -157,6 +175,7 @@ async fn existing_resources(
         notify_queue_url: url(format!("{prefix}-notify")).await?,
         notify_dlq_url: url(format!("{prefix}-notify-dlq")).await?,
         webhook_secret_id: format!("{prefix}/canopy-webhook-signing-secret"),
+        canopy_api_secret_id: format!("{prefix}/canopy-api-credentials"),
     })
 }
 
@@ -187,8 +206,8 @@ async fn invoke_intake(
 async fn run_demo(url: &str) -> Result<(), String> {
     let client = reqwest::Client::new();
     let plan = [
-        ("webhook-policies-available.json", 1),
-        ("webhook-complete.json", 2),
+        ("webhook-auth-status.json", 1),
+        ("webhook-monitoring-events.json", 2),
         ("webhook-monitoring-reconnect.json", 1),
     ];
     println!("\n== demo: delivering sample webhooks to {url}");

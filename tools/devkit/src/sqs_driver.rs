@@ -1,0 +1,87 @@
+//! Feeds an SQS queue to a function the way Lambda's event source mapping does: receive a
+//! batch, hand it over as an `SqsEvent`, delete what succeeded, leave the reported failures
+//! (whose visibility the function may have changed) to come back later.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use std::collections::HashSet;
+
+/// Receives up to `max` messages, waiting up to `wait_secs` for the first.
+pub async fn receive_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    max: i32,
+    wait_secs: i32,
+) -> Result<SqsEvent, String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(wait_secs)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "receive from {queue_url}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?;
+    let mut event = SqsEvent::default();
+    event.records = out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id;
+            record.receipt_handle = m.receipt_handle;
+            record.body = m.body;
+            record.attributes = m
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect();
+            record.event_source = Some("aws:sqs".to_owned());
+            record
+        })
+        .collect();
+    Ok(event)
+}
+
+/// Deletes the messages of `batch` that `response` does not report as failed.
+pub async fn settle(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch: &SqsEvent,
+    response: &SqsBatchResponse,
+) -> Result<usize, String> {
+    let failed: HashSet<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let mut deleted = 0;
+    for record in &batch.records {
+        let id = record.message_id.as_deref().unwrap_or_default();
+        if failed.contains(id) {
+            continue;
+        }
+        if let Some(receipt) = &record.receipt_handle {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "delete from {queue_url}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,171 @@
+//! The queue consumers of the local run, and the Canopy they talk to.
+
+use canopy_monitor::config::{CanopyEnv, FetcherEnv};
+use canopy_monitor::retry::RetryPolicy;
+use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject, TEAM_ID};
+use canopy_sim::FakeCanopy;
+use devkit::resources::Resources;
+use devkit::sqs_driver::{receive_batch, settle};
+use devkit::LOCAL_SIGNING_SECRET;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The Canopy the local run uses: the bundled fake, or a real team from the environment.
+pub struct CanopyTarget {
+    pub base_url: String,
+    pub team_id: String,
+    client_id: String,
+    client_secret: String,
+    pub fake: Option<FakeCanopy>,
+}
+
+impl CanopyTarget {
+    pub async fn from_env_or_fake() -> Result<Self, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let (Some(client_id), Some(client_secret), Some(team_id)) = (
+            var("CANOPY_CLIENT_ID"),
+            var("CANOPY_CLIENT_SECRET"),
+            var("CANOPY_TEAM_ID"),
+        ) {
+            let base_url = var("CANOPY_BASE_URL")
+                .unwrap_or_else(|| canopy_monitor::canopy::DEFAULT_BASE_URL.to_owned());
+            tracing::info!(%base_url, %team_id, "using a real Canopy team");
+            return Ok(Self {
+                base_url,
+                team_id,
+                client_id,
+                client_secret,
+                fake: None,
+            });
+        }
+        let port: u16 = var("CANOPY_SIM_PORT")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let fake = FakeCanopy::start(([127, 0, 0, 1], port).into(), TEAM_ID)
+            .await
+            .map_err(|e| format!("cannot start the fake Canopy: {e}"))?;
+        tracing::info!(base_url = %fake.base_url(), "using the bundled fake Canopy");
+        Ok(Self {
+            base_url: fake.base_url(),
+            team_id: TEAM_ID.to_owned(),
+            client_id: canopy_sim::CLIENT_ID.to_owned(),
+            client_secret: canopy_sim::CLIENT_SECRET.to_owned(),
+            fake: Some(fake),
+        })
+    }
+
+    /// The value of the Canopy API secret.
+    pub fn credentials_json(&self) -> Value {
+        json!({"client_id": self.client_id, "client_secret": self.client_secret})
+    }
+}
+
+/// Starts polling the fetch queue into pull-fetcher.
+pub async fn start_fetcher(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    canopy: &CanopyTarget,
+) -> Result<(), String> {
+    let env = FetcherEnv {
+        table_name: resources.table_name.clone(),
+        fetch_queue_url: resources.fetch_queue_url.clone(),
+        canopy: CanopyEnv {
+            base_url: canopy.base_url.clone(),
+            team_id: canopy.team_id.clone(),
+            api_secret_id: resources.canopy_api_secret_id.clone(),
+            timeout: Duration::from_secs(10),
+        },
+        // Quick retries locally, so a misbehaving fake Canopy is seen recovering.
+        retry: RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(30),
+        },
+    };
+    let consumer = pull_fetcher::fetcher_from(env, aws)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let url = resources.fetch_queue_url.clone();
+    tokio::spawn(async move {
+        loop {
+            match receive_batch(&sqs, &url, 10, 1).await {
+                Ok(batch) if batch.records.is_empty() => {}
+                Ok(batch) => {
+                    let response = consumer.handle(batch.clone()).await;
+                    if let Err(e) = settle(&sqs, &url, &batch, &response).await {
+                        tracing::warn!(error = %e, "could not settle the fetch batch");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch queue poll failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// With the fake Canopy: a refresh of a monitored pull, sent as Canopy would (a redelivered
+/// COMPLETE included), then waits until the pull's data is stored.
+pub async fn demo_refresh(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    canopy: &CanopyTarget,
+    url: &str,
+) -> Result<(), String> {
+    let Some(fake) = &canopy.fake else {
+        println!(
+            "   (a real Canopy is configured: trigger a refresh in your sandbox to see a fetch)"
+        );
+        return Ok(());
+    };
+    let pull_id = "7f1e6b52-3c0d-4a55-9a8e-2b1f0c9d4e61";
+    let pull = sample_pull(pull_id, PullSize::default());
+    fake.add_pull(pull.clone());
+    let subject = Subject {
+        pull_id: pull_id.to_owned(),
+        monitoring_id: Some("b7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c".to_owned()),
+        initial_pull_id: Some("59ced597-b48f-49e3-9756-799e4c6f79a0".to_owned()),
+        meta_data: json!({"user_id": "crm-1042", "email": "clark.kent@example.com"}),
+    };
+    let mut bodies = refresh_sequence(&subject, &pull);
+    bodies.push(bodies[bodies.len() - 1].clone());
+    println!("\n== demo: the fake Canopy sends a refresh of pull {pull_id}");
+    let answers = canopy_sim::send_webhooks(url, LOCAL_SIGNING_SECRET, &bodies).await?;
+    for (body, (status, text)) in bodies.iter().zip(answers) {
+        println!(
+            "   {}: {status} {text}",
+            body["event_type"].as_str().unwrap_or_default()
+        );
+    }
+    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        &resources.table_name,
+    );
+    for _ in 0..100 {
+        if let Some(stored) = store
+            .get_pull_data(pull_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let s = &stored.summary;
+            println!(
+                "   pull {pull_id} stored: carrier={} policies={} drivers={} documents={} claims={} ({} bytes of JSON)",
+                s.insurance_provider_name.as_deref().unwrap_or("-"),
+                s.policies.len(),
+                s.drivers,
+                s.documents,
+                s.claims,
+                stored.pull.to_string().len()
+            );
+            println!(
+                "   the fake Canopy served {} GET pull for it",
+                fake.count("GET", &format!("/pulls/{pull_id}"))
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("pull {pull_id} was not stored within 10 s"))
+}
