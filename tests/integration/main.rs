@@ -1,4 +1,5 @@
 //! Integration tests against the moto server that scripts/test.sh starts.
 
+mod fetcher;
 mod intake;
 mod template;

@@ -207,3 +207,119 @@ pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, key: &str) -> Option<
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
+
+/// The fake Canopy and a pull-fetcher consumer wired to a [`TestEnv`].
+pub mod fetching {
+    use super::*;
+    use canopy_monitor::config::{CanopyEnv, FetcherEnv};
+    use canopy_monitor::retry::RetryPolicy;
+    use canopy_sim::fixtures::TEAM_ID;
+    use canopy_sim::FakeCanopy;
+    use devkit::sqs_driver::{receive_batch, settle};
+    use pull_fetcher::AwsFetchConsumer;
+
+    pub async fn fake_canopy() -> FakeCanopy {
+        FakeCanopy::start(([127, 0, 0, 1], 0).into(), TEAM_ID)
+            .await
+            .expect("fake Canopy")
+    }
+
+    /// A fetcher over `env` talking to `canopy`, retrying at once (no backoff) so tests run fast.
+    pub async fn consumer(
+        env: &TestEnv,
+        canopy: &FakeCanopy,
+        timeout: Duration,
+    ) -> AwsFetchConsumer {
+        let fetcher_env = FetcherEnv {
+            table_name: env.resources.table_name.clone(),
+            fetch_queue_url: env.resources.fetch_queue_url.clone(),
+            canopy: CanopyEnv {
+                base_url: canopy.base_url(),
+                team_id: TEAM_ID.to_owned(),
+                api_secret_id: env.resources.canopy_api_secret_id.clone(),
+                timeout,
+            },
+            retry: RetryPolicy {
+                base: Duration::ZERO,
+                cap: Duration::ZERO,
+            },
+        };
+        pull_fetcher::fetcher_from(fetcher_env, &env.aws)
+            .await
+            .expect("fetcher")
+    }
+
+    /// Feeds the fetch queue to `consumer` like Lambda's event source mapping until it stays
+    /// empty; returns the number of batches handled.
+    pub async fn drain_into(env: &TestEnv, consumer: &AwsFetchConsumer) -> usize {
+        let sqs = aws_sdk_sqs::Client::new(&env.aws);
+        let url = &env.resources.fetch_queue_url;
+        let (mut batches, mut empty_rounds) = (0, 0);
+        while empty_rounds < 3 {
+            let batch = receive_batch(&sqs, url, 10, 0).await.expect("receive");
+            if batch.records.is_empty() {
+                empty_rounds += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            empty_rounds = 0;
+            batches += 1;
+            assert!(batches < 500, "the fetch queue never drained");
+            let response = consumer.handle(batch.clone()).await;
+            settle(&sqs, url, &batch, &response).await.expect("settle");
+        }
+        batches
+    }
+
+    /// Sends a fetch job straight onto the fetch queue.
+    pub async fn enqueue_fetch(env: &TestEnv, pull_id: &str, monitoring_id: Option<&str>) {
+        use canopy_monitor::ports::WorkQueue;
+        use canopy_monitor::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
+        let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+            aws_sdk_sqs::Client::new(&env.aws),
+            env.resources.fetch_queue_url.clone(),
+            env.resources.notify_queue_url.clone(),
+        );
+        queue
+            .enqueue(&Outgoing {
+                message: WorkMessage::FetchPull(FetchPullJob {
+                    pull_id: pull_id.to_owned(),
+                    monitoring_id: monitoring_id.map(str::to_owned),
+                    initial_pull_id: None,
+                    trigger: FetchTrigger::Complete,
+                    event_key: "test".to_owned(),
+                    requested_at: "2026-11-26T00:00:00.000Z".to_owned(),
+                }),
+                delay: Duration::ZERO,
+            })
+            .await
+            .expect("enqueue");
+    }
+
+    /// Messages waiting in a queue (visible, delayed and in flight).
+    pub async fn queue_depth(env: &TestEnv, url: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = aws_sdk_sqs::Client::new(&env.aws)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes
+            .unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesDelayed,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+}
