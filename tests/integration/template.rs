@@ -7,14 +7,35 @@ fn template() -> String {
         .expect("template.yaml")
 }
 
+/// The text of resource `name`: its line and the more deeply indented lines after it.
+fn resource(t: &str, name: &str) -> String {
+    let header = format!("  {name}:");
+    let mut lines = t.lines().skip_while(|l| *l != header);
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("{name} not in template.yaml"));
+    let body = lines.take_while(|l| l.is_empty() || l.starts_with("   "));
+    std::iter::once(first)
+        .chain(body)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 #[test]
-fn every_intake_setting_is_set_by_the_template() {
+fn every_setting_is_set_by_the_template() {
     let t = template();
-    for name in canopy_monitor::config::INTAKE_ENV_VARS {
-        assert!(
-            t.contains(&format!("          {name}: ")),
-            "template.yaml does not set {name}"
-        );
+    for (function, names) in [
+        ("WebhookIntakeFunction", canopy_monitor::config::INTAKE_ENV_VARS),
+        ("PullFetcherFunction", canopy_monitor::config::FETCHER_ENV_VARS),
+    ] {
+        let block = resource(&t, function);
+        for name in names {
+            assert!(
+                block.contains(&format!("          {name}: ")),
+                "{function} does not set {name}"
+            );
+        }
     }
 }
 
@@ -43,4 +64,15 @@ fn the_table_and_queues_match_what_the_code_expects() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn the_fetcher_reports_batch_failures_and_its_queue_outlasts_it() {
+    let t = template();
+    let fetcher = resource(&t, "PullFetcherFunction");
+    assert!(fetcher.contains("Binary: pull-fetcher"));
+    assert!(fetcher.contains("- ReportBatchItemFailures"));
+    assert!(fetcher.contains("      Timeout: 30\n"));
+    let queue = resource(&t, "FetchQueue");
+    assert!(queue.contains("VisibilityTimeout: 180"), "{queue}");
 }

@@ -1,0 +1,36 @@
+//! Every file in events/ is a payload its function accepts: API Gateway v2 events convert to
+//! requests with a verifiable body, SQS events carry work messages of the right kind.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use canopy_monitor::work::{parse_message, WorkMessage};
+use devkit::events::{event_body, events_dir, read_event, resign, to_lambda_request};
+
+#[test]
+fn every_sample_event_is_a_valid_payload() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(events_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut event = read_event(&path).unwrap();
+        if name.starts_with("webhook-") {
+            resign(&mut event, devkit::LOCAL_SIGNING_SECRET, 1_764_115_200);
+            assert!(canopy_monitor::event::parse_event(&event_body(&event)).is_ok(), "{name}");
+            to_lambda_request(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else if name.starts_with("sqs-") {
+            let sqs: SqsEvent = serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!sqs.records.is_empty(), "{name}");
+            for record in sqs.records {
+                let message = parse_message(record.body.as_deref().unwrap()).unwrap();
+                if name.starts_with("sqs-fetch") {
+                    assert!(matches!(message, WorkMessage::FetchPull(_)), "{name}");
+                } else {
+                    assert!(matches!(message, WorkMessage::NotifyReconnect(_)), "{name}");
+                }
+            }
+        } else {
+            panic!("unexpected sample {name}: name it webhook-* or sqs-*");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 10);
+}
