@@ -164,3 +164,92 @@ impl FetcherEnv {
         })
     }
 }
+
+/// The variables [`NotifierEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const NOTIFIER_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "NOTIFY_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_CAP_SECONDS",
+    "EMAIL_FROM_ADDRESS",
+    "SMS_ENABLED",
+    "OUTBOUND_WEBHOOK_URL",
+    "OUTBOUND_WEBHOOK_SECRET_ID",
+    "RECONNECT_URL_TEMPLATE",
+    "CONTACT_EMAIL_KEYS",
+    "CONTACT_PHONE_KEYS",
+    "CONTACT_NAME_KEYS",
+    "REMINDER_DELAY_HOURS",
+    "MAX_REMINDERS",
+];
+
+fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn keys(name: &'static str, default: Vec<String>) -> Vec<String> {
+    optional(name).map_or(default, |v| {
+        v.split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    })
+}
+
+/// Everything reconnect-notifier reads from its environment. A channel is on when its
+/// setting is: `EMAIL_FROM_ADDRESS` (email), `SMS_ENABLED=true` (SMS), `OUTBOUND_WEBHOOK_URL`
+/// with `OUTBOUND_WEBHOOK_SECRET_ID` (webhook).
+#[derive(Debug, Clone)]
+pub struct NotifierEnv {
+    pub table_name: String,
+    pub notify_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub retry: crate::retry::RetryPolicy,
+    pub email_from: Option<String>,
+    pub sms_enabled: bool,
+    pub webhook_url: Option<String>,
+    pub webhook_secret_id: Option<String>,
+    pub notifier: crate::notifier::NotifierConfig,
+}
+
+impl NotifierEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::notifier::NotifierConfig::default();
+        let contact_defaults = crate::contact::ContactKeys::default();
+        let webhook_url = optional("OUTBOUND_WEBHOOK_URL");
+        let webhook_secret_id = optional("OUTBOUND_WEBHOOK_SECRET_ID");
+        if webhook_url.is_some() && webhook_secret_id.is_none() {
+            return Err(ConfigError::Missing("OUTBOUND_WEBHOOK_SECRET_ID"));
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            retry: retry_policy_from_env()?,
+            email_from: optional("EMAIL_FROM_ADDRESS"),
+            sms_enabled: parsed_or("SMS_ENABLED", false)?,
+            webhook_url,
+            webhook_secret_id,
+            notifier: crate::notifier::NotifierConfig {
+                contact_keys: crate::contact::ContactKeys {
+                    email: keys("CONTACT_EMAIL_KEYS", contact_defaults.email),
+                    phone: keys("CONTACT_PHONE_KEYS", contact_defaults.phone),
+                    first_name: keys("CONTACT_NAME_KEYS", contact_defaults.first_name),
+                },
+                link_template: optional("RECONNECT_URL_TEMPLATE"),
+                reminder_delay: Duration::from_secs(
+                    3600 * parsed_or("REMINDER_DELAY_HOURS", 72u64)?,
+                ),
+                max_reminders: parsed_or("MAX_REMINDERS", defaults.max_reminders)?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// What reconnect-reminder reads: `TABLE_NAME`, `NOTIFY_QUEUE_URL`.
+pub const REMINDER_ENV_VARS: &[&str] = &["TABLE_NAME", "NOTIFY_QUEUE_URL"];

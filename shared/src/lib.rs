@@ -8,14 +8,17 @@
 pub mod adapters;
 pub mod canopy;
 pub mod config;
+pub mod contact;
 pub mod event;
 pub mod fetcher;
 pub mod intake;
+pub mod notifier;
 pub mod observability;
 pub mod plan;
 pub mod ports;
 pub mod pull_data;
 pub mod records;
+pub mod reminders;
 pub mod retry;
 pub mod signature;
 pub mod time_fmt;

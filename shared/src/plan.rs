@@ -204,6 +204,8 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
                 link: event.reconnect.clone(),
                 event_key: event.dedupe_key.clone(),
                 requested_at: at.to_owned(),
+                notice: 0,
+                episode: None,
             }),
             delay: Duration::ZERO,
         }],

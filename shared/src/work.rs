@@ -49,6 +49,13 @@ pub struct ReconnectJob {
     pub link: Option<ReconnectLink>,
     pub event_key: String,
     pub requested_at: String,
+    /// 0 for the first notice of an episode, then 1, 2, ... for reminders.
+    #[serde(default)]
+    pub notice: u32,
+    /// For reminders: the episode they belong to (its start); a resolved or newer episode
+    /// makes the reminder moot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

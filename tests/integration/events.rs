@@ -14,10 +14,14 @@ fn every_sample_event_is_a_valid_payload() {
         let mut event = read_event(&path).unwrap();
         if name.starts_with("webhook-") {
             resign(&mut event, devkit::LOCAL_SIGNING_SECRET, 1_764_115_200);
-            assert!(canopy_monitor::event::parse_event(&event_body(&event)).is_ok(), "{name}");
+            assert!(
+                canopy_monitor::event::parse_event(&event_body(&event)).is_ok(),
+                "{name}"
+            );
             to_lambda_request(event).unwrap_or_else(|e| panic!("{name}: {e}"));
         } else if name.starts_with("sqs-") {
-            let sqs: SqsEvent = serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let sqs: SqsEvent =
+                serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!sqs.records.is_empty(), "{name}");
             for record in sqs.records {
                 let message = parse_message(record.body.as_deref().unwrap()).unwrap();

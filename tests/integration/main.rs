@@ -3,4 +3,5 @@
 mod events;
 mod fetcher;
 mod intake;
+mod notifier;
 mod template;

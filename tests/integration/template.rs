@@ -26,8 +26,14 @@ fn resource(t: &str, name: &str) -> String {
 fn every_setting_is_set_by_the_template() {
     let t = template();
     for (function, names) in [
-        ("WebhookIntakeFunction", canopy_monitor::config::INTAKE_ENV_VARS),
-        ("PullFetcherFunction", canopy_monitor::config::FETCHER_ENV_VARS),
+        (
+            "WebhookIntakeFunction",
+            canopy_monitor::config::INTAKE_ENV_VARS,
+        ),
+        (
+            "PullFetcherFunction",
+            canopy_monitor::config::FETCHER_ENV_VARS,
+        ),
     ] {
         let block = resource(&t, function);
         for name in names {

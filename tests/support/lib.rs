@@ -323,3 +323,107 @@ pub mod fetching {
         .sum()
     }
 }
+
+/// The notifier wired to a [`TestEnv`], the fake Canopy and a local webhook receiver.
+pub mod notifying {
+    use super::*;
+    use canopy_monitor::config::{CanopyEnv, NotifierEnv};
+    use canopy_monitor::notifier::NotifierConfig;
+    use canopy_monitor::retry::RetryPolicy;
+    use canopy_sim::fixtures::TEAM_ID;
+    use canopy_sim::FakeCanopy;
+    use devkit::receiver::WebhookReceiver;
+    use devkit::sqs_driver::{receive_batch, settle};
+    use reconnect_notifier::AwsNotifyConsumer;
+
+    pub struct Channels<'a> {
+        pub email: bool,
+        pub sms: bool,
+        pub webhook: Option<&'a WebhookReceiver>,
+    }
+
+    pub const ALL_CHANNELS: fn(&WebhookReceiver) -> Channels<'_> = |r| Channels {
+        email: true,
+        sms: true,
+        webhook: Some(r),
+    };
+
+    pub async fn receiver() -> WebhookReceiver {
+        WebhookReceiver::start(devkit::resources::LOCAL_OUTBOUND_WEBHOOK_SECRET)
+            .await
+            .expect("receiver")
+    }
+
+    pub async fn consumer(
+        env: &TestEnv,
+        canopy: &FakeCanopy,
+        channels: Channels<'_>,
+    ) -> AwsNotifyConsumer {
+        let notifier_env = NotifierEnv {
+            table_name: env.resources.table_name.clone(),
+            notify_queue_url: env.resources.notify_queue_url.clone(),
+            canopy: CanopyEnv {
+                base_url: canopy.base_url(),
+                team_id: TEAM_ID.to_owned(),
+                api_secret_id: env.resources.canopy_api_secret_id.clone(),
+                timeout: Duration::from_secs(2),
+            },
+            retry: RetryPolicy {
+                base: Duration::ZERO,
+                cap: Duration::ZERO,
+            },
+            email_from: channels.email.then(|| env.resources.email_from.clone()),
+            sms_enabled: channels.sms,
+            webhook_url: channels.webhook.map(|r| r.url.clone()),
+            webhook_secret_id: channels
+                .webhook
+                .map(|_| env.resources.outbound_webhook_secret_id.clone()),
+            notifier: NotifierConfig {
+                token_retry_pause: Duration::from_millis(10),
+                ..NotifierConfig::default()
+            },
+        };
+        reconnect_notifier::notifier_from(notifier_env, &env.aws)
+            .await
+            .expect("notifier")
+    }
+
+    /// Feeds the notify queue to `consumer` until it stays empty; returns the batches handled.
+    pub async fn drain_into(env: &TestEnv, consumer: &AwsNotifyConsumer) -> usize {
+        let sqs = aws_sdk_sqs::Client::new(&env.aws);
+        let url = &env.resources.notify_queue_url;
+        let (mut batches, mut empty_rounds) = (0, 0);
+        while empty_rounds < 3 {
+            let batch = receive_batch(&sqs, url, 10, 0).await.expect("receive");
+            if batch.records.is_empty() {
+                empty_rounds += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            empty_rounds = 0;
+            batches += 1;
+            assert!(batches < 500, "the notify queue never drained");
+            let response = consumer.handle(batch.clone()).await;
+            settle(&sqs, url, &batch, &response).await.expect("settle");
+        }
+        batches
+    }
+
+    /// Emails and SMS moto accepted for `email` / `phone` (moto is shared by all tests).
+    pub async fn sent_to(email: &str, phone: &str) -> (Vec<(String, String)>, Vec<String>) {
+        let (emails, sms) = devkit::receiver::moto_sent(&endpoint())
+            .await
+            .expect("moto state");
+        (
+            emails
+                .into_iter()
+                .filter(|(to, _, _)| to == email)
+                .map(|(_, s, b)| (s, b))
+                .collect(),
+            sms.into_iter()
+                .filter(|(to, _)| to == phone)
+                .map(|(_, m)| m)
+                .collect(),
+        )
+    }
+}

@@ -3,8 +3,8 @@
 //! the integration tests check the names and key schema against template.yaml.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::collections::HashMap;
@@ -22,7 +22,15 @@ pub struct Resources {
     pub notify_dlq_url: String,
     pub webhook_secret_id: String,
     pub canopy_api_secret_id: String,
+    pub outbound_webhook_secret_id: String,
+    /// The verified SES sender.
+    pub email_from: String,
 }
+
+/// The documented local Standard Webhooks secret of the outbound webhook.
+pub const LOCAL_OUTBOUND_WEBHOOK_SECRET: &str = "whsec_Y2Fub3B5LW1vbml0b3ItbG9jYWwtb3V0Ym91bmQ=";
+/// The local SES sender.
+pub const LOCAL_EMAIL_FROM: &str = "reconnect@canopy-monitor.example";
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not create {what}: {detail}")]
@@ -69,6 +77,20 @@ pub async fn provision(
         .send()
         .await
         .map_err(fail(&canopy_api_secret_id))?;
+    let outbound_webhook_secret_id = format!("{prefix}/outbound-webhook-secret");
+    aws_sdk_secretsmanager::Client::new(aws)
+        .create_secret()
+        .name(&outbound_webhook_secret_id)
+        .secret_string(LOCAL_OUTBOUND_WEBHOOK_SECRET)
+        .send()
+        .await
+        .map_err(fail(&outbound_webhook_secret_id))?;
+    aws_sdk_sesv2::Client::new(aws)
+        .create_email_identity()
+        .email_identity(LOCAL_EMAIL_FROM)
+        .send()
+        .await
+        .map_err(fail(LOCAL_EMAIL_FROM))?;
     Ok(Resources {
         table_name,
         fetch_queue_url,
@@ -77,10 +99,13 @@ pub async fn provision(
         notify_dlq_url,
         webhook_secret_id,
         canopy_api_secret_id,
+        outbound_webhook_secret_id,
+        email_from: LOCAL_EMAIL_FROM.to_owned(),
     })
 }
 
-/// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`.
+/// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`, the sparse reminder
+/// index `gsi1` (`gsi1pk`/`gsi1sk`).
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
@@ -103,6 +128,21 @@ pub async fn create_table(
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr("pk").map_err(fail(name))?)
         .attribute_definitions(attr("sk").map_err(fail(name))?)
+        .attribute_definitions(attr("gsi1pk").map_err(fail(name))?)
+        .attribute_definitions(attr("gsi1sk").map_err(fail(name))?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("gsi1")
+                .key_schema(key("gsi1pk", KeyType::Hash).map_err(fail(name))?)
+                .key_schema(key("gsi1sk", KeyType::Range).map_err(fail(name))?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(fail(name))?,
+        )
         .key_schema(key("pk", KeyType::Hash).map_err(fail(name))?)
         .key_schema(key("sk", KeyType::Range).map_err(fail(name))?)
         .send()

@@ -176,6 +176,8 @@ async fn existing_resources(
         notify_dlq_url: url(format!("{prefix}-notify-dlq")).await?,
         webhook_secret_id: format!("{prefix}/canopy-webhook-signing-secret"),
         canopy_api_secret_id: format!("{prefix}/canopy-api-credentials"),
+        outbound_webhook_secret_id: format!("{prefix}/outbound-webhook-secret"),
+        email_from: devkit::resources::LOCAL_EMAIL_FROM.to_owned(),
     })
 }
 

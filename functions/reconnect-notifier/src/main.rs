@@ -1,0 +1,15 @@
+//! The reconnect-notifier Lambda: builds its adapters once per cold start, then serves SQS batches.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    canopy_monitor::observability::init_lambda_tracing();
+    let aws = canopy_monitor::config::aws_sdk_config().await;
+    let consumer = reconnect_notifier::notifier_from_env(&aws).await?;
+    let consumer = &consumer;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(consumer.handle(event.payload).await)
+    }))
+    .await
+}

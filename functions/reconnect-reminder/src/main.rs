@@ -1,0 +1,34 @@
+//! The reconnect-reminder Lambda, run by an EventBridge schedule: one pass of
+//! [`run_reminders`]. The schedule's event carries nothing we need.
+
+use canopy_monitor::adapters::{dynamo::DynamoStore, sqs::SqsWorkQueue};
+use canopy_monitor::config::required;
+use canopy_monitor::reminders::run_reminders;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    canopy_monitor::observability::init_lambda_tracing();
+    let aws = canopy_monitor::config::aws_sdk_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("TABLE_NAME")?);
+    let notify_url = required("NOTIFY_QUEUE_URL")?;
+    // Reminders only go to the notify queue; the fetch queue is never written.
+    let queue = SqsWorkQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        notify_url.clone(),
+        notify_url,
+    );
+    let (store, queue) = (&store, &queue);
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        let run = run_reminders(store, queue, time::OffsetDateTime::now_utc(), 500).await?;
+        tracing::info!(
+            due = run.due,
+            queued = run.queued,
+            resolved = run.resolved,
+            "reminder pass"
+        );
+        Ok::<_, Error>(json!({"due": run.due, "queued": run.queued, "resolved": run.resolved}))
+    }))
+    .await
+}

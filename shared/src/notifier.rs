@@ -1,0 +1,448 @@
+//! The reconnect notifier: once per episode (and per reminder), a fresh link to the consumer on
+//! every configured channel.
+//!
+//! Episodes. An episode opens when intake records a MONITORING_RECONNECT for a monitoring with
+//! none open (`reconnect_needed_since` on the monitoring) and closes when a refresh of that
+//! monitoring completes (intake removes it). The notifier keeps an episode item per episode:
+//! how many notices went out and when the next reminder is due.
+//!
+//! Send order: *claim, send, record*. Before sending on a channel the notifier claims the send
+//! (a conditional write of `SENDING` with a lease) and marks it `SENT` after the provider
+//! accepted it. Concurrent or redelivered messages find the claim and send nothing. A crash
+//! between the provider's acceptance and `SENT` leaves an expired lease; the redelivered
+//! message then sends again: a rare duplicate rather than a lost notice, because an unsent
+//! reconnect link costs the integrator the account. The outbound webhook carries the send's
+//! key as `webhook-id` so the receiver can drop that duplicate.
+
+use crate::canopy::{CanopyApi, CanopyError};
+use crate::contact::{reconnect_link, resolve_contact, Contact, ContactKeys, Templates};
+use crate::ports::{Clock, PortError};
+use crate::pull_data::PullSummary;
+use crate::time_fmt::format_ts;
+use crate::work::ReconnectJob;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// An open episode, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    pub monitoring_id: String,
+    /// The episode's id: when the reconnect was first needed.
+    pub started_at: String,
+    pub notices_sent: u32,
+}
+
+/// The channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    Email,
+    Sms,
+    Webhook,
+}
+
+impl ChannelKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChannelKind::Email => "email",
+            ChannelKind::Sms => "sms",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// Identifies one send: monitoring, episode, notice number, channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendKey {
+    pub monitoring_id: String,
+    pub episode: String,
+    pub notice: u32,
+    pub channel: ChannelKind,
+}
+
+impl SendKey {
+    /// Stable text form; also the outbound webhook's `webhook-id`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.monitoring_id,
+            self.episode,
+            self.notice,
+            self.channel.as_str()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendClaim {
+    Claimed,
+    /// Sent (or failed permanently) before.
+    Done,
+    /// Another attempt holds the claim.
+    InFlight,
+}
+
+/// What a notice produced, recorded on the episode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRecord {
+    pub notice: u32,
+    pub sent: Vec<ChannelKind>,
+    pub failed: Vec<(ChannelKind, String)>,
+    pub no_contact: bool,
+    /// Where the link came from: `fresh` (Canopy) or `webhook` (fallback).
+    pub link_source: &'static str,
+}
+
+/// Storage the notifier needs.
+#[async_trait]
+pub trait EpisodeStore: Send + Sync {
+    /// The open episode of the job's monitoring (created on first sight), or `None` when the
+    /// monitoring has none open (already resolved).
+    async fn open_episode(
+        &self,
+        job: &ReconnectJob,
+        now: &str,
+    ) -> Result<Option<Episode>, PortError>;
+    /// The stored summary of the monitoring's latest data, else of `pull_id`, for contact details.
+    async fn pull_summary(
+        &self,
+        monitoring_id: &str,
+        pull_id: Option<&str>,
+    ) -> Result<Option<PullSummary>, PortError>;
+    async fn claim_send(
+        &self,
+        key: &SendKey,
+        lease_id: &str,
+        now: i64,
+        lease_expires_at: i64,
+    ) -> Result<SendClaim, PortError>;
+    /// Marks a claimed send `SENT` (no error) or `FAILED` (a permanent error).
+    async fn finish_send(
+        &self,
+        key: &SendKey,
+        lease_id: &str,
+        failure: Option<&str>,
+        at: &str,
+    ) -> Result<(), PortError>;
+    async fn release_send(&self, key: &SendKey, lease_id: &str) -> Result<(), PortError>;
+    /// Records a notice on the episode and schedules the next reminder (or none).
+    async fn record_notice(
+        &self,
+        episode: &Episode,
+        record: &NoticeRecord,
+        at: &str,
+        next_reminder_at: Option<&str>,
+    ) -> Result<(), PortError>;
+}
+
+/// A message to send on one channel. Holds the link: never log it.
+#[derive(Clone)]
+pub struct Notice {
+    pub key: SendKey,
+    pub pull_id: String,
+    pub contact: Contact,
+    pub carrier: Option<String>,
+    pub link: String,
+    pub meta_data: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("retryable: {0}")]
+    Retryable(String),
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// One way of reaching the consumer.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    fn kind(&self) -> ChannelKind;
+    /// Whether this channel can reach the contact (email needs an address, SMS a number).
+    fn reaches(&self, contact: &Contact) -> bool;
+    async fn send(&self, notice: &Notice, templates: &Templates) -> Result<(), ChannelError>;
+}
+
+/// Notifier settings.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    pub contact_keys: ContactKeys,
+    pub templates: Templates,
+    /// Whitelabel link template, e.g. `https://app.example.com/reconnect?token={reconnect_token}`.
+    pub link_template: Option<String>,
+    pub reminder_delay: Duration,
+    pub max_reminders: u32,
+    /// Tries of the fresh-token call within one invocation before falling back.
+    pub token_attempts: u32,
+    pub token_retry_pause: Duration,
+    pub send_lease: Duration,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        Self {
+            contact_keys: ContactKeys::default(),
+            templates: Templates::default(),
+            link_template: None,
+            reminder_delay: Duration::from_secs(3 * 24 * 3600),
+            max_reminders: 2,
+            token_attempts: 3,
+            token_retry_pause: Duration::from_millis(200),
+            send_lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What happened to one notify job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    Notified(NoticeRecord),
+    /// The episode is over (or this reminder belongs to an older one): nothing to send.
+    Resolved,
+    /// This notice number was already recorded.
+    AlreadyNotified,
+    /// Canopy says the monitoring cannot be reconnected (e.g. MONITORING_INACTIVE).
+    NotReconnectable {
+        code: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("no reconnect link: {0}")]
+    NoLink(CanopyError),
+    #[error("{channel} send failed, will retry: {reason}")]
+    Channel {
+        channel: &'static str,
+        reason: String,
+    },
+    #[error("a send of this notice is in flight elsewhere")]
+    InFlight,
+    #[error(transparent)]
+    Store(#[from] PortError),
+}
+
+impl NotifyError {
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            NotifyError::NoLink(CanopyError::RetryLater { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// When the next reminder is due after notice `notice`, if any.
+pub fn next_reminder(
+    notice: u32,
+    config: &NotifierConfig,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    (notice < config.max_reminders).then(|| {
+        let delay = time::Duration::try_from(config.reminder_delay).unwrap_or(time::Duration::DAY);
+        format_ts(now + delay)
+    })
+}
+
+pub struct ReconnectNotifier<S, A, C> {
+    store: S,
+    canopy: A,
+    clock: C,
+    channels: Vec<Box<dyn Channel>>,
+    config: NotifierConfig,
+}
+
+impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
+    pub fn new(
+        store: S,
+        canopy: A,
+        clock: C,
+        channels: Vec<Box<dyn Channel>>,
+        config: NotifierConfig,
+    ) -> Self {
+        Self {
+            store,
+            canopy,
+            clock,
+            channels,
+            config,
+        }
+    }
+
+    pub fn channels(&self) -> Vec<ChannelKind> {
+        self.channels.iter().map(|c| c.kind()).collect()
+    }
+
+    pub async fn notify(&self, job: &ReconnectJob) -> Result<NotifyOutcome, NotifyError> {
+        let now = self.clock.now();
+        let Some(episode) = self.store.open_episode(job, &format_ts(now)).await? else {
+            return Ok(NotifyOutcome::Resolved);
+        };
+        if job
+            .episode
+            .as_deref()
+            .is_some_and(|e| e != episode.started_at)
+        {
+            return Ok(NotifyOutcome::Resolved);
+        }
+        if job.notice < episode.notices_sent {
+            return Ok(NotifyOutcome::AlreadyNotified);
+        }
+
+        let (token, link_source) = match self.fresh_link(job).await {
+            Ok(t) => (t, "fresh"),
+            Err(CanopyError::Permanent { code, .. }) => {
+                return Ok(NotifyOutcome::NotReconnectable { code })
+            }
+            Err(err) => match job
+                .link
+                .as_ref()
+                .and_then(|l| Some((l.reconnect_url.clone()?, l.reconnect_token.clone()?)))
+            {
+                // The webhook's own link: older, but better than none.
+                Some(fallback) if job.notice == 0 => {
+                    tracing::warn!(monitoring_id = %job.monitoring_id, error = %err, "no fresh reconnect link; using the webhook's");
+                    (fallback, "webhook")
+                }
+                _ => return Err(NotifyError::NoLink(err)),
+            },
+        };
+        let link = reconnect_link(
+            self.config.link_template.as_deref(),
+            &token.0,
+            &token.1,
+            &job.monitoring_id,
+        );
+        let summary = self
+            .store
+            .pull_summary(&job.monitoring_id, job.initial_pull_id.as_deref())
+            .await?;
+        let contact = resolve_contact(
+            job.meta_data.as_ref(),
+            summary.as_ref(),
+            &self.config.contact_keys,
+        );
+        let carrier = summary.as_ref().and_then(|s| {
+            s.insurance_provider_friendly_name
+                .clone()
+                .or_else(|| s.insurance_provider_name.clone())
+        });
+
+        let mut record = NoticeRecord {
+            notice: job.notice,
+            sent: Vec::new(),
+            failed: Vec::new(),
+            no_contact: false,
+            link_source,
+        };
+        let reachable: Vec<&dyn Channel> = self
+            .channels
+            .iter()
+            .map(|c| c.as_ref())
+            .filter(|c| c.reaches(&contact))
+            .collect();
+        record.no_contact = contact.email.is_none() && contact.phone.is_none();
+        let mut retry: Option<NotifyError> = None;
+        for channel in reachable {
+            let notice = Notice {
+                key: SendKey {
+                    monitoring_id: job.monitoring_id.clone(),
+                    episode: episode.started_at.clone(),
+                    notice: job.notice,
+                    channel: channel.kind(),
+                },
+                pull_id: job.pull_id.clone(),
+                contact: contact.clone(),
+                carrier: carrier.clone(),
+                link: link.clone(),
+                meta_data: job.meta_data.clone(),
+            };
+            match self.send_once(channel, &notice).await {
+                Ok(SendResult::Sent) => record.sent.push(channel.kind()),
+                Ok(SendResult::AlreadyDone) => {}
+                Ok(SendResult::Failed(reason)) => record.failed.push((channel.kind(), reason)),
+                Err(e) => retry = Some(e),
+            }
+        }
+        if let Some(err) = retry {
+            return Err(err);
+        }
+        let at = self.clock.now();
+        self.store
+            .record_notice(
+                &episode,
+                &record,
+                &format_ts(at),
+                next_reminder(job.notice, &self.config, at).as_deref(),
+            )
+            .await?;
+        Ok(NotifyOutcome::Notified(record))
+    }
+
+    async fn fresh_link(&self, job: &ReconnectJob) -> Result<(String, String), CanopyError> {
+        let mut last = None;
+        for attempt in 0..self.config.token_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(self.config.token_retry_pause * attempt).await;
+            }
+            match self.canopy.reconnect_token(&job.monitoring_id).await {
+                Ok(t) => return Ok((t.reconnect_url, t.reconnect_token)),
+                Err(e @ CanopyError::RetryLater { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(CanopyError::RetryLater {
+            reason: "no attempt".into(),
+            retry_after: None,
+        }))
+    }
+
+    async fn send_once(
+        &self,
+        channel: &dyn Channel,
+        notice: &Notice,
+    ) -> Result<SendResult, NotifyError> {
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let now = self.clock.now().unix_timestamp();
+        let lease = i64::try_from(self.config.send_lease.as_secs()).unwrap_or(60);
+        match self
+            .store
+            .claim_send(&notice.key, &lease_id, now, now + lease)
+            .await?
+        {
+            SendClaim::Done => return Ok(SendResult::AlreadyDone),
+            SendClaim::InFlight => return Err(NotifyError::InFlight),
+            SendClaim::Claimed => {}
+        }
+        let at = || format_ts(self.clock.now());
+        match channel.send(notice, &self.config.templates).await {
+            Ok(()) => {
+                self.store
+                    .finish_send(&notice.key, &lease_id, None, &at())
+                    .await?;
+                tracing::info!(monitoring_id = %notice.key.monitoring_id, channel = channel.kind().as_str(), notice = notice.key.notice, "reconnect notice sent");
+                Ok(SendResult::Sent)
+            }
+            Err(ChannelError::Permanent(reason)) => {
+                self.store
+                    .finish_send(&notice.key, &lease_id, Some(&reason), &at())
+                    .await?;
+                tracing::error!(monitoring_id = %notice.key.monitoring_id, channel = channel.kind().as_str(), %reason, "reconnect notice refused");
+                Ok(SendResult::Failed(reason))
+            }
+            Err(ChannelError::Retryable(reason)) => {
+                if let Err(e) = self.store.release_send(&notice.key, &lease_id).await {
+                    tracing::warn!(error = %e, "could not release the send claim");
+                }
+                Err(NotifyError::Channel {
+                    channel: channel.kind().as_str(),
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+enum SendResult {
+    Sent,
+    AlreadyDone,
+    Failed(String),
+}

@@ -1,0 +1,54 @@
+//! The reminder scheduler: finds episodes whose reminder is due (a Query on a sparse index)
+//! and queues a reminder notice for each one still open; closes the ones already resolved.
+//!
+//! Order: enqueue, then take the reminder off the index. A crash in between leaves it due, so a
+//! later run enqueues it again; the notifier drops the duplicate (same notice number).
+
+use crate::adapters::dynamo::DynamoStore;
+use crate::ports::{PortError, WorkQueue};
+use crate::time_fmt::format_ts;
+use crate::work::{Outgoing, WorkMessage};
+use std::time::Duration;
+
+/// What one run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReminderRun {
+    pub due: usize,
+    pub queued: usize,
+    pub resolved: usize,
+}
+
+/// Runs the scheduler once at `now`, handling at most `limit` due reminders.
+pub async fn run_reminders<Q: WorkQueue>(
+    store: &DynamoStore,
+    queue: &Q,
+    now: time::OffsetDateTime,
+    limit: i32,
+) -> Result<ReminderRun, PortError> {
+    let at = format_ts(now);
+    let due = store.due_reminders(&at, limit).await?;
+    let mut run = ReminderRun {
+        due: due.len(),
+        ..ReminderRun::default()
+    };
+    for reminder in due {
+        let open = store.open_episode_start(&reminder.monitoring_id).await?;
+        if open.as_deref() != Some(reminder.started_at.as_str()) {
+            if store.take_reminder(&reminder, Some(&at)).await? {
+                run.resolved += 1;
+            }
+            continue;
+        }
+        queue
+            .enqueue(&Outgoing {
+                message: WorkMessage::NotifyReconnect(reminder.job.clone()),
+                delay: Duration::ZERO,
+            })
+            .await?;
+        if store.take_reminder(&reminder, None).await? {
+            run.queued += 1;
+        }
+        tracing::info!(monitoring_id = %reminder.monitoring_id, notice = reminder.notices_sent, "reminder queued");
+    }
+    Ok(run)
+}
