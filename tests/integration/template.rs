@@ -55,6 +55,11 @@ fn the_table_and_queues_match_what_the_code_expects() {
         "Path: /webhooks/canopy",
         "BuildMethod: rust-cargolambda",
         "Binary: webhook-intake",
+        "Binary: reconnect-notifier",
+        "Binary: reconnect-reminder",
+        "IndexName: gsi1",
+        "AttributeName: gsi1pk",
+        "AttributeName: gsi1sk",
     ] {
         assert!(t.contains(needle), "template.yaml lacks {needle:?}");
     }
