@@ -119,16 +119,16 @@ impl Default for Templates {
         Self {
             email_subject: "Please reconnect your {carrier} account".into(),
             email_text:
-                "Hi {first_name},\n\nWe could not refresh your {carrier} insurance information: \
-                         the account needs you to log in again. Reconnect here:\n\n{link}\n\n\
+                "Hi {first_name},\n\nWe could not refresh the policies of your {carrier} account: \
+                         it needs you to log in again. Reconnect here:\n\n{link}\n\n\
                          The link is personal; please do not share it.\n"
                     .into(),
-            email_html: "<p>Hi {first_name},</p><p>We could not refresh your {carrier} insurance \
-                         information: the account needs you to log in again.</p>\
+            email_html: "<p>Hi {first_name},</p><p>We could not refresh the policies of your \
+                         {carrier} account: it needs you to log in again.</p>\
                          <p><a href=\"{link}\">Reconnect your account</a></p>\
                          <p>The link is personal; please do not share it.</p>"
                 .into(),
-            sms: "Please reconnect your {carrier} insurance account: {link}".into(),
+            sms: "Please reconnect your {carrier} account: {link}".into(),
         }
     }
 }

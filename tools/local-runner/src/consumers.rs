@@ -169,3 +169,146 @@ pub async fn demo_refresh(
     }
     Err(format!("pull {pull_id} was not stored within 10 s"))
 }
+
+/// Starts the local receiver of the outbound webhook and polls the notify queue into
+/// reconnect-notifier (email and SMS go to the emulator).
+pub async fn start_notifier(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    canopy: &CanopyTarget,
+) -> Result<devkit::receiver::WebhookReceiver, String> {
+    let receiver =
+        devkit::receiver::WebhookReceiver::start(devkit::resources::LOCAL_OUTBOUND_WEBHOOK_SECRET)
+            .await
+            .map_err(|e| format!("cannot start the webhook receiver: {e}"))?;
+    let env = canopy_monitor::config::NotifierEnv {
+        table_name: resources.table_name.clone(),
+        notify_queue_url: resources.notify_queue_url.clone(),
+        canopy: CanopyEnv {
+            base_url: canopy.base_url.clone(),
+            team_id: canopy.team_id.clone(),
+            api_secret_id: resources.canopy_api_secret_id.clone(),
+            timeout: Duration::from_secs(10),
+        },
+        retry: RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(30),
+        },
+        email_from: Some(resources.email_from.clone()),
+        sms_enabled: true,
+        webhook_url: Some(receiver.url.clone()),
+        webhook_secret_id: Some(resources.outbound_webhook_secret_id.clone()),
+        notifier: canopy_monitor::notifier::NotifierConfig::default(),
+    };
+    let consumer = reconnect_notifier::notifier_from(env, aws)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let url = resources.notify_queue_url.clone();
+    tokio::spawn(async move {
+        loop {
+            match receive_batch(&sqs, &url, 10, 1).await {
+                Ok(batch) if batch.records.is_empty() => {}
+                Ok(batch) => {
+                    let response = consumer.handle(batch.clone()).await;
+                    if let Err(e) = settle(&sqs, &url, &batch, &response).await {
+                        tracing::warn!(error = %e, "could not settle the notify batch");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notify queue poll failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(receiver)
+}
+
+/// Hides the token in a reconnect link or in text holding one.
+pub fn redact_links(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .map(|word| match word.find("://") {
+            Some(_) if word.contains('?') => {
+                let (head, _) = word.split_at(word.find('?').unwrap_or(word.len()));
+                let tail: String = word
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_whitespace() || matches!(c, '"' | '<' | '>'))
+                    .collect();
+                format!(
+                    "{head}?<redacted>{}",
+                    tail.chars().rev().collect::<String>()
+                )
+            }
+            _ => word.to_owned(),
+        })
+        .collect()
+}
+
+/// The reconnect story: a MONITORING_RECONNECT, the notices on every channel, then a
+/// successful refresh that closes the episode.
+pub async fn demo_reconnect(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    receiver: &devkit::receiver::WebhookReceiver,
+    url: &str,
+    endpoint: &str,
+) -> Result<(), String> {
+    let monitoring_id = "b7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c";
+    let subject = Subject {
+        pull_id: "c4d8e2a1-6b3f-4f7e-9a2d-5e8c1b0f3a77".to_owned(),
+        monitoring_id: Some(monitoring_id.to_owned()),
+        initial_pull_id: Some("59ced597-b48f-49e3-9756-799e4c6f79a0".to_owned()),
+        meta_data: json!({"user_id": "crm-1042", "email": "clark.kent@example.com", "phone": "8885550000", "first_name": "Clark"}),
+    };
+    let body = canopy_sim::fixtures::reconnect_webhook(
+        &subject,
+        "https://app.usecanopy.com/c/demo/reconnect?reconnectToken=rt_webhook_1",
+        "rt_webhook_1",
+    );
+    println!(
+        "\n== demo: the fake Canopy sends MONITORING_RECONNECT for monitoring {monitoring_id}"
+    );
+    for (status, text) in
+        canopy_sim::send_webhooks(url, LOCAL_SIGNING_SECRET, &[body.clone(), body]).await?
+    {
+        println!("   MONITORING_RECONNECT: {status} {text}");
+    }
+    let started = tokio::time::Instant::now();
+    while receiver.received().is_empty() && started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (emails, sms) = devkit::receiver::moto_sent(endpoint).await?;
+    for (to, subject, body) in emails {
+        println!(
+            "   email to {to} (captured by the emulator): {subject:?}\n      {}",
+            redact_links(&body).replace('\n', "\n      ")
+        );
+    }
+    for (to, message) in sms {
+        println!(
+            "   SMS to {to} (captured by the emulator): {}",
+            redact_links(&message)
+        );
+    }
+    for (id, payload) in receiver.received() {
+        let data = &payload["data"];
+        println!(
+            "   outbound webhook {id} (signature verified): monitoring={} notice={} link={}",
+            data["monitoring_id"],
+            data["notice"],
+            redact_links(data["reconnect_link"].as_str().unwrap_or_default())
+        );
+    }
+    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        &resources.table_name,
+    );
+    let open = store
+        .open_episode_start(monitoring_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("   episode open since {}", open.as_deref().unwrap_or("-"));
+    Ok(())
+}

@@ -63,6 +63,11 @@ enum Command {
     },
     /// Show the stored state and the queued work.
     Inspect,
+    /// Run one pass of the reminder scheduler, as if it were HOURS from now.
+    Remind {
+        #[arg(long, default_value_t = 0)]
+        hours_ahead: i64,
+    },
 }
 
 #[tokio::main]
@@ -100,6 +105,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             consumers::start_fetcher(&aws, &resources, &canopy).await?;
+            let receiver = consumers::start_notifier(&aws, &resources, &canopy).await?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -112,6 +118,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let server = tokio::spawn(async move { axum::serve(listener, app).await });
             if demo {
                 run_demo(&url).await?;
+                consumers::demo_reconnect(&aws, &resources, &receiver, &url, &cli.endpoint).await?;
                 consumers::demo_refresh(&aws, &resources, &canopy, &url).await?;
                 inspect::show(&aws, &resources).await?;
                 if exit_after_demo {
@@ -123,6 +130,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                 result = server => result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
+        }
+        Command::Remind { hours_ahead } => {
+            let resources = existing_resources(&aws, &cli.prefix).await?;
+            let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                &resources.table_name,
+            );
+            let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+                aws_sdk_sqs::Client::new(&aws),
+                resources.fetch_queue_url.clone(),
+                resources.notify_queue_url.clone(),
+            );
+            let at = time::OffsetDateTime::now_utc() + time::Duration::hours(hours_ahead);
+            let run = canopy_monitor::reminders::run_reminders(&store, &queue, at, 500)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "reminders: {} due, {} queued, {} already resolved",
+                run.due, run.queued, run.resolved
+            );
+            Ok(())
         }
         Command::Inspect => {
             let resources = existing_resources(&aws, &cli.prefix).await?;
@@ -210,7 +238,6 @@ async fn run_demo(url: &str) -> Result<(), String> {
     let plan = [
         ("webhook-auth-status.json", 1),
         ("webhook-monitoring-events.json", 2),
-        ("webhook-monitoring-reconnect.json", 1),
     ];
     println!("\n== demo: delivering sample webhooks to {url}");
     for (file, times) in plan {
