@@ -164,10 +164,12 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    type Script = HashMap<String, Vec<Result<Value, CanopyError>>>;
+
     /// A scripted Canopy: answers per pull id, counting calls.
     #[derive(Clone, Default)]
     struct ScriptedCanopy {
-        answers: Arc<Mutex<HashMap<String, Vec<Result<Value, CanopyError>>>>>,
+        answers: Arc<Mutex<Script>>,
         calls: Arc<Mutex<usize>>,
     }
 
@@ -318,13 +320,9 @@ mod tests {
             .handle(batch(vec![record("a", "gone", FetchTrigger::Complete, 1)]))
             .await;
         assert!(response.batch_item_failures.is_empty());
-        let state = store.state();
-        assert_eq!(state.pulls["gone"].fetch_status.as_deref(), Some("FAILED"));
-        assert_eq!(
-            state.pulls["gone"].fetch_error.as_deref(),
-            Some("NOT_FOUND")
-        );
-        drop(state);
+        let gone = store.state().pulls["gone"].clone();
+        assert_eq!(gone.fetch_status.as_deref(), Some("FAILED"));
+        assert_eq!(gone.fetch_error.as_deref(), Some("NOT_FOUND"));
         // And it is not tried again.
         consumer
             .handle(batch(vec![record("b", "gone", FetchTrigger::Complete, 1)]))
