@@ -8,6 +8,7 @@
 pub mod adapters;
 pub mod canopy;
 pub mod config;
+pub mod consumer;
 pub mod contact;
 pub mod event;
 pub mod fetcher;

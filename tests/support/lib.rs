@@ -215,7 +215,7 @@ pub mod fetching {
     use canopy_monitor::retry::RetryPolicy;
     use canopy_sim::fixtures::TEAM_ID;
     use canopy_sim::FakeCanopy;
-    use devkit::sqs_driver::{receive_batch, settle};
+    use devkit::sqs_driver::drain;
     use pull_fetcher::AwsFetchConsumer;
 
     pub async fn fake_canopy() -> FakeCanopy {
@@ -253,22 +253,11 @@ pub mod fetching {
     /// empty; returns the number of batches handled.
     pub async fn drain_into(env: &TestEnv, consumer: &AwsFetchConsumer) -> usize {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
-        let url = &env.resources.fetch_queue_url;
-        let (mut batches, mut empty_rounds) = (0, 0);
-        while empty_rounds < 3 {
-            let batch = receive_batch(&sqs, url, 10, 0).await.expect("receive");
-            if batch.records.is_empty() {
-                empty_rounds += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            empty_rounds = 0;
-            batches += 1;
-            assert!(batches < 500, "the fetch queue never drained");
-            let response = consumer.handle(batch.clone()).await;
-            settle(&sqs, url, &batch, &response).await.expect("settle");
-        }
-        batches
+        drain(&sqs, &env.resources.fetch_queue_url, |batch| {
+            consumer.handle(batch)
+        })
+        .await
+        .expect("drain the fetch queue")
     }
 
     /// Sends a fetch job straight onto the fetch queue.
@@ -333,7 +322,7 @@ pub mod notifying {
     use canopy_sim::fixtures::TEAM_ID;
     use canopy_sim::FakeCanopy;
     use devkit::receiver::WebhookReceiver;
-    use devkit::sqs_driver::{receive_batch, settle};
+    use devkit::sqs_driver::drain;
     use reconnect_notifier::AwsNotifyConsumer;
 
     pub struct Channels<'a> {
@@ -391,22 +380,11 @@ pub mod notifying {
     /// Feeds the notify queue to `consumer` until it stays empty; returns the batches handled.
     pub async fn drain_into(env: &TestEnv, consumer: &AwsNotifyConsumer) -> usize {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
-        let url = &env.resources.notify_queue_url;
-        let (mut batches, mut empty_rounds) = (0, 0);
-        while empty_rounds < 3 {
-            let batch = receive_batch(&sqs, url, 10, 0).await.expect("receive");
-            if batch.records.is_empty() {
-                empty_rounds += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            empty_rounds = 0;
-            batches += 1;
-            assert!(batches < 500, "the notify queue never drained");
-            let response = consumer.handle(batch.clone()).await;
-            settle(&sqs, url, &batch, &response).await.expect("settle");
-        }
-        batches
+        drain(&sqs, &env.resources.notify_queue_url, |batch| {
+            consumer.handle(batch)
+        })
+        .await
+        .expect("drain the notify queue")
     }
 
     /// Emails and SMS moto accepted for `email` / `phone` (moto is shared by all tests).

@@ -3,22 +3,17 @@
 //! skips and permanent failures are acknowledged; nothing is swallowed: every failure is
 //! either retried, recorded on the pull, or left for the dead-letter queue.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, FetcherEnv};
+use canopy_monitor::consumer::{handle_batch, RetryHint};
 use canopy_monitor::fetcher::{
     FetchError, FetchOutcome, FetcherConfig, PullDataStore, PullFetcher,
 };
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
 use canopy_monitor::work::{parse_message, MessageError, WorkMessage};
-use futures::StreamExt;
-use std::hash::{DefaultHasher, Hash, Hasher};
-
-/// Messages of one batch processed at once: enough to overlap Canopy round trips, few enough
-/// to stay gentle with Canopy (the event source mapping also caps concurrent functions).
-const CONCURRENCY: usize = 4;
 
 /// Why one message failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +24,15 @@ pub enum RecordError {
     WrongQueue(&'static str),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+}
+
+impl RetryHint for RecordError {
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RecordError::Fetch(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 /// The consumer: the fetcher, how to delay retries, and the backoff.
@@ -82,46 +86,11 @@ pub async fn fetcher_from(
 impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsumer<S, A, C, V> {
     /// Handles one SQS batch.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
-            .map(|record| self.handle_record(record))
-            .buffer_unordered(CONCURRENCY)
-            .filter_map(|failure| async move { failure })
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
-    }
-
-    async fn handle_record(&self, record: SqsMessage) -> Option<BatchItemFailure> {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        match self.process(&record).await {
-            Ok(()) => None,
-            Err(err) => {
-                let receive_count = record
-                    .attributes
-                    .get("ApproximateReceiveCount")
-                    .and_then(|c| c.parse::<u32>().ok())
-                    .unwrap_or(1);
-                let retry_after = match &err {
-                    RecordError::Fetch(fetch) => fetch.retry_after(),
-                    _ => None,
-                };
-                let delay = self
-                    .retry
-                    .delay(receive_count, retry_after, seed(&message_id));
-                tracing::warn!(%message_id, receive_count, delay_secs = delay.as_secs(), error = %err, "fetch failed; will retry");
-                if let Some(receipt) = record.receipt_handle.as_deref() {
-                    if let Err(e) = self.visibility.retry_after(receipt, delay).await {
-                        // The queue's own visibility timeout then decides when it returns.
-                        tracing::warn!(%message_id, error = %e, "could not delay the retry");
-                    }
-                }
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                Some(failure)
-            }
-        }
+        handle_batch(event, &self.visibility, &self.retry, |record| async move {
+            let result = self.process(&record).await;
+            (record, result)
+        })
+        .await
     }
 
     async fn process(&self, record: &SqsMessage) -> Result<(), RecordError> {
@@ -144,12 +113,6 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsum
         }
         Ok(())
     }
-}
-
-fn seed(message_id: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    message_id.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

@@ -2,22 +2,19 @@
 //! [`ReconnectNotifier::notify`] each, failures reported (`ReportBatchItemFailures`) and
 //! delayed with backoff; after maxReceiveCount the dead-letter queue holds them.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use canopy_monitor::adapters::channels::{OutboundWebhook, SesEmail, SnsSms};
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, NotifierEnv};
+use canopy_monitor::consumer::{handle_batch, RetryHint};
 use canopy_monitor::notifier::{
     Channel, EpisodeStore, NotifyError, NotifyOutcome, ReconnectNotifier,
 };
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
 use canopy_monitor::work::{parse_message, MessageError, WorkMessage};
-use futures::StreamExt;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
-
-const CONCURRENCY: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -27,6 +24,15 @@ pub enum RecordError {
     WrongQueue(&'static str),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+}
+
+impl RetryHint for RecordError {
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RecordError::Notify(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 pub struct NotifyConsumer<S, A, C, V> {
@@ -100,47 +106,13 @@ pub async fn notifier_from(
 }
 
 impl<S: EpisodeStore, A: CanopyApi, C: Clock, V: MessageVisibility> NotifyConsumer<S, A, C, V> {
+    /// Handles one SQS batch.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
-            .map(|record| self.handle_record(record))
-            .buffer_unordered(CONCURRENCY)
-            .filter_map(|failure| async move { failure })
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
-    }
-
-    async fn handle_record(&self, record: SqsMessage) -> Option<BatchItemFailure> {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        let err = match self.process(&record).await {
-            Ok(()) => return None,
-            Err(err) => err,
-        };
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse::<u32>().ok())
-            .unwrap_or(1);
-        let retry_after = match &err {
-            RecordError::Notify(e) => e.retry_after(),
-            _ => None,
-        };
-        let mut hasher = DefaultHasher::new();
-        message_id.hash(&mut hasher);
-        let delay = self
-            .retry
-            .delay(receive_count, retry_after, hasher.finish());
-        tracing::warn!(%message_id, receive_count, delay_secs = delay.as_secs(), error = %err, "notice failed; will retry");
-        if let Some(receipt) = record.receipt_handle.as_deref() {
-            if let Err(e) = self.visibility.retry_after(receipt, delay).await {
-                tracing::warn!(%message_id, error = %e, "could not delay the retry");
-            }
-        }
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = message_id;
-        Some(failure)
+        handle_batch(event, &self.visibility, &self.retry, |record| async move {
+            let result = self.process(&record).await;
+            (record, result)
+        })
+        .await
     }
 
     async fn process(&self, record: &SqsMessage) -> Result<(), RecordError> {

@@ -9,7 +9,7 @@
 //! reminders are due" with one Query.
 
 use super::aws::port_error;
-use super::dynamo::{monitoring_pk, pull_pk, DynamoStore, STATE_SK};
+use super::dynamo::{key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
 use super::dynamo_pulls::DATA_SK;
 use crate::notifier::{Episode, EpisodeStore, NoticeRecord, SendClaim, SendKey};
 use crate::ports::PortError;
@@ -24,15 +24,6 @@ const SERVICE: &str = "dynamodb";
 pub const REMINDER_INDEX: &str = "gsi1";
 pub const REMINDER_PK: &str = "REMINDER";
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-fn key(pk: String, sk: impl Into<String>) -> HashMap<String, AttributeValue> {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
 fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }

@@ -9,7 +9,7 @@
 //! Fetch progress lives on the pull's `STATE` item (`fetch_*` attributes).
 
 use super::aws::port_error;
-use super::dynamo::{monitoring_pk, pull_pk, DynamoStore, STATE_SK};
+use super::dynamo::{key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
 use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, SkipReason, FAILED, FETCHED};
 use crate::ports::PortError;
 use crate::pull_data::{reassemble, PreparedPull, PullSummary};
@@ -27,15 +27,6 @@ use std::time::Duration;
 const SERVICE: &str = "dynamodb";
 pub const DATA_SK: &str = "DATA";
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-fn key(pk: String, sk: impl Into<String>) -> HashMap<String, AttributeValue> {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
 fn part_sk(i: usize) -> String {
     format!("DATA#PART#{i:04}")
 }

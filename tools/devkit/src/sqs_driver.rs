@@ -85,3 +85,69 @@ pub async fn settle(
     }
     Ok(deleted)
 }
+
+/// One receive-handle-settle round; `None` when the queue had nothing.
+pub async fn poll_once<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait_secs: i32,
+    handler: &F,
+) -> Result<Option<usize>, String>
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let batch = receive_batch(sqs, queue_url, 10, wait_secs).await?;
+    if batch.records.is_empty() {
+        return Ok(None);
+    }
+    let records = batch.records.len();
+    let response = handler(batch.clone()).await;
+    settle(sqs, queue_url, &batch, &response).await?;
+    Ok(Some(records))
+}
+
+/// Feeds the queue to `handler` until it stays empty for three polls; returns the batches.
+pub async fn drain<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    handler: F,
+) -> Result<usize, String>
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let (mut batches, mut empty_rounds) = (0, 0);
+    while empty_rounds < 3 {
+        match poll_once(sqs, queue_url, 0, &handler).await? {
+            None => {
+                empty_rounds += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Some(_) => {
+                empty_rounds = 0;
+                batches += 1;
+                if batches >= 500 {
+                    return Err(format!("{queue_url} never drained"));
+                }
+            }
+        }
+    }
+    Ok(batches)
+}
+
+/// Polls the queue into `handler` forever, in the background (the local runner's consumers).
+pub fn spawn_poller<F, Fut>(sqs: aws_sdk_sqs::Client, queue_url: String, handler: F)
+where
+    F: Fn(SqsEvent) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = SqsBatchResponse> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = poll_once(&sqs, &queue_url, 1, &handler).await {
+                tracing::warn!(queue = %queue_url, error = %e, "queue poll failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    });
+}

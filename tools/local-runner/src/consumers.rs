@@ -5,7 +5,7 @@ use canopy_monitor::retry::RetryPolicy;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject, TEAM_ID};
 use canopy_sim::FakeCanopy;
 use devkit::resources::Resources;
-use devkit::sqs_driver::{receive_batch, settle};
+use devkit::sqs_driver::spawn_poller;
 use devkit::LOCAL_SIGNING_SECRET;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -81,28 +81,19 @@ pub async fn start_fetcher(
             cap: Duration::from_secs(30),
         },
     };
-    let consumer = pull_fetcher::fetcher_from(env, aws)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sqs = aws_sdk_sqs::Client::new(aws);
-    let url = resources.fetch_queue_url.clone();
-    tokio::spawn(async move {
-        loop {
-            match receive_batch(&sqs, &url, 10, 1).await {
-                Ok(batch) if batch.records.is_empty() => {}
-                Ok(batch) => {
-                    let response = consumer.handle(batch.clone()).await;
-                    if let Err(e) = settle(&sqs, &url, &batch, &response).await {
-                        tracing::warn!(error = %e, "could not settle the fetch batch");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "fetch queue poll failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
+    let consumer = std::sync::Arc::new(
+        pull_fetcher::fetcher_from(env, aws)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    spawn_poller(
+        aws_sdk_sqs::Client::new(aws),
+        resources.fetch_queue_url.clone(),
+        move |batch| {
+            let consumer = consumer.clone();
+            async move { consumer.handle(batch).await }
+        },
+    );
     Ok(())
 }
 
@@ -200,28 +191,19 @@ pub async fn start_notifier(
         webhook_secret_id: Some(resources.outbound_webhook_secret_id.clone()),
         notifier: canopy_monitor::notifier::NotifierConfig::default(),
     };
-    let consumer = reconnect_notifier::notifier_from(env, aws)
-        .await
-        .map_err(|e| e.to_string())?;
-    let sqs = aws_sdk_sqs::Client::new(aws);
-    let url = resources.notify_queue_url.clone();
-    tokio::spawn(async move {
-        loop {
-            match receive_batch(&sqs, &url, 10, 1).await {
-                Ok(batch) if batch.records.is_empty() => {}
-                Ok(batch) => {
-                    let response = consumer.handle(batch.clone()).await;
-                    if let Err(e) = settle(&sqs, &url, &batch, &response).await {
-                        tracing::warn!(error = %e, "could not settle the notify batch");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "notify queue poll failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
+    let consumer = std::sync::Arc::new(
+        reconnect_notifier::notifier_from(env, aws)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    spawn_poller(
+        aws_sdk_sqs::Client::new(aws),
+        resources.notify_queue_url.clone(),
+        move |batch| {
+            let consumer = consumer.clone();
+            async move { consumer.handle(batch).await }
+        },
+    );
     Ok(receiver)
 }
 
