@@ -56,21 +56,8 @@ pub async fn fetcher_from(
     env: FetcherEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsFetchConsumer, ConfigError> {
-    let credentials = secrets::load_canopy_credentials(
-        &aws_sdk_secretsmanager::Client::new(aws),
-        &env.canopy.api_secret_id,
-    )
-    .await?;
-    let canopy = CanopyClient::new(
-        &env.canopy.base_url,
-        &env.canopy.team_id,
-        credentials,
-        env.canopy.timeout,
-    )
-    .map_err(|e| ConfigError::Invalid {
-        name: "CANOPY_BASE_URL",
-        detail: e.to_string(),
-    })?;
+    let canopy =
+        secrets::canopy_client(&aws_sdk_secretsmanager::Client::new(aws), &env.canopy).await?;
     Ok(FetchConsumer {
         fetcher: PullFetcher::new(
             DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),

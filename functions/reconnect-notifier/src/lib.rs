@@ -55,18 +55,7 @@ pub async fn notifier_from(
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsNotifyConsumer, ConfigError> {
     let secrets_client = aws_sdk_secretsmanager::Client::new(aws);
-    let credentials =
-        secrets::load_canopy_credentials(&secrets_client, &env.canopy.api_secret_id).await?;
-    let canopy = CanopyClient::new(
-        &env.canopy.base_url,
-        &env.canopy.team_id,
-        credentials,
-        env.canopy.timeout,
-    )
-    .map_err(|e| ConfigError::Invalid {
-        name: "CANOPY_BASE_URL",
-        detail: e.to_string(),
-    })?;
+    let canopy = secrets::canopy_client(&secrets_client, &env.canopy).await?;
     let mut channels: Vec<Box<dyn Channel>> = Vec::new();
     if let Some(from) = env.email_from.clone() {
         channels.push(Box::new(SesEmail::new(

@@ -44,3 +44,17 @@ pub async fn load_canopy_credentials(
         detail: "expected {\"client_id\": ..., \"client_secret\": ...}".to_owned(),
     })
 }
+
+/// The Canopy API client of a function: credentials from Secrets Manager, the rest from `env`.
+pub async fn canopy_client(
+    client: &Client,
+    env: &crate::config::CanopyEnv,
+) -> Result<crate::canopy::CanopyClient, ConfigError> {
+    let credentials = load_canopy_credentials(client, &env.api_secret_id).await?;
+    crate::canopy::CanopyClient::new(&env.base_url, &env.team_id, credentials, env.timeout).map_err(
+        |e| ConfigError::Invalid {
+            name: "CANOPY_BASE_URL",
+            detail: e.to_string(),
+        },
+    )
+}
