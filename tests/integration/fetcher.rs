@@ -258,3 +258,35 @@ async fn a_large_pull_is_stored_whole() {
         assert!(size < 400 * 1024, "an item of {size} bytes");
     }
 }
+
+#[tokio::test]
+async fn a_pull_whose_complete_never_comes_is_fetched_from_its_fallback() {
+    let env = TestEnv::new("fallback").await;
+    let canopy = fake_canopy().await;
+    let pull = sample_pull("p-nocomplete", PullSize::default());
+    canopy.add_pull(pull.clone());
+    let sequence = refresh_sequence(&subject("p-nocomplete", "m-nc"), &pull);
+    let (complete, before) = sequence.split_last().unwrap();
+    for body in before {
+        env.deliver(body.to_string().as_bytes()).await;
+    }
+    let fetcher = consumer(&env, &canopy, TIMEOUT).await;
+    drain_into(&env, &fetcher).await;
+    assert_eq!(canopy.count("GET", "/pulls/p-nocomplete"), 1);
+    assert!(env
+        .store
+        .get_pull_data("p-nocomplete")
+        .await
+        .unwrap()
+        .is_some());
+    let state = env.store.get_pull("p-nocomplete").await.unwrap().unwrap();
+    assert!(state.fetched_at.is_some() && state.fetched_complete_at.is_none());
+
+    // COMPLETE arrives after all: documents are in now, so it is fetched once more, and no more.
+    env.deliver(complete.to_string().as_bytes()).await;
+    env.deliver(complete.to_string().as_bytes()).await;
+    drain_into(&env, &fetcher).await;
+    assert_eq!(canopy.count("GET", "/pulls/p-nocomplete"), 2);
+    let state = env.store.get_pull("p-nocomplete").await.unwrap().unwrap();
+    assert!(state.fetched_complete_at.is_some());
+}
