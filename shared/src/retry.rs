@@ -34,9 +34,8 @@ impl RetryPolicy {
         let exponent = receive_count.saturating_sub(1).min(20);
         let nominal = self.base.saturating_mul(1u32 << exponent).min(self.cap);
         let jittered = nominal.mul_f64(0.8 + 0.2 * ((jitter_seed % 1000) as f64 / 999.0));
-        jittered
-            .max(retry_after.unwrap_or_default())
-            .min(self.cap.max(retry_after.unwrap_or_default()))
+        // Never sooner than the other side asked; `jittered` is already within the cap.
+        jittered.max(retry_after.unwrap_or_default())
     }
 }
 

@@ -48,6 +48,27 @@ pub async fn show(aws: &aws_config::SdkConfig, resources: &Resources) -> Result<
                 pull.monitoring_id.unwrap_or_default(),
                 pull.completed_at.unwrap_or_default()
             );
+        } else if pk.starts_with("PULL#") && text(item, "sk") == "DATA" {
+            println!(
+                "   pull data {} carrier={} fetched_at={} parts={}",
+                &pk[5..],
+                text(item, "insurance_provider_name"),
+                text(item, "fetched_at"),
+                item.get("parts")
+                    .and_then(|v| v.as_n().ok())
+                    .map_or("-", |v| v)
+            );
+        } else if pk.starts_with("MONITORING#") && text(item, "sk").starts_with("EPISODE#") {
+            println!(
+                "   episode   {} started={} notices_sent={} last_sent={} next_reminder={}",
+                &pk[11..],
+                text(item, "started_at"),
+                item.get("notices_sent")
+                    .and_then(|v| v.as_n().ok())
+                    .map_or("0", |v| v),
+                text(item, "last_sent"),
+                text(item, "next_reminder_at")
+            );
         } else if pk.starts_with("MONITORING#") && text(item, "sk") == "STATE" {
             let m: MonitoringRecord =
                 serde_dynamo::from_item(item.clone()).map_err(|e| e.to_string())?;
