@@ -38,6 +38,15 @@ impl CanopyError {
     }
 }
 
+impl crate::consumer::RetryHint for CanopyError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CanopyError::RetryLater { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
 /// Classifies a non-2xx answer from its status, `Retry-After` and body `{"error":"CODE"}`.
 pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> CanopyError {
     let code = serde_json::from_slice::<Value>(body)

@@ -4,6 +4,7 @@
 
 use crate::ports::MessageVisibility;
 use crate::retry::RetryPolicy;
+use crate::work::MessageError;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use std::fmt::Display;
@@ -19,6 +20,26 @@ pub const CONCURRENCY: usize = 4;
 pub trait RetryHint {
     fn retry_after(&self) -> Option<Duration> {
         None
+    }
+}
+
+/// Why one record of a batch failed: its body, its queue, or the work itself (`E`).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError<E> {
+    #[error(transparent)]
+    Unreadable(#[from] MessageError),
+    #[error("a {0} message does not belong on this queue")]
+    WrongQueue(&'static str),
+    #[error(transparent)]
+    Work(E),
+}
+
+impl<E: RetryHint> RetryHint for RecordError<E> {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RecordError::Work(e) => e.retry_after(),
+            _ => None,
+        }
     }
 }
 

@@ -156,12 +156,11 @@ pub enum FetchError {
     Store(#[from] PortError),
 }
 
-impl FetchError {
-    /// The minimum delay the other side asked for.
-    pub fn retry_after(&self) -> Option<Duration> {
+impl crate::consumer::RetryHint for FetchError {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
-            FetchError::Canopy(CanopyError::RetryLater { retry_after, .. }) => *retry_after,
-            _ => None,
+            FetchError::Canopy(e) => e.retry_after(),
+            FetchError::Store(_) => None,
         }
     }
 }

@@ -221,10 +221,10 @@ pub enum NotifyError {
     Store(#[from] PortError),
 }
 
-impl NotifyError {
-    pub fn retry_after(&self) -> Option<Duration> {
+impl crate::consumer::RetryHint for NotifyError {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
-            NotifyError::NoLink(CanopyError::RetryLater { retry_after, .. }) => *retry_after,
+            NotifyError::NoLink(e) => e.retry_after(),
             _ => None,
         }
     }

@@ -7,33 +7,13 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, FetcherEnv};
-use canopy_monitor::consumer::{handle_batch, RetryHint};
+use canopy_monitor::consumer::{handle_batch, RecordError};
 use canopy_monitor::fetcher::{
     FetchError, FetchOutcome, FetcherConfig, PullDataStore, PullFetcher,
 };
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
-use canopy_monitor::work::{parse_message, MessageError, WorkMessage};
-
-/// Why one message failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error(transparent)]
-    Unreadable(#[from] MessageError),
-    #[error("a {0} message does not belong on the fetch queue")]
-    WrongQueue(&'static str),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-}
-
-impl RetryHint for RecordError {
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            RecordError::Fetch(e) => e.retry_after(),
-            _ => None,
-        }
-    }
-}
+use canopy_monitor::work::{parse_message, WorkMessage};
 
 /// The consumer: the fetcher, how to delay retries, and the backoff.
 pub struct FetchConsumer<S, A, C, V> {
@@ -80,13 +60,13 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsum
         .await
     }
 
-    async fn process(&self, record: &SqsMessage) -> Result<(), RecordError> {
+    async fn process(&self, record: &SqsMessage) -> Result<(), RecordError<FetchError>> {
         let message = parse_message(record.body.as_deref().unwrap_or_default())?;
         let job = match message {
             WorkMessage::FetchPull(job) => job,
             other => return Err(RecordError::WrongQueue(other.kind())),
         };
-        let outcome = self.fetcher.fetch(&job).await?;
+        let outcome = self.fetcher.fetch(&job).await.map_err(RecordError::Work)?;
         match &outcome {
             FetchOutcome::Stored { json_bytes, parts } => {
                 tracing::info!(pull_id = %job.pull_id, trigger = ?job.trigger, json_bytes, parts, "pull stored")

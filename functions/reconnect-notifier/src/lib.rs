@@ -7,33 +7,14 @@ use canopy_monitor::adapters::channels::{OutboundWebhook, SesEmail, SnsSms};
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, NotifierEnv};
-use canopy_monitor::consumer::{handle_batch, RetryHint};
+use canopy_monitor::consumer::{handle_batch, RecordError};
 use canopy_monitor::notifier::{
     Channel, EpisodeStore, NotifyError, NotifyOutcome, ReconnectNotifier,
 };
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
-use canopy_monitor::work::{parse_message, MessageError, WorkMessage};
+use canopy_monitor::work::{parse_message, WorkMessage};
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error(transparent)]
-    Unreadable(#[from] MessageError),
-    #[error("a {0} message does not belong on the notify queue")]
-    WrongQueue(&'static str),
-    #[error(transparent)]
-    Notify(#[from] NotifyError),
-}
-
-impl RetryHint for RecordError {
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            RecordError::Notify(e) => e.retry_after(),
-            _ => None,
-        }
-    }
-}
 
 pub struct NotifyConsumer<S, A, C, V> {
     pub notifier: ReconnectNotifier<S, A, C>,
@@ -104,12 +85,17 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock, V: MessageVisibility> NotifyConsum
         .await
     }
 
-    async fn process(&self, record: &SqsMessage) -> Result<(), RecordError> {
+    async fn process(&self, record: &SqsMessage) -> Result<(), RecordError<NotifyError>> {
         let job = match parse_message(record.body.as_deref().unwrap_or_default())? {
             WorkMessage::NotifyReconnect(job) => job,
             other => return Err(RecordError::WrongQueue(other.kind())),
         };
-        match self.notifier.notify(&job).await? {
+        match self
+            .notifier
+            .notify(&job)
+            .await
+            .map_err(RecordError::Work)?
+        {
             NotifyOutcome::Notified(r) => {
                 let sent: Vec<&str> = r.sent.iter().map(|c| c.as_str()).collect();
                 let failed: Vec<&str> = r.failed.iter().map(|(c, _)| c.as_str()).collect();

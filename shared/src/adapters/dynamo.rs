@@ -11,6 +11,8 @@ use crate::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullUpdate};
 use crate::ports::{ClaimResult, EventClaim, IntakeStore, PortError};
 use crate::records::{MonitoringRecord, PullRecord};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
@@ -40,6 +42,15 @@ pub const STATE_SK: &str = "STATE";
 pub struct DynamoStore {
     client: Client,
     table: String,
+}
+
+/// Whether a write was refused by its condition expression (any DynamoDB operation).
+pub(crate) fn condition_failed<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
 }
 
 /// A string attribute.
@@ -244,26 +255,21 @@ impl IntakeStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(ClaimResult::Claimed),
-            Err(err) => {
-                let existing = err
-                    .as_service_error()
-                    .filter(|e| e.is_conditional_check_failed_exception())
-                    .map(|e| match e {
-                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
-                            c.item().cloned()
-                        }
-                        _ => None,
-                    });
-                match existing {
-                    Some(Some(old)) => Ok(claim_result_of(&old)),
-                    // The condition failed but the old item was not returned: read it.
-                    Some(None) => Ok(match self.get_event_status(&claim.dedupe_key).await? {
-                        Some((status, _)) if status == STATUS_COMPLETED => ClaimResult::Completed,
-                        _ => ClaimResult::InProgress,
-                    }),
-                    None => Err(port_error(SERVICE, err)),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        Some(old) => Ok(claim_result_of(old)),
+                        // The condition failed but the old item was not returned: read it.
+                        None => Ok(match self.get_event_status(&claim.dedupe_key).await? {
+                            Some((status, _)) if status == STATUS_COMPLETED => {
+                                ClaimResult::Completed
+                            }
+                            _ => ClaimResult::InProgress,
+                        }),
+                    }
                 }
-            }
+                _ => Err(port_error(SERVICE, err)),
+            },
         }
     }
 
@@ -306,12 +312,7 @@ impl IntakeStore for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             // Someone else holds it now: nothing of ours to release.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }
@@ -378,12 +379,7 @@ impl IntakeStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }

@@ -9,7 +9,7 @@
 //! reminders are due" with one Query.
 
 use super::aws::port_error;
-use super::dynamo::{key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
+use super::dynamo::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
 use super::dynamo_pulls::DATA_SK;
 use crate::notifier::{Episode, EpisodeStore, NoticeRecord, SendClaim, SendKey};
 use crate::ports::PortError;
@@ -42,9 +42,6 @@ fn send_sk(key: &SendKey) -> String {
         key.notice,
         key.channel.as_str()
     )
-}
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
 }
 
 /// A reminder found due.
@@ -173,7 +170,7 @@ impl DynamoStore {
         }
         match request.update_expression(update).send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }
@@ -347,7 +344,7 @@ impl EpisodeStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }
@@ -403,7 +400,7 @@ impl EpisodeStore for DynamoStore {
         }
         match request.update_expression(update).send().await {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }

@@ -9,7 +9,7 @@
 //! Fetch progress lives on the pull's `STATE` item (`fetch_*` attributes).
 
 use super::aws::port_error;
-use super::dynamo::{key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
+use super::dynamo::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
 use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, SkipReason, FAILED, FETCHED};
 use crate::ports::PortError;
 use crate::pull_data::{reassemble, PreparedPull, PullSummary};
@@ -184,10 +184,7 @@ impl DynamoStore {
         match request.send().await {
             Ok(_) => Ok(()),
             // The lease ran out and another attempt took over: it will finish the job.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
+            Err(e) if condition_failed(&e) => {
                 Err(PortError::unavailable(SERVICE, "fetch lease lost"))
             }
             Err(e) => Err(port_error(SERVICE, e)),
@@ -356,12 +353,7 @@ impl PullDataStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(port_error(SERVICE, e)),
         }
     }
