@@ -30,6 +30,8 @@ pub struct Episode {
     /// The episode's id: when the reconnect was first needed.
     pub started_at: String,
     pub notices_sent: u32,
+    /// The monitoring's latest stored pull, read with the episode (for contact details).
+    pub latest_data_pull_id: Option<String>,
 }
 
 /// The channels.
@@ -102,12 +104,8 @@ pub trait EpisodeStore: Send + Sync {
         job: &ReconnectJob,
         now: &str,
     ) -> Result<Option<Episode>, PortError>;
-    /// The stored summary of the monitoring's latest data, else of `pull_id`, for contact details.
-    async fn pull_summary(
-        &self,
-        monitoring_id: &str,
-        pull_id: Option<&str>,
-    ) -> Result<Option<PullSummary>, PortError>;
+    /// The stored summary of the first of `pull_ids` that has data, for contact details.
+    async fn pull_summary(&self, pull_ids: &[&str]) -> Result<Option<PullSummary>, PortError>;
     async fn claim_send(
         &self,
         key: &SendKey,
@@ -311,10 +309,13 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             &token.1,
             &job.monitoring_id,
         );
-        let summary = self
-            .store
-            .pull_summary(&job.monitoring_id, job.initial_pull_id.as_deref())
-            .await?;
+        // The monitoring's latest data first, else its initial pull.
+        let candidates: Vec<&str> = [&episode.latest_data_pull_id, &job.initial_pull_id]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let summary = self.store.pull_summary(&candidates).await?;
         let contact = resolve_contact(
             job.meta_data.as_ref(),
             summary.as_ref(),

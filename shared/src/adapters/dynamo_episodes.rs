@@ -183,7 +183,12 @@ impl EpisodeStore for DynamoStore {
         job: &ReconnectJob,
         now: &str,
     ) -> Result<Option<Episode>, PortError> {
-        let Some(started_at) = self.open_episode_start(&job.monitoring_id).await? else {
+        // One read of the monitoring: its open episode and its latest stored pull.
+        let monitoring = self
+            .get(monitoring_pk(&job.monitoring_id), STATE_SK)
+            .await?
+            .unwrap_or_default();
+        let Some(started_at) = text(&monitoring, "reconnect_needed_since") else {
             return Ok(None);
         };
         let mut item = key(monitoring_pk(&job.monitoring_id), episode_sk(&started_at));
@@ -235,19 +240,12 @@ impl EpisodeStore for DynamoStore {
             monitoring_id: job.monitoring_id.clone(),
             started_at,
             notices_sent,
+            latest_data_pull_id: text(&monitoring, "latest_data_pull_id"),
         }))
     }
 
-    async fn pull_summary(
-        &self,
-        monitoring_id: &str,
-        pull_id: Option<&str>,
-    ) -> Result<Option<PullSummary>, PortError> {
-        let latest = self
-            .get(monitoring_pk(monitoring_id), STATE_SK)
-            .await?
-            .and_then(|m| text(&m, "latest_data_pull_id"));
-        for candidate in latest.iter().map(String::as_str).chain(pull_id) {
+    async fn pull_summary(&self, pull_ids: &[&str]) -> Result<Option<PullSummary>, PortError> {
+        for candidate in pull_ids {
             if let Some(item) = self.get(pull_pk(candidate), DATA_SK).await? {
                 return serde_dynamo::from_item(item).map(Some).map_err(|e| {
                     PortError::unavailable(SERVICE, format!("unreadable pull summary: {e}"))
