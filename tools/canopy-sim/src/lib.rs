@@ -358,17 +358,27 @@ pub async fn send_webhooks(
     let mut answers = Vec::with_capacity(bodies.len());
     for body in bodies {
         let raw = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let response = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, sign(&raw, secret, now))
-            .body(raw)
-            .send()
-            .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let status = response.status().as_u16();
-        answers.push((status, response.text().await.unwrap_or_default()));
+        answers.push(send_signed(&client, url, secret, &raw).await?);
     }
     Ok(answers)
+}
+
+/// Delivers one raw body to `url`, signed now with `secret`; returns the status and text.
+pub async fn send_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    raw: &[u8],
+) -> Result<(u16, String), String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(SIGNATURE_HEADER, sign(raw, secret, now))
+        .body(raw.to_vec())
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.unwrap_or_default()))
 }

@@ -7,7 +7,6 @@
 //! - `serve`: the fake Canopy API on a port (admin calls under `/_sim`).
 //! - `trigger refresh|reconnect --url URL`: sends the webhooks of a refresh or a reconnect.
 
-use canopy_monitor::signature::{sign, SIGNATURE_HEADER};
 use clap::{Parser, Subcommand};
 use devkit::events::{event_body, read_event, resign};
 use devkit::LOCAL_SIGNING_SECRET;
@@ -113,22 +112,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             for file in files {
                 let body = event_body(&read_event(&file)?);
                 for attempt in 1..=times {
-                    let response = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header(SIGNATURE_HEADER, sign(&body, &secret, now()))
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .map_err(|e| format!("POST {url}: {e}"))?;
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    println!(
-                        "{} #{attempt}: {} {}",
-                        file.display(),
-                        status.as_u16(),
-                        text
-                    );
+                    let (status, text) =
+                        canopy_sim::send_signed(&client, &url, &secret, &body).await?;
+                    println!("{} #{attempt}: {status} {text}", file.display());
                 }
             }
             Ok(())

@@ -47,6 +47,47 @@ fn fail<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> Prov
     }
 }
 
+/// The names of one set of resources; the one place they are derived from a prefix.
+struct Names {
+    table: String,
+    fetch_queue: String,
+    notify_queue: String,
+    webhook_secret: String,
+    canopy_api_secret: String,
+    outbound_webhook_secret: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Self {
+        Self {
+            table: format!("{prefix}-state"),
+            fetch_queue: format!("{prefix}-fetch"),
+            notify_queue: format!("{prefix}-notify"),
+            webhook_secret: format!("{prefix}/canopy-webhook-signing-secret"),
+            canopy_api_secret: format!("{prefix}/canopy-api-credentials"),
+            outbound_webhook_secret: format!("{prefix}/outbound-webhook-secret"),
+        }
+    }
+
+    fn resources(self, fetch: (String, String), notify: (String, String)) -> Resources {
+        Resources {
+            table_name: self.table,
+            fetch_queue_url: fetch.0,
+            fetch_dlq_url: fetch.1,
+            notify_queue_url: notify.0,
+            notify_dlq_url: notify.1,
+            webhook_secret_id: self.webhook_secret,
+            canopy_api_secret_id: self.canopy_api_secret,
+            outbound_webhook_secret_id: self.outbound_webhook_secret,
+            email_from: LOCAL_EMAIL_FROM.to_owned(),
+        }
+    }
+}
+
+fn dlq_name(queue: &str) -> String {
+    format!("{queue}-dlq")
+}
+
 /// Creates everything under names starting with `prefix`; `signing_secret` goes into the secret.
 pub async fn provision(
     aws: &aws_config::SdkConfig,
@@ -54,54 +95,64 @@ pub async fn provision(
     signing_secret: &str,
     canopy_credentials: &serde_json::Value,
 ) -> Result<Resources, ProvisionError> {
-    let table_name = format!("{prefix}-state");
-    create_table(&aws_sdk_dynamodb::Client::new(aws), &table_name).await?;
+    let names = Names::new(prefix);
+    create_table(&aws_sdk_dynamodb::Client::new(aws), &names.table).await?;
     let sqs = aws_sdk_sqs::Client::new(aws);
-    let (fetch_queue_url, fetch_dlq_url) =
-        create_queue_with_dlq(&sqs, &format!("{prefix}-fetch")).await?;
-    let (notify_queue_url, notify_dlq_url) =
-        create_queue_with_dlq(&sqs, &format!("{prefix}-notify")).await?;
-    let webhook_secret_id = format!("{prefix}/canopy-webhook-signing-secret");
-    aws_sdk_secretsmanager::Client::new(aws)
-        .create_secret()
-        .name(&webhook_secret_id)
-        .secret_string(signing_secret)
-        .send()
-        .await
-        .map_err(fail(&webhook_secret_id))?;
-    let canopy_api_secret_id = format!("{prefix}/canopy-api-credentials");
-    aws_sdk_secretsmanager::Client::new(aws)
-        .create_secret()
-        .name(&canopy_api_secret_id)
-        .secret_string(canopy_credentials.to_string())
-        .send()
-        .await
-        .map_err(fail(&canopy_api_secret_id))?;
-    let outbound_webhook_secret_id = format!("{prefix}/outbound-webhook-secret");
-    aws_sdk_secretsmanager::Client::new(aws)
-        .create_secret()
-        .name(&outbound_webhook_secret_id)
-        .secret_string(LOCAL_OUTBOUND_WEBHOOK_SECRET)
-        .send()
-        .await
-        .map_err(fail(&outbound_webhook_secret_id))?;
+    let fetch = create_queue_with_dlq(&sqs, &names.fetch_queue).await?;
+    let notify = create_queue_with_dlq(&sqs, &names.notify_queue).await?;
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    for (id, value) in [
+        (&names.webhook_secret, signing_secret.to_owned()),
+        (&names.canopy_api_secret, canopy_credentials.to_string()),
+        (
+            &names.outbound_webhook_secret,
+            LOCAL_OUTBOUND_WEBHOOK_SECRET.to_owned(),
+        ),
+    ] {
+        secrets
+            .create_secret()
+            .name(id)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(fail(id))?;
+    }
     aws_sdk_sesv2::Client::new(aws)
         .create_email_identity()
         .email_identity(LOCAL_EMAIL_FROM)
         .send()
         .await
         .map_err(fail(LOCAL_EMAIL_FROM))?;
-    Ok(Resources {
-        table_name,
-        fetch_queue_url,
-        fetch_dlq_url,
-        notify_queue_url,
-        notify_dlq_url,
-        webhook_secret_id,
-        canopy_api_secret_id,
-        outbound_webhook_secret_id,
-        email_from: LOCAL_EMAIL_FROM.to_owned(),
-    })
+    Ok(names.resources(fetch, notify))
+}
+
+/// The resources an earlier [`provision`] with `prefix` created, queue URLs looked up.
+pub async fn existing(
+    aws: &aws_config::SdkConfig,
+    prefix: &str,
+) -> Result<Resources, ProvisionError> {
+    let names = Names::new(prefix);
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let url = |name: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_url()
+                .queue_name(&name)
+                .send()
+                .await
+                .map_err(fail(&name))
+                .map(|o| o.queue_url.unwrap_or_default())
+        }
+    };
+    let fetch = (
+        url(names.fetch_queue.clone()).await?,
+        url(dlq_name(&names.fetch_queue)).await?,
+    );
+    let notify = (
+        url(names.notify_queue.clone()).await?,
+        url(dlq_name(&names.notify_queue)).await?,
+    );
+    Ok(names.resources(fetch, notify))
 }
 
 /// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`, the sparse reminder
@@ -169,7 +220,7 @@ pub async fn create_queue_with_dlq(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
 ) -> Result<(String, String), ProvisionError> {
-    let dlq_name = format!("{name}-dlq");
+    let dlq_name = dlq_name(name);
     let dlq_url = sqs
         .create_queue()
         .queue_name(&dlq_name)

@@ -10,6 +10,12 @@ use devkit::LOCAL_SIGNING_SECRET;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Quick retries locally, so a misbehaving fake Canopy is seen recovering.
+const LOCAL_RETRY: RetryPolicy = RetryPolicy {
+    base: Duration::from_secs(2),
+    cap: Duration::from_secs(30),
+};
+
 /// The Canopy the local run uses: the bundled fake, or a real team from the environment.
 pub struct CanopyTarget {
     pub base_url: String,
@@ -54,6 +60,16 @@ impl CanopyTarget {
         })
     }
 
+    /// How the queue functions reach this Canopy.
+    pub fn env(&self, resources: &Resources) -> CanopyEnv {
+        CanopyEnv {
+            base_url: self.base_url.clone(),
+            team_id: self.team_id.clone(),
+            api_secret_id: resources.canopy_api_secret_id.clone(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
     /// The value of the Canopy API secret.
     pub fn credentials_json(&self) -> Value {
         json!({"client_id": self.client_id, "client_secret": self.client_secret})
@@ -69,17 +85,8 @@ pub async fn start_fetcher(
     let env = FetcherEnv {
         table_name: resources.table_name.clone(),
         fetch_queue_url: resources.fetch_queue_url.clone(),
-        canopy: CanopyEnv {
-            base_url: canopy.base_url.clone(),
-            team_id: canopy.team_id.clone(),
-            api_secret_id: resources.canopy_api_secret_id.clone(),
-            timeout: Duration::from_secs(10),
-        },
-        // Quick retries locally, so a misbehaving fake Canopy is seen recovering.
-        retry: RetryPolicy {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(30),
-        },
+        canopy: canopy.env(resources),
+        retry: LOCAL_RETRY,
     };
     let consumer = std::sync::Arc::new(
         pull_fetcher::fetcher_from(env, aws)
@@ -175,16 +182,8 @@ pub async fn start_notifier(
     let env = canopy_monitor::config::NotifierEnv {
         table_name: resources.table_name.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
-        canopy: CanopyEnv {
-            base_url: canopy.base_url.clone(),
-            team_id: canopy.team_id.clone(),
-            api_secret_id: resources.canopy_api_secret_id.clone(),
-            timeout: Duration::from_secs(10),
-        },
-        retry: RetryPolicy {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(30),
-        },
+        canopy: canopy.env(resources),
+        retry: LOCAL_RETRY,
         email_from: Some(resources.email_from.clone()),
         sms_enabled: true,
         webhook_url: Some(receiver.url.clone()),

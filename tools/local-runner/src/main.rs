@@ -132,7 +132,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Remind { hours_ahead } => {
-            let resources = existing_resources(&aws, &cli.prefix).await?;
+            let resources = devkit::resources::existing(&aws, &cli.prefix)
+                .await
+                .map_err(|e| e.to_string())?;
             let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws),
                 &resources.table_name,
@@ -153,7 +155,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Inspect => {
-            let resources = existing_resources(&aws, &cli.prefix).await?;
+            let resources = devkit::resources::existing(&aws, &cli.prefix)
+                .await
+                .map_err(|e| e.to_string())?;
             inspect::show(&aws, &resources).await
         }
     }
@@ -173,40 +177,6 @@ fn intake_env(resources: &Resources) -> IntakeEnv {
             ..IntakeConfig::default()
         },
     }
-}
-
-async fn existing_resources(
-    aws: &aws_config::SdkConfig,
-    prefix: &str,
-) -> Result<Resources, String> {
-    let sqs = aws_sdk_sqs::Client::new(aws);
-    let url = |name: String| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.get_queue_url()
-                .queue_name(&name)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "queue {name}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
-                    )
-                })
-                .map(|o| o.queue_url.unwrap_or_default())
-        }
-    };
-    Ok(Resources {
-        table_name: format!("{prefix}-state"),
-        fetch_queue_url: url(format!("{prefix}-fetch")).await?,
-        fetch_dlq_url: url(format!("{prefix}-fetch-dlq")).await?,
-        notify_queue_url: url(format!("{prefix}-notify")).await?,
-        notify_dlq_url: url(format!("{prefix}-notify-dlq")).await?,
-        webhook_secret_id: format!("{prefix}/canopy-webhook-signing-secret"),
-        canopy_api_secret_id: format!("{prefix}/canopy-api-credentials"),
-        outbound_webhook_secret_id: format!("{prefix}/outbound-webhook-secret"),
-        email_from: devkit::resources::LOCAL_EMAIL_FROM.to_owned(),
-    })
 }
 
 /// Turns an HTTP request into the API Gateway v2 event Lambda would get and runs the handler.
@@ -244,20 +214,8 @@ async fn run_demo(url: &str) -> Result<(), String> {
         let event = devkit::events::read_event(&events_dir().join(file))?;
         let body = devkit::events::event_body(&event);
         for attempt in 1..=times {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let response = client
-                .post(url)
-                .header("content-type", "application/json")
-                .header(
-                    canopy_monitor::signature::SIGNATURE_HEADER,
-                    canopy_monitor::signature::sign(&body, LOCAL_SIGNING_SECRET, now),
-                )
-                .body(body.clone())
-                .send()
-                .await
-                .map_err(|e| format!("POST {url}: {e}"))?;
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap_or_default();
+            let (status, text) =
+                canopy_sim::send_signed(&client, url, LOCAL_SIGNING_SECRET, &body).await?;
             let label = if attempt > 1 { " (redelivery)" } else { "" };
             println!("   {file}{label}: {status} {text}");
         }
