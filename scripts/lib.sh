@@ -34,7 +34,8 @@ start_moto() {
   local port log
   port="$(free_port)"
   log="${MOTO_LOG:-$(mktemp -t moto.XXXXXX.log)}"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  # moto with DynamoDB requests serialised: see scripts/moto_serial_dynamodb.py.
+  "$VENV/bin/python" "$ROOT/scripts/moto_serial_dynamodb.py" 127.0.0.1 "$port" >"$log" 2>&1 &
   MOTO_PID=$!
   trap stop_moto EXIT
   trap 'stop_moto; exit 130' INT TERM

@@ -143,11 +143,29 @@ impl CanopyClient {
         })
     }
 
-    async fn get_json(&self, path: &str) -> Result<Value, CanopyError> {
-        let url = format!("{}/teams/{}{}", self.base_url, self.team_id, path);
+    /// `{base}/teams/{team}/{segments...}`, each segment percent-encoded.
+    pub fn team_url(&self, segments: &[&str]) -> Result<reqwest::Url, CanopyError> {
+        let mut url =
+            reqwest::Url::parse(&self.base_url).map_err(|_| CanopyError::Misconfigured {
+                status: 0,
+                code: "INVALID_BASE_URL".to_owned(),
+            })?;
+        url.path_segments_mut()
+            .map_err(|_| CanopyError::Misconfigured {
+                status: 0,
+                code: "INVALID_BASE_URL".to_owned(),
+            })?
+            .pop_if_empty()
+            .extend(["teams", self.team_id.as_str()])
+            .extend(segments);
+        Ok(url)
+    }
+
+    async fn get_json(&self, segments: &[&str]) -> Result<Value, CanopyError> {
+        let url = self.team_url(segments)?;
         let response = self
             .http
-            .get(&url)
+            .get(url)
             .basic_auth(
                 &self.credentials.client_id,
                 Some(&self.credentials.client_secret),
@@ -194,7 +212,7 @@ fn transport_reason(e: &reqwest::Error) -> String {
 #[async_trait]
 impl CanopyApi for CanopyClient {
     async fn get_pull(&self, pull_id: &str) -> Result<Value, CanopyError> {
-        let mut answer = self.get_json(&format!("/pulls/{pull_id}")).await?;
+        let mut answer = self.get_json(&["pulls", pull_id]).await?;
         match answer.get_mut("pull").map(Value::take) {
             Some(pull @ Value::Object(_)) => Ok(pull),
             _ => Err(CanopyError::RetryLater {
@@ -206,7 +224,7 @@ impl CanopyApi for CanopyClient {
 
     async fn reconnect_token(&self, monitoring_id: &str) -> Result<ReconnectToken, CanopyError> {
         let answer = self
-            .get_json(&format!("/monitorings/{monitoring_id}/reconnectToken"))
+            .get_json(&["monitorings", monitoring_id, "reconnectToken"])
             .await?;
         serde_json::from_value(answer).map_err(|_| CanopyError::RetryLater {
             reason: "reconnectToken answer without url and token".to_owned(),
@@ -272,6 +290,25 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn ids_are_percent_encoded_in_paths() {
+        let client = CanopyClient::new(
+            "https://canopy.example/api/v1.0.0/",
+            "team 1",
+            CanopyCredentials {
+                client_id: "id".into(),
+                client_secret: "secret".into(),
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let url = client.team_url(&["pulls", "a/b?c#d"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://canopy.example/api/v1.0.0/teams/team%201/pulls/a%2Fb%3Fc%23d"
+        );
     }
 
     #[test]

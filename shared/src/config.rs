@@ -94,9 +94,22 @@ impl IntakeEnv {
     }
 }
 
-/// The AWS SDK configuration; honours `AWS_ENDPOINT_URL` and `AWS_REGION`.
+/// The AWS SDK configuration; honours `AWS_ENDPOINT_URL` and `AWS_REGION`. Every call is
+/// bounded (see [`crate::budget`]): a hung AWS endpoint fails the call, not the function.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(aws_timeouts())
+        .load()
+        .await
+}
+
+/// The connect, attempt and operation timeouts of every AWS client.
+pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(crate::budget::AWS_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(crate::budget::AWS_ATTEMPT_TIMEOUT)
+        .operation_timeout(crate::budget::AWS_OPERATION_TIMEOUT)
+        .build()
 }
 
 /// The variables [`FetcherEnv::from_env`] reads; template.yaml sets each (a test checks).
@@ -109,6 +122,7 @@ pub const FETCHER_ENV_VARS: &[&str] = &[
     "CANOPY_TIMEOUT_SECONDS",
     "RETRY_BASE_SECONDS",
     "RETRY_CAP_SECONDS",
+    "PULL_DATA_RETENTION_DAYS",
 ];
 
 /// How to reach Canopy's API.
@@ -130,9 +144,23 @@ impl CanopyEnv {
             )?,
             team_id: required("CANOPY_TEAM_ID")?,
             api_secret_id: required("CANOPY_API_SECRET_ID")?,
-            timeout: Duration::from_secs(parsed_or("CANOPY_TIMEOUT_SECONDS", 10)?),
+            timeout: canopy_timeout()?,
         })
     }
+}
+
+/// `CANOPY_TIMEOUT_SECONDS`, at most [`crate::budget::CANOPY_TIMEOUT`]: a longer call would
+/// not fit a record's budget.
+fn canopy_timeout() -> Result<Duration, ConfigError> {
+    let max = crate::budget::CANOPY_TIMEOUT.as_secs();
+    let secs: u64 = parsed_or("CANOPY_TIMEOUT_SECONDS", max)?;
+    if secs == 0 || secs > max {
+        return Err(ConfigError::Invalid {
+            name: "CANOPY_TIMEOUT_SECONDS",
+            detail: format!("must be 1 to {max} seconds (the record budget holds no more)"),
+        });
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// Backoff settings of a queue consumer.
@@ -152,15 +180,23 @@ pub struct FetcherEnv {
     pub fetch_queue_url: String,
     pub canopy: CanopyEnv,
     pub retry: crate::retry::RetryPolicy,
+    /// `PULL_DATA_RETENTION_DAYS`: stored pull data expires this long after its fetch; unset
+    /// or 0 keeps it until deleted.
+    pub pull_data_retention: Option<Duration>,
+    /// Not from the environment: the defaults, which tests may shorten.
+    pub fetcher: crate::fetcher::FetcherConfig,
 }
 
 impl FetcherEnv {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let days: u64 = parsed_or("PULL_DATA_RETENTION_DAYS", 0)?;
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             fetch_queue_url: required("FETCH_QUEUE_URL")?,
             canopy: CanopyEnv::from_env()?,
             retry: retry_policy_from_env()?,
+            pull_data_retention: (days > 0).then(|| Duration::from_secs(days * 24 * 3600)),
+            fetcher: crate::fetcher::FetcherConfig::default(),
         })
     }
 }

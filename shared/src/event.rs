@@ -155,6 +155,8 @@ pub enum ParseError {
     MissingField(&'static str),
     #[error("field `{0}` must be a non-empty string")]
     InvalidField(&'static str),
+    #[error("field `{0}` must be an id of 1 to 128 letters, digits, '-' or '_'")]
+    InvalidId(&'static str),
 }
 
 /// Parses a webhook body leniently. See the module docs for what is required.
@@ -165,19 +167,23 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, ParseError> {
     })?;
     let obj = value.as_object().ok_or(ParseError::NotAnObject)?;
     let event_type = required_str(obj, "event_type")?;
-    let pull_id = required_str(obj, "pull_id")?;
+    let pull_id = checked_id("pull_id", Some(required_str(obj, "pull_id")?))?.unwrap_or_default();
     let data = obj.get("data").and_then(Value::as_object);
     let data_str = |k: &str| data.and_then(|d| opt_str(d, k));
 
-    let monitoring = obj
-        .get("monitoring")
-        .and_then(Value::as_object)
-        .and_then(|m| {
-            Some(MonitoringRef {
-                monitoring_id: opt_str(m, "monitoring_id")?,
-                initial_pull_id: opt_str(m, "initial_pull_id"),
-            })
-        });
+    let monitoring = match obj.get("monitoring").and_then(Value::as_object) {
+        Some(m) => match checked_id("monitoring.monitoring_id", opt_str(m, "monitoring_id"))? {
+            Some(monitoring_id) => Some(MonitoringRef {
+                monitoring_id,
+                initial_pull_id: checked_id(
+                    "monitoring.initial_pull_id",
+                    opt_str(m, "initial_pull_id"),
+                )?,
+            }),
+            None => None,
+        },
+        None => None,
+    };
     let event_type = EventType::parse(&event_type);
     let reconnect = match event_type {
         EventType::MonitoringReconnect => Some(ReconnectLink {
@@ -213,6 +219,14 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, ParseError> {
     })
 }
 
+/// An id that becomes a key or a URL segment: refused unless [`crate::ids::is_valid_id`].
+fn checked_id(field: &'static str, id: Option<String>) -> Result<Option<String>, ParseError> {
+    match id {
+        Some(id) if !crate::ids::is_valid_id(&id) => Err(ParseError::InvalidId(field)),
+        other => Ok(other),
+    }
+}
+
 fn required_str(obj: &Map<String, Value>, key: &'static str) -> Result<String, ParseError> {
     match obj.get(key) {
         None | Some(Value::Null) => Err(ParseError::MissingField(key)),
@@ -241,6 +255,44 @@ pub fn normalise_meta_data(v: &Value) -> Option<Value> {
         Value::String(s) if s.trim().is_empty() => None,
         Value::String(s) => Some(serde_json::from_str(s).unwrap_or_else(|_| v.clone())),
         other => Some(other.clone()),
+    }
+}
+
+/// What replaces a credential in a stored body.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The body as it may be kept at rest: the raw bytes, except that a reconnect token and
+/// reconnect URL (credentials, see FACTS.md) are redacted wherever they appear. Bodies without
+/// a reconnect link are returned unchanged; redacted ones are re-serialised (keys sorted).
+pub fn body_for_storage<'a>(event: &WebhookEvent, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    let Some(link) = &event.reconnect else {
+        return std::borrow::Cow::Borrowed(body);
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+        return std::borrow::Cow::Borrowed(body);
+    };
+    let mut secrets: Vec<&str> = [&link.reconnect_token, &link.reconnect_url]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
+    // The URL holds the token: replace it whole before the token inside it.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    redact_strings(&mut value, &secrets);
+    std::borrow::Cow::Owned(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+fn redact_strings(v: &mut Value, secrets: &[&str]) {
+    match v {
+        Value::String(text) if secrets.iter().any(|s| text.contains(s)) => {
+            for s in secrets {
+                *text = text.replace(s, REDACTED);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_strings(i, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|i| redact_strings(i, secrets)),
+        _ => {}
     }
 }
 
@@ -330,6 +382,29 @@ mod tests {
     }
 
     #[test]
+    fn stored_bodies_hold_no_reconnect_credentials() {
+        let body = json!({"event_type": "MONITORING_RECONNECT", "pull_id": "p2",
+            "monitoring": {"monitoring_id": "m1"},
+            "data": {"reconnect_url": "https://app.usecanopy.com/c/x?reconnectToken=tok123",
+                     "reconnect_token": "tok123", "note": "see tok123"}})
+        .to_string();
+        let e = parse_event(body.as_bytes()).unwrap();
+        let stored = body_for_storage(&e, body.as_bytes());
+        let text = String::from_utf8(stored.to_vec()).unwrap();
+        assert!(
+            !text.contains("tok123") && !text.contains("reconnectToken="),
+            "{text}"
+        );
+        assert!(text.contains(REDACTED));
+        let kept: Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(kept["pull_id"], "p2", "everything else is kept");
+        // Other events are kept byte for byte.
+        let complete = br#"{"event_type":"COMPLETE", "pull_id":"p"}"#;
+        let e = parse_event(complete).unwrap();
+        assert_eq!(&*body_for_storage(&e, complete), complete);
+    }
+
+    #[test]
     fn only_event_type_and_pull_id_are_required() {
         let e = parse(json!({"event_type": "COMPLETE", "pull_id": "p"})).unwrap();
         assert_eq!(e.event_type, EventType::Complete);
@@ -408,6 +483,23 @@ mod tests {
         assert_eq!(
             parse(json!({"event_type": "COMPLETE", "pull_id": ""})).unwrap_err(),
             ParseError::InvalidField("pull_id")
+        );
+        // Ids become keys and URL segments: nothing but short plain tokens.
+        assert_eq!(
+            parse(json!({"event_type": "COMPLETE", "pull_id": "p#STATE"})).unwrap_err(),
+            ParseError::InvalidId("pull_id")
+        );
+        assert_eq!(
+            parse(json!({"event_type": "COMPLETE", "pull_id": "p",
+                         "monitoring": {"monitoring_id": "../m"}}))
+            .unwrap_err(),
+            ParseError::InvalidId("monitoring.monitoring_id")
+        );
+        assert_eq!(
+            parse(json!({"event_type": "COMPLETE", "pull_id": "p",
+                         "monitoring": {"monitoring_id": "m", "initial_pull_id": "x".repeat(200)}}))
+            .unwrap_err(),
+            ParseError::InvalidId("monitoring.initial_pull_id")
         );
     }
 

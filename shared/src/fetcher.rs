@@ -6,12 +6,16 @@
 //! - the trigger is the POLICIES_AVAILABLE fallback and the pull already has data, or its
 //!   COMPLETE has been recorded (COMPLETE's own message fetches it, documents included);
 //! - the pull failed permanently (404, 400);
-//! - another attempt holds an unexpired lease (its message will be retried if it fails).
 //!
-//! A refused claim is a success for SQS (the message is deleted). After the GET the data is
-//! written (parts first, then the summary that commits them), the monitoring is linked, and
-//! the fetch is marked done. Retryable failures release the lease and go back to the queue
-//! with a delay; permanent ones are recorded on the pull and the message is deleted.
+//! and those refusals acknowledge the message: each is positive evidence that the fetch is done
+//! or never will be. Another attempt's unexpired lease is *not* such evidence (that attempt may
+//! fail, or be the fallback fetch while this message is COMPLETE's): the message is retried
+//! when the lease ends (DESIGN principle 8).
+//!
+//! After the GET the data is written (parts under a fresh version, then the summary that
+//! commits that version, then the superseded version's parts are removed), the monitoring is
+//! linked, and the fetch is marked done. Retryable failures release the lease and go back to
+//! the queue with a delay; permanent ones are recorded on the pull and the message is deleted.
 
 use crate::canopy::{CanopyApi, CanopyError};
 use crate::ports::{Clock, PortError};
@@ -25,13 +29,12 @@ use std::time::Duration;
 pub const FETCHED: &str = "FETCHED";
 pub const FAILED: &str = "FAILED";
 
-/// Why a fetch was not needed.
+/// Why a fetch was not needed: each is positive evidence that it is done or never will be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     AlreadyFetched,
     CompleteWillFetch,
     FailedPermanently,
-    InFlight,
 }
 
 impl SkipReason {
@@ -40,39 +43,35 @@ impl SkipReason {
             SkipReason::AlreadyFetched => "already_fetched",
             SkipReason::CompleteWillFetch => "complete_will_fetch",
             SkipReason::FailedPermanently => "failed_permanently",
-            SkipReason::InFlight => "in_flight",
         }
     }
 }
 
-/// The claim rule (module docs) over the stored state; `Ok` means fetch.
-pub fn fetch_decision(
-    state: Option<&PullRecord>,
-    trigger: FetchTrigger,
-    now: i64,
-) -> Result<(), SkipReason> {
-    let Some(state) = state else { return Ok(()) };
+/// The claim rule (module docs) over the stored state.
+pub fn fetch_decision(state: Option<&PullRecord>, trigger: FetchTrigger, now: i64) -> FetchClaim {
+    let Some(state) = state else {
+        return FetchClaim::Claimed;
+    };
     if state.fetched_complete_at.is_some() {
-        return Err(SkipReason::AlreadyFetched);
+        return FetchClaim::Skip(SkipReason::AlreadyFetched);
     }
     if state.fetch_status.as_deref() == Some(FAILED) {
-        return Err(SkipReason::FailedPermanently);
+        return FetchClaim::Skip(SkipReason::FailedPermanently);
     }
     if trigger == FetchTrigger::PoliciesAvailable {
         if state.fetched_at.is_some() {
-            return Err(SkipReason::AlreadyFetched);
+            return FetchClaim::Skip(SkipReason::AlreadyFetched);
         }
         if state.completed_at.is_some() {
-            return Err(SkipReason::CompleteWillFetch);
+            return FetchClaim::Skip(SkipReason::CompleteWillFetch);
         }
     }
-    if state
-        .fetch_lease_expires_at
-        .is_some_and(|expires| expires >= now)
-    {
-        return Err(SkipReason::InFlight);
+    match state.fetch_lease_expires_at {
+        Some(expires) if expires >= now => FetchClaim::Leased {
+            expires_at: expires,
+        },
+        _ => FetchClaim::Claimed,
     }
-    Ok(())
 }
 
 /// The result of a claim.
@@ -80,6 +79,10 @@ pub fn fetch_decision(
 pub enum FetchClaim {
     Claimed,
     Skip(SkipReason),
+    /// Another attempt holds the lease until `expires_at` (Unix seconds): try after it.
+    Leased {
+        expires_at: i64,
+    },
 }
 
 /// What the fetcher needs from storage.
@@ -93,10 +96,12 @@ pub trait PullDataStore: Send + Sync {
         now: i64,
         lease_expires_at: i64,
     ) -> Result<FetchClaim, PortError>;
-    /// Writes the data items (idempotent: a retry rewrites the same items).
+    /// Writes the data as version `version` (parts, then the summary that commits them), then
+    /// removes the version it replaced. A reader sees the old version or the new, never a mix.
     async fn store_pull_data(
         &self,
         pull_id: &str,
+        version: &str,
         data: &PreparedPull,
         fetched_at: &str,
     ) -> Result<(), PortError>;
@@ -154,6 +159,8 @@ pub enum FetchError {
     Canopy(CanopyError),
     #[error(transparent)]
     Store(#[from] PortError),
+    #[error("another attempt holds the fetch lease for {0:?}")]
+    Leased(Duration),
 }
 
 impl crate::consumer::RetryHint for FetchError {
@@ -161,6 +168,7 @@ impl crate::consumer::RetryHint for FetchError {
         match self {
             FetchError::Canopy(e) => e.retry_after(),
             FetchError::Store(_) => None,
+            FetchError::Leased(left) => Some(*left),
         }
     }
 }
@@ -168,14 +176,14 @@ impl crate::consumer::RetryHint for FetchError {
 /// Fetcher settings.
 #[derive(Debug, Clone)]
 pub struct FetcherConfig {
-    /// How long an attempt owns a fetch: longer than the function timeout.
+    /// How long an attempt owns a fetch: longer than a record's budget (see [`crate::budget`]).
     pub lease: Duration,
 }
 
 impl Default for FetcherConfig {
     fn default() -> Self {
         Self {
-            lease: Duration::from_secs(90),
+            lease: crate::budget::FETCH_LEASE,
         }
     }
 }
@@ -200,19 +208,25 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
     pub async fn fetch(&self, job: &FetchPullJob) -> Result<FetchOutcome, FetchError> {
         let lease_id = uuid::Uuid::new_v4().to_string();
         let now = self.clock.now().unix_timestamp();
-        let lease_secs = i64::try_from(self.config.lease.as_secs()).unwrap_or(90);
+        let lease_secs = i64::try_from(self.config.lease.as_secs()).unwrap_or(60);
         match self
             .store
             .claim_fetch(&job.pull_id, job.trigger, &lease_id, now, now + lease_secs)
             .await?
         {
             FetchClaim::Skip(reason) => return Ok(FetchOutcome::Skipped(reason)),
+            // One second past the lease's last second, when the claim can succeed.
+            FetchClaim::Leased { expires_at } => {
+                let left = u64::try_from(expires_at - now + 1).unwrap_or(1);
+                return Err(FetchError::Leased(Duration::from_secs(left)));
+            }
             FetchClaim::Claimed => {}
         }
         let at = || format_ts(self.clock.now());
         match self.canopy.get_pull(&job.pull_id).await {
             Ok(pull) => {
                 let prepared = prepare(&job.pull_id, &pull);
+                drop(pull);
                 let stored = self.store_all(job, &lease_id, &prepared, &at()).await;
                 if let Err(err) = stored {
                     self.release(job, &lease_id, "store_failed", &at()).await;
@@ -243,8 +257,9 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
         prepared: &PreparedPull,
         at: &str,
     ) -> Result<(), PortError> {
+        // The lease id is unique per attempt: a fresh version for this attempt's parts.
         self.store
-            .store_pull_data(&job.pull_id, prepared, at)
+            .store_pull_data(&job.pull_id, lease_id, prepared, at)
             .await?;
         if let Some(monitoring_id) = &job.monitoring_id {
             self.store
@@ -285,25 +300,29 @@ mod tests {
 
     #[test]
     fn decisions() {
+        use FetchClaim::{Claimed, Leased, Skip};
         use FetchTrigger::*;
         let now = 1000;
-        assert_eq!(fetch_decision(None, Complete, now), Ok(()));
+        assert_eq!(fetch_decision(None, Complete, now), Claimed);
         let fresh = state(|_| {});
-        assert_eq!(fetch_decision(Some(&fresh), PoliciesAvailable, now), Ok(()));
+        assert_eq!(
+            fetch_decision(Some(&fresh), PoliciesAvailable, now),
+            Claimed
+        );
         let completed = state(|r| r.completed_at = Some("t".into()));
         assert_eq!(
             fetch_decision(Some(&completed), PoliciesAvailable, now),
-            Err(SkipReason::CompleteWillFetch)
+            Skip(SkipReason::CompleteWillFetch)
         );
-        assert_eq!(fetch_decision(Some(&completed), Complete, now), Ok(()));
+        assert_eq!(fetch_decision(Some(&completed), Complete, now), Claimed);
         let fallback_done = state(|r| r.fetched_at = Some("t".into()));
         assert_eq!(
             fetch_decision(Some(&fallback_done), PoliciesAvailable, now),
-            Err(SkipReason::AlreadyFetched)
+            Skip(SkipReason::AlreadyFetched)
         );
         assert_eq!(
             fetch_decision(Some(&fallback_done), Complete, now),
-            Ok(()),
+            Claimed,
             "COMPLETE brings documents"
         );
         let done = state(|r| {
@@ -312,19 +331,20 @@ mod tests {
         });
         assert_eq!(
             fetch_decision(Some(&done), Complete, now),
-            Err(SkipReason::AlreadyFetched)
+            Skip(SkipReason::AlreadyFetched)
         );
         let failed = state(|r| r.fetch_status = Some(FAILED.into()));
         assert_eq!(
             fetch_decision(Some(&failed), Complete, now),
-            Err(SkipReason::FailedPermanently)
+            Skip(SkipReason::FailedPermanently)
         );
         let leased = state(|r| r.fetch_lease_expires_at = Some(now));
         assert_eq!(
             fetch_decision(Some(&leased), Complete, now),
-            Err(SkipReason::InFlight)
+            Leased { expires_at: now },
+            "a lease is no evidence: wait for it"
         );
         let expired = state(|r| r.fetch_lease_expires_at = Some(now - 1));
-        assert_eq!(fetch_decision(Some(&expired), Complete, now), Ok(()));
+        assert_eq!(fetch_decision(Some(&expired), Complete, now), Claimed);
     }
 }

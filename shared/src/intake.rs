@@ -14,8 +14,8 @@
 //! attempt (polling the claim) and answers 200 once it completed; if that attempt is still
 //! running after `claim_wait`, it answers 503 so Canopy tries again later.
 
-use crate::event::{parse_event, ParseError, WebhookEvent};
-use crate::plan::{plan_event, PlanConfig};
+use crate::event::{body_for_storage, parse_event, ParseError, WebhookEvent};
+use crate::plan::{plan_event, settle_monitoring_update, PlanConfig};
 use crate::ports::{ClaimResult, Clock, EventClaim, IntakeStore, PortError, WorkQueue};
 use crate::signature::{self, SignatureError, SigningSecrets};
 use crate::time_fmt::format_ts;
@@ -33,6 +33,8 @@ pub struct IntakeConfig {
     pub retention: Duration,
     /// How long a concurrent duplicate waits for the attempt in flight.
     pub claim_wait: Duration,
+    /// Everything of one delivery; past it the caller answers 503 (see [`crate::budget`]).
+    pub budget: Duration,
     pub plan: PlanConfig,
 }
 
@@ -41,9 +43,10 @@ impl Default for IntakeConfig {
         Self {
             tolerance_secs: signature::DEFAULT_TOLERANCE_SECS,
             max_body_bytes: 1024 * 1024,
-            lease: Duration::from_secs(30),
+            lease: crate::budget::INTAKE_LEASE,
             retention: Duration::from_secs(7 * 24 * 3600),
             claim_wait: Duration::from_secs(5),
+            budget: crate::budget::INTAKE_BUDGET,
             plan: PlanConfig::default(),
         }
     }
@@ -54,8 +57,9 @@ impl Default for IntakeConfig {
 pub enum IntakeOutcome {
     /// First delivery; state applied and `queued` messages sent.
     Accepted { queued: usize },
-    /// First delivery, but older than the state already recorded: recorded, nothing changed.
-    Stale,
+    /// First delivery, but older than the pull's recorded status: the status fields are left
+    /// alone; the monitoring is updated and the work queued all the same.
+    Stale { queued: usize },
     /// A redelivery (or a concurrent duplicate) of an event already processed.
     Duplicate,
 }
@@ -64,7 +68,7 @@ impl IntakeOutcome {
     pub fn as_str(&self) -> &'static str {
         match self {
             IntakeOutcome::Accepted { .. } => "accepted",
-            IntakeOutcome::Stale => "stale",
+            IntakeOutcome::Stale { .. } => "stale",
             IntakeOutcome::Duplicate => "duplicate",
         }
     }
@@ -81,6 +85,8 @@ pub enum IntakeError {
     BadRequest(#[from] ParseError),
     #[error("an identical delivery is still being processed; retry later")]
     InFlight,
+    #[error("the delivery could not be recorded within {0:?}; retry later")]
+    TimedOut(Duration),
     #[error(transparent)]
     Storage(#[from] PortError),
 }
@@ -131,7 +137,11 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             self.config.tolerance_secs,
         )?;
         let event = parse_event(body)?;
-        let outcome = self.record(&event, body).await?;
+        // A hung dependency must end in a 503 that Canopy retries, not a function timeout. A
+        // claim left behind expires with its lease, before Canopy's first retry.
+        let outcome = tokio::time::timeout(self.config.budget, self.record(&event, body))
+            .await
+            .map_err(|_| IntakeError::TimedOut(self.config.budget))??;
         Ok((event, outcome))
     }
 
@@ -141,6 +151,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         body: &[u8],
     ) -> Result<IntakeOutcome, IntakeError> {
         let lease_id = uuid::Uuid::new_v4().to_string();
+        let stored_body = body_for_storage(event, body).into_owned();
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
@@ -155,7 +166,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
                 now: now.unix_timestamp(),
                 lease_expires_at: now.unix_timestamp() + secs(self.config.lease),
                 expires_at: now.unix_timestamp() + secs(self.config.retention),
-                body: body.to_vec(),
+                body: stored_body.clone(),
             };
             match self.store.claim_event(&claim).await? {
                 ClaimResult::Claimed => break,
@@ -190,18 +201,20 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
     ) -> Result<IntakeOutcome, PortError> {
         let at = format_ts(self.clock.now());
         let plan = plan_event(event, &at, &self.config.plan);
-        let outcome = if self.store.apply_pull_update(&plan.pull).await? {
-            if let Some(monitoring) = &plan.monitoring {
-                self.store.apply_monitoring_update(monitoring).await?;
-            }
-            for work in &plan.work {
-                self.queue.enqueue(work).await?;
-            }
-            IntakeOutcome::Accepted {
-                queued: plan.work.len(),
-            }
+        let pull = self.store.apply_pull_update(&plan.pull).await?;
+        // Order guards the pull's fields, never the monitoring or the work (module docs).
+        if let Some(monitoring) = plan.monitoring {
+            let monitoring = settle_monitoring_update(monitoring, &pull);
+            self.store.apply_monitoring_update(&monitoring).await?;
+        }
+        for work in &plan.work {
+            self.queue.enqueue(work).await?;
+        }
+        let queued = plan.work.len();
+        let outcome = if pull.applied {
+            IntakeOutcome::Accepted { queued }
         } else {
-            IntakeOutcome::Stale
+            IntakeOutcome::Stale { queued }
         };
         self.store
             .complete_event(&event.dedupe_key, lease_id, outcome.as_str(), &at)

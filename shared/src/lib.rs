@@ -6,12 +6,14 @@
 //! Lambda events to the services defined here.
 
 pub mod adapters;
+pub mod budget;
 pub mod canopy;
 pub mod config;
 pub mod consumer;
 pub mod contact;
 pub mod event;
 pub mod fetcher;
+pub mod ids;
 pub mod intake;
 pub mod notifier;
 pub mod observability;

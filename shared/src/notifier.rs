@@ -79,8 +79,10 @@ pub enum SendClaim {
     Claimed,
     /// Sent (or failed permanently) before.
     Done,
-    /// Another attempt holds the claim.
-    InFlight,
+    /// Another attempt holds the claim until `lease_expires_at` (Unix seconds).
+    InFlight {
+        lease_expires_at: i64,
+    },
 }
 
 /// What a notice produced, recorded on the episode.
@@ -104,6 +106,9 @@ pub trait EpisodeStore: Send + Sync {
         job: &ReconnectJob,
         now: &str,
     ) -> Result<Option<Episode>, PortError>;
+    /// A pull's `meta_data` as intake kept it (for values too large to travel in messages).
+    async fn stored_meta_data(&self, pull_id: &str)
+        -> Result<Option<serde_json::Value>, PortError>;
     /// The stored summary of the first of `pull_ids` that has data, for contact details.
     async fn pull_summary(&self, pull_ids: &[&str]) -> Result<Option<PullSummary>, PortError>;
     async fn claim_send(
@@ -147,6 +152,10 @@ pub struct Notice {
 pub enum ChannelError {
     #[error("retryable: {0}")]
     Retryable(String),
+    /// The sending account cannot send (suspended, paused, unverified sender): an operator
+    /// must act, then the retry succeeds. Retried, and logged as an error.
+    #[error("sending account problem: {0}")]
+    Account(String),
     #[error("permanent: {0}")]
     Permanent(String),
 }
@@ -172,6 +181,8 @@ pub struct NotifierConfig {
     /// Tries of the fresh-token call within one invocation before falling back.
     pub token_attempts: u32,
     pub token_retry_pause: Duration,
+    /// All tries of the fresh-token call together (see [`crate::budget`]).
+    pub token_budget: Duration,
     pub send_lease: Duration,
 }
 
@@ -185,7 +196,8 @@ impl Default for NotifierConfig {
             max_reminders: 2,
             token_attempts: 3,
             token_retry_pause: Duration::from_millis(200),
-            send_lease: Duration::from_secs(60),
+            token_budget: crate::budget::TOKEN_BUDGET,
+            send_lease: crate::budget::SEND_LEASE,
         }
     }
 }
@@ -213,8 +225,8 @@ pub enum NotifyError {
         channel: &'static str,
         reason: String,
     },
-    #[error("a send of this notice is in flight elsewhere")]
-    InFlight,
+    #[error("a send of this notice is in flight elsewhere for {0:?}")]
+    InFlight(Duration),
     #[error(transparent)]
     Store(#[from] PortError),
 }
@@ -223,6 +235,7 @@ impl crate::consumer::RetryHint for NotifyError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             NotifyError::NoLink(e) => e.retry_after(),
+            NotifyError::InFlight(left) => Some(*left),
             _ => None,
         }
     }
@@ -316,11 +329,16 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             .map(String::as_str)
             .collect();
         let summary = self.store.pull_summary(&candidates).await?;
-        let contact = resolve_contact(
-            job.meta_data.as_ref(),
-            summary.as_ref(),
-            &self.config.contact_keys,
-        );
+        let stored_meta;
+        let meta_data = match (&job.meta_data, &job.meta_data_pull_id) {
+            (Some(inline), _) => Some(inline),
+            (None, Some(pull_id)) => {
+                stored_meta = self.store.stored_meta_data(pull_id).await?;
+                stored_meta.as_ref()
+            }
+            (None, None) => None,
+        };
+        let contact = resolve_contact(meta_data, summary.as_ref(), &self.config.contact_keys);
         let carrier = summary.as_ref().and_then(|s| {
             s.insurance_provider_friendly_name
                 .clone()
@@ -354,7 +372,7 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
                 contact: contact.clone(),
                 carrier: carrier.clone(),
                 link: link.clone(),
-                meta_data: job.meta_data.clone(),
+                meta_data: meta_data.cloned(),
             };
             match self.send_once(channel, &notice).await {
                 Ok(SendResult::Sent) => record.sent.push(channel.kind()),
@@ -378,7 +396,19 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
         Ok(NotifyOutcome::Notified(record))
     }
 
+    /// A fresh link from Canopy, tried a few times within [`NotifierConfig::token_budget`].
     async fn fresh_link(&self, job: &ReconnectJob) -> Result<(String, String), CanopyError> {
+        tokio::time::timeout(self.config.token_budget, self.fresh_link_tries(job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(CanopyError::RetryLater {
+                    reason: "the reconnect token call ran past its budget".into(),
+                    retry_after: None,
+                })
+            })
+    }
+
+    async fn fresh_link_tries(&self, job: &ReconnectJob) -> Result<(String, String), CanopyError> {
         let mut last = None;
         for attempt in 0..self.config.token_attempts.max(1) {
             if attempt > 0 {
@@ -410,7 +440,10 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             .await?
         {
             SendClaim::Done => return Ok(SendResult::AlreadyDone),
-            SendClaim::InFlight => return Err(NotifyError::InFlight),
+            SendClaim::InFlight { lease_expires_at } => {
+                let left = u64::try_from(lease_expires_at - now + 1).unwrap_or(1);
+                return Err(NotifyError::InFlight(Duration::from_secs(left)));
+            }
             SendClaim::Claimed => {}
         }
         let at = || format_ts(self.clock.now());
@@ -429,7 +462,15 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
                 tracing::error!(monitoring_id = %notice.key.monitoring_id, channel = channel.kind().as_str(), %reason, "reconnect notice refused");
                 Ok(SendResult::Failed(reason))
             }
-            Err(ChannelError::Retryable(reason)) => {
+            Err(err @ (ChannelError::Retryable(_) | ChannelError::Account(_))) => {
+                let reason = match err {
+                    ChannelError::Account(reason) => {
+                        tracing::error!(monitoring_id = %notice.key.monitoring_id, channel = channel.kind().as_str(), %reason,
+                            "the sending account cannot send; an operator must act (retrying)");
+                        reason
+                    }
+                    ChannelError::Retryable(reason) | ChannelError::Permanent(reason) => reason,
+                };
                 if let Err(e) = self.store.release_send(&notice.key, &lease_id).await {
                     tracing::warn!(error = %e, "could not release the send claim");
                 }

@@ -6,10 +6,27 @@
 //! pull has got); an event that carries progress is applied only if its rank is not lower than
 //! the stored one, and an AUTH_STATUS of the same rank only if its `sequence` is not lower.
 //! Equal values are allowed so that a retried, partially applied event applies again. An event
-//! refused by this rule is *stale*: it is recorded as an event, changes no state, causes no work.
+//! refused by this rule is *stale*: its pull's status fields are left alone.
+//!
+//! Order guards fields, never work (DESIGN principle 7). A stale event still updates its
+//! monitoring and queues the work it asks for (a fetch, a notice); the consumers skip work only
+//! on positive evidence that it is covered (the fetcher's claim rule, the notifier's episode).
+//!
+//! Refreshes of one monitoring are ordered by when their pull was *first seen* (the pull item's
+//! `first_seen_at`): a refresh's deliveries span hours at most (Canopy stops retrying after
+//! about 7.2 h) while refreshes are weeks apart (intervals are at least 30 days), so the first
+//! sight of a pull orders refreshes even when single deliveries arrive late. The monitoring keeps
+//! `latest_pull_seen_at` (of its latest completed refresh) and `reconnect_pull_seen_at` (of the
+//! pull that opened the open reconnect episode):
+//! - a COMPLETE moves `latest_pull_id` only forward, and closes the episode only if its pull is
+//!   the reconnect's pull or a later one;
+//! - a MONITORING_RECONNECT opens an episode unless that pull, or a later refresh, has
+//!   completed already: the positive evidence that the consumer has reconnected.
 
 use crate::event::{EventType, WebhookEvent};
-use crate::work::{FetchPullJob, FetchTrigger, Outgoing, ReconnectJob, WorkMessage};
+use crate::work::{
+    inline_meta_data, FetchPullJob, FetchTrigger, Outgoing, ReconnectJob, WorkMessage,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -86,6 +103,34 @@ pub struct MonitoringUpdate {
     pub event_type: String,
     pub at: String,
     pub change: MonitoringChange,
+    /// When the event's pull was first seen: orders refreshes (module docs). The plan sets
+    /// `at`; [`settle_monitoring_update`] replaces it with the stored value.
+    pub pull_seen_at: String,
+}
+
+/// What applying a pull update found on the pull item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullApplied {
+    /// `false` when the ordering rule refused the status fields (a stale event).
+    pub applied: bool,
+    pub first_seen_at: Option<String>,
+    /// A COMPLETE of this pull is recorded.
+    pub completed: bool,
+}
+
+/// Completes a monitoring update with what the pull item says: the pull's first sight, and
+/// the evidence that a reconnect of this pull is over (its COMPLETE is recorded already).
+pub fn settle_monitoring_update(
+    mut update: MonitoringUpdate,
+    pull: &PullApplied,
+) -> MonitoringUpdate {
+    if let Some(seen) = &pull.first_seen_at {
+        update.pull_seen_at.clone_from(seen);
+    }
+    if update.change == MonitoringChange::ReconnectNeeded && pull.completed {
+        update.change = MonitoringChange::Seen;
+    }
+    update
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +220,7 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
             EventType::Complete => MonitoringChange::Refreshed,
             _ => MonitoringChange::Seen,
         },
+        pull_seen_at: at.to_owned(),
     });
 
     let fetch = |trigger, delay| Outgoing {
@@ -200,7 +246,12 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
                 pull_id: event.pull_id.clone(),
                 initial_pull_id,
                 widget_id: event.widget_id.clone(),
-                meta_data: event.meta_data.clone(),
+                meta_data: inline_meta_data(event.meta_data.as_ref()),
+                meta_data_pull_id: event
+                    .meta_data
+                    .as_ref()
+                    .filter(|_| inline_meta_data(event.meta_data.as_ref()).is_none())
+                    .map(|_| event.pull_id.clone()),
                 link: event.reconnect.clone(),
                 event_key: event.dedupe_key.clone(),
                 requested_at: at.to_owned(),
@@ -311,6 +362,31 @@ mod tests {
         let orphan = plan(json!({"event_type": "MONITORING_RECONNECT", "pull_id": "p"}));
         assert!(orphan.work.is_empty());
         assert_eq!(orphan.pull.progress.unwrap().rank, 1);
+    }
+
+    #[test]
+    fn a_completed_pull_is_evidence_that_its_reconnect_is_over() {
+        let update = plan(monitored("MONITORING_RECONNECT")).monitoring.unwrap();
+        let seen = PullApplied {
+            applied: false,
+            first_seen_at: Some("2026-11-01T00:00:00.000Z".into()),
+            completed: false,
+        };
+        let open = settle_monitoring_update(update.clone(), &seen);
+        assert_eq!(
+            open.change,
+            MonitoringChange::ReconnectNeeded,
+            "stale is no evidence"
+        );
+        assert_eq!(open.pull_seen_at, "2026-11-01T00:00:00.000Z");
+        let done = PullApplied {
+            completed: true,
+            ..seen
+        };
+        assert_eq!(
+            settle_monitoring_update(update, &done).change,
+            MonitoringChange::Seen
+        );
     }
 
     #[test]

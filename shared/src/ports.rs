@@ -1,7 +1,7 @@
 //! The ports: what the domain needs from the outside world, as small traits. Adapters live
 //! in `adapters/`; unit tests use the in-memory ones.
 
-use crate::plan::{MonitoringUpdate, PullUpdate};
+use crate::plan::{MonitoringUpdate, PullApplied, PullUpdate};
 use crate::work::Outgoing;
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -53,7 +53,8 @@ pub struct EventClaim {
     pub lease_expires_at: i64,
     /// Unix seconds; the table's TTL attribute (the record outlives Canopy's retries).
     pub expires_at: i64,
-    /// The raw body, kept with the record so an event can be inspected or replayed.
+    /// The body as kept at rest (credentials redacted: [`crate::event::body_for_storage`]),
+    /// so an event can be inspected or replayed.
     pub body: Vec<u8>,
 }
 
@@ -82,8 +83,9 @@ pub trait IntakeStore: Send + Sync {
     ) -> Result<(), PortError>;
     /// Gives an unfinished claim up so that the sender's retry is processed afresh.
     async fn release_event(&self, dedupe_key: &str, lease_id: &str) -> Result<(), PortError>;
-    /// Applies a pull update; `false` when the ordering rule refused it (a stale event).
-    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<bool, PortError>;
+    /// Applies a pull update (its status fields only if the ordering rule allows) and says
+    /// what the pull item holds.
+    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError>;
     async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError>;
 }
 

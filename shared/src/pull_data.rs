@@ -118,20 +118,41 @@ pub fn summarise(pull_id: &str, pull: &Value) -> PullSummary {
     }
 }
 
+/// A JSON value kept as gzip parts (pull data, large `meta_data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    pub parts: Vec<Vec<u8>>,
+    /// SHA-256 (hex) of the uncompressed JSON.
+    pub sha256: String,
+    pub json_bytes: usize,
+    pub gzip_bytes: usize,
+}
+
+/// Compresses JSON text and splits it into parts of at most [`MAX_PART_BYTES`].
+pub fn pack(json: &[u8]) -> Packed {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(json);
+    let gz = encoder.finish().unwrap_or_default();
+    Packed {
+        sha256: hex::encode(Sha256::digest(json)),
+        json_bytes: json.len(),
+        gzip_bytes: gz.len(),
+        parts: gz.chunks(MAX_PART_BYTES).map(<[u8]>::to_vec).collect(),
+    }
+}
+
 /// Serialises, compresses and splits a pull.
 pub fn prepare(pull_id: &str, pull: &Value) -> PreparedPull {
     // Serialising a `Value` cannot fail.
     let json = serde_json::to_vec(pull).unwrap_or_default();
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing to a Vec cannot fail.
-    let _ = encoder.write_all(&json);
-    let gz = encoder.finish().unwrap_or_default();
+    let packed = pack(&json);
     PreparedPull {
         summary: summarise(pull_id, pull),
-        sha256: hex::encode(Sha256::digest(&json)),
-        json_bytes: json.len(),
-        gzip_bytes: gz.len(),
-        parts: gz.chunks(MAX_PART_BYTES).map(<[u8]>::to_vec).collect(),
+        sha256: packed.sha256,
+        json_bytes: packed.json_bytes,
+        gzip_bytes: packed.gzip_bytes,
+        parts: packed.parts,
     }
 }
 

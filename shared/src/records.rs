@@ -95,6 +95,12 @@ pub struct MonitoringRecord {
     pub latest_data_created_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_data_fetched_at: Option<String>,
+    /// When `latest_pull_id` was first seen (orders refreshes, see [`crate::plan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_pull_seen_at: Option<String>,
+    /// When the pull that opened the open episode was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_pull_seen_at: Option<String>,
 }
 
 fn set_some<T: Clone>(field: &mut Option<T>, value: &Option<T>) {
@@ -142,7 +148,13 @@ impl PullRecord {
     }
 }
 
+/// Whether a refresh first seen at `seen` is not older than the one recorded at `recorded`.
+pub fn not_older(recorded: Option<&str>, seen: &str) -> bool {
+    recorded.is_none_or(|r| r <= seen)
+}
+
 impl MonitoringRecord {
+    /// Applies `update` under the refresh order of [`crate::plan`].
     pub fn apply(&mut self, update: &MonitoringUpdate) {
         self.monitoring_id.clone_from(&update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
@@ -155,17 +167,81 @@ impl MonitoringRecord {
         match update.change {
             MonitoringChange::Seen => {}
             MonitoringChange::ReconnectNeeded => {
-                if self.reconnect_needed_since.is_none() {
+                // This pull or a later one completed: the consumer has reconnected.
+                let covered = self
+                    .latest_pull_seen_at
+                    .as_deref()
+                    .is_some_and(|latest| latest >= update.pull_seen_at.as_str());
+                if !covered && self.reconnect_needed_since.is_none() {
                     self.reconnect_needed_since = Some(update.at.clone());
+                    self.reconnect_pull_id = Some(update.pull_id.clone());
+                    self.reconnect_pull_seen_at = Some(update.pull_seen_at.clone());
                 }
-                self.reconnect_pull_id = Some(update.pull_id.clone());
             }
             MonitoringChange::Refreshed => {
-                self.latest_pull_id = Some(update.pull_id.clone());
-                self.last_refresh_at = Some(update.at.clone());
-                self.reconnect_needed_since = None;
-                self.reconnect_pull_id = None;
+                let seen = update.pull_seen_at.as_str();
+                if not_older(self.latest_pull_seen_at.as_deref(), seen) {
+                    self.latest_pull_id = Some(update.pull_id.clone());
+                    self.latest_pull_seen_at = Some(seen.to_owned());
+                    self.last_refresh_at = Some(update.at.clone());
+                }
+                if not_older(self.reconnect_pull_seen_at.as_deref(), seen) {
+                    self.reconnect_needed_since = None;
+                    self.reconnect_pull_id = None;
+                    self.reconnect_pull_seen_at = None;
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(pull: &str, change: MonitoringChange, seen: &str) -> MonitoringUpdate {
+        MonitoringUpdate {
+            monitoring_id: "m".into(),
+            initial_pull_id: None,
+            pull_id: pull.into(),
+            event_type: "X".into(),
+            at: format!("at-{seen}"),
+            change,
+            pull_seen_at: seen.into(),
+        }
+    }
+
+    #[test]
+    fn a_late_complete_of_an_older_refresh_neither_rewinds_nor_closes() {
+        use MonitoringChange::*;
+        let mut m = MonitoringRecord::default();
+        m.apply(&update("p3", Refreshed, "3"));
+        m.apply(&update("p4", ReconnectNeeded, "4"));
+        m.apply(&update("p2", Refreshed, "2"));
+        assert_eq!(m.latest_pull_id.as_deref(), Some("p3"), "no rewind");
+        assert!(
+            m.reconnect_needed_since.is_some(),
+            "an older COMPLETE closes nothing"
+        );
+        m.apply(&update("p4", Refreshed, "4"));
+        assert_eq!(m.latest_pull_id.as_deref(), Some("p4"));
+        assert!(
+            m.reconnect_needed_since.is_none(),
+            "the reconnect's own COMPLETE closes it"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_after_its_refresh_completed_opens_nothing() {
+        use MonitoringChange::*;
+        let mut m = MonitoringRecord::default();
+        m.apply(&update("p5", Refreshed, "5"));
+        m.apply(&update("p4", ReconnectNeeded, "4"));
+        assert!(
+            m.reconnect_needed_since.is_none(),
+            "a later refresh completed"
+        );
+        m.apply(&update("p6", ReconnectNeeded, "6"));
+        assert_eq!(m.reconnect_pull_id.as_deref(), Some("p6"));
     }
 }

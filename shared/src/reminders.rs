@@ -3,8 +3,12 @@
 //!
 //! Order: enqueue, then take the reminder off the index. A crash in between leaves it due, so a
 //! later run enqueues it again; the notifier drops the duplicate (same notice number).
+//!
+//! Each reminder is handled on its own: one that fails is logged and counted, stays due (its
+//! index entry is not taken), and the pass goes on, so one bad item never blocks the others.
 
 use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::dynamo_episodes::DueReminder;
 use crate::ports::{PortError, WorkQueue};
 use crate::time_fmt::format_ts;
 use crate::work::{Outgoing, WorkMessage};
@@ -16,6 +20,16 @@ pub struct ReminderRun {
     pub due: usize,
     pub queued: usize,
     pub resolved: usize,
+    /// Reminders that failed this time; they stay due for the next run.
+    pub failed: usize,
+}
+
+/// What became of one due reminder.
+enum Handled {
+    Queued,
+    Resolved,
+    /// Another run took it first.
+    Taken,
 }
 
 /// Runs the scheduler once at `now`, handling at most `limit` due reminders.
@@ -32,23 +46,46 @@ pub async fn run_reminders<Q: WorkQueue>(
         ..ReminderRun::default()
     };
     for reminder in due {
-        let open = store.open_episode_start(&reminder.monitoring_id).await?;
-        if open.as_deref() != Some(reminder.started_at.as_str()) {
-            if store.take_reminder(&reminder, Some(&at)).await? {
-                run.resolved += 1;
+        match handle_one(store, queue, &reminder, &at).await {
+            Ok(Handled::Queued) => {
+                run.queued += 1;
+                tracing::info!(monitoring_id = %reminder.monitoring_id, notice = reminder.notices_sent, "reminder queued");
             }
-            continue;
+            Ok(Handled::Resolved) => run.resolved += 1,
+            Ok(Handled::Taken) => {}
+            Err(e) => {
+                run.failed += 1;
+                tracing::error!(monitoring_id = %reminder.monitoring_id, notice = reminder.notices_sent, error = %e,
+                    "reminder failed; it stays due for the next run");
+            }
         }
-        queue
-            .enqueue(&Outgoing {
-                message: WorkMessage::NotifyReconnect(reminder.job.clone()),
-                delay: Duration::ZERO,
-            })
-            .await?;
-        if store.take_reminder(&reminder, None).await? {
-            run.queued += 1;
-        }
-        tracing::info!(monitoring_id = %reminder.monitoring_id, notice = reminder.notices_sent, "reminder queued");
     }
     Ok(run)
+}
+
+async fn handle_one<Q: WorkQueue>(
+    store: &DynamoStore,
+    queue: &Q,
+    reminder: &DueReminder,
+    at: &str,
+) -> Result<Handled, PortError> {
+    let open = store.open_episode_start(&reminder.monitoring_id).await?;
+    if open.as_deref() != Some(reminder.started_at.as_str()) {
+        return Ok(if store.take_reminder(reminder, Some(at)).await? {
+            Handled::Resolved
+        } else {
+            Handled::Taken
+        });
+    }
+    queue
+        .enqueue(&Outgoing {
+            message: WorkMessage::NotifyReconnect(reminder.job.clone()),
+            delay: Duration::ZERO,
+        })
+        .await?;
+    Ok(if store.take_reminder(reminder, None).await? {
+        Handled::Queued
+    } else {
+        Handled::Taken
+    })
 }

@@ -152,7 +152,8 @@ pub fn verify(
         .filter(|h| !h.trim().is_empty())
         .ok_or(SignatureError::Missing)?;
     let parsed = parse_header(header)?;
-    if (now - parsed.timestamp).abs() > tolerance_secs {
+    // `abs_diff`: a hostile `t` near i64::MIN must not overflow the subtraction.
+    if now.abs_diff(parsed.timestamp) > u64::try_from(tolerance_secs).unwrap_or(0) {
         return Err(SignatureError::OutsideTolerance {
             tolerance: tolerance_secs,
         });

@@ -8,6 +8,18 @@ use std::time::Duration;
 
 pub const MESSAGE_VERSION: u32 = 1;
 
+/// Largest `meta_data` (JSON bytes) carried in a message or kept inline in an item. Larger
+/// values are kept once, with the pull (see `adapters::dynamo`), and messages carry the pull's
+/// id instead (SQS takes 256 KB a message; a delivery may be 1 MB).
+pub const MAX_INLINE_META_DATA: usize = 16 * 1024;
+
+/// `meta` if it is small enough to carry inline.
+pub fn inline_meta_data(meta: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+    let meta = meta?;
+    let len = serde_json::to_vec(meta).map_or(usize::MAX, |j| j.len());
+    (len <= MAX_INLINE_META_DATA).then(|| meta.clone())
+}
+
 /// Which event asked for a fetch. COMPLETE means everything (documents too) is in;
 /// POLICIES_AVAILABLE is the fallback for a pull whose COMPLETE never comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +53,12 @@ pub struct ReconnectJob {
     pub initial_pull_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub widget_id: Option<String>,
+    /// The developer's `meta_data`, when small (see [`MAX_INLINE_META_DATA`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta_data: Option<serde_json::Value>,
+    /// Set when `meta_data` was too large to carry: the pull whose item keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_data_pull_id: Option<String>,
     /// The webhook's own link, the fallback when a fresh one cannot be had. Queues are
     /// encrypted at rest; `Debug` of the link redacts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -70,7 +70,7 @@ async fn main() {
                 let pull_id = format!("bench-{vehicles}");
                 let start = Instant::now();
                 store
-                    .store_pull_data(&pull_id, &prepared, "2026-11-26T00:00:00.000Z")
+                    .store_pull_data(&pull_id, "v1", &prepared, "2026-11-26T00:00:00.000Z")
                     .await
                     .expect("store");
                 let store_ms = start.elapsed().as_secs_f64() * 1000.0;

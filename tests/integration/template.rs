@@ -34,6 +34,14 @@ fn every_setting_is_set_by_the_template() {
             "PullFetcherFunction",
             canopy_monitor::config::FETCHER_ENV_VARS,
         ),
+        (
+            "ReconnectNotifierFunction",
+            canopy_monitor::config::NOTIFIER_ENV_VARS,
+        ),
+        (
+            "ReconnectReminderFunction",
+            canopy_monitor::config::REMINDER_ENV_VARS,
+        ),
     ] {
         let block = resource(&t, function);
         for name in names {
@@ -77,13 +85,67 @@ fn the_table_and_queues_match_what_the_code_expects() {
     }
 }
 
+/// The number after `key:` in a resource's text (the first such line).
+fn number(block: &str, key: &str) -> u64 {
+    let prefix = format!("{key}: ");
+    block
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no numeric {key} in:\n{block}"))
+}
+
 #[test]
-fn the_fetcher_reports_batch_failures_and_its_queue_outlasts_it() {
+fn the_time_budgets_in_the_template_are_the_codes() {
+    use canopy_monitor::budget::{self, ConsumerBudget};
     let t = template();
-    let fetcher = resource(&t, "PullFetcherFunction");
-    assert!(fetcher.contains("Binary: pull-fetcher"));
-    assert!(fetcher.contains("- ReportBatchItemFailures"));
-    assert!(fetcher.contains("      Timeout: 30\n"));
-    let queue = resource(&t, "FetchQueue");
-    assert!(queue.contains("VisibilityTimeout: 180"), "{queue}");
+    let consumers: [(&str, &str, &str, ConsumerBudget); 2] = [
+        (
+            "PullFetcherFunction",
+            "FetchQueue",
+            "pull-fetcher",
+            budget::FETCHER,
+        ),
+        (
+            "ReconnectNotifierFunction",
+            "NotifyQueue",
+            "reconnect-notifier",
+            budget::NOTIFIER,
+        ),
+    ];
+    for (function, queue, binary, b) in consumers {
+        b.check().unwrap_or_else(|e| panic!("{function}: {e}"));
+        let f = resource(&t, function);
+        assert!(f.contains(&format!("Binary: {binary}")));
+        assert!(f.contains("- ReportBatchItemFailures"), "{function}");
+        assert_eq!(
+            number(&f, "Timeout"),
+            b.function_timeout.as_secs(),
+            "{function} Timeout"
+        );
+        assert_eq!(
+            number(&f, "BatchSize"),
+            u64::from(b.batch_size),
+            "{function} BatchSize"
+        );
+        assert!(
+            number(&f, "CANOPY_TIMEOUT_SECONDS") <= budget::CANOPY_TIMEOUT.as_secs(),
+            "{function}: a Canopy call must fit the record budget"
+        );
+        let q = resource(&t, queue);
+        assert_eq!(
+            number(&q, "VisibilityTimeout"),
+            b.visibility_timeout.as_secs(),
+            "{queue} VisibilityTimeout"
+        );
+    }
+    assert_eq!(
+        number(&resource(&t, "WebhookIntakeFunction"), "Timeout"),
+        budget::INTAKE_FUNCTION_TIMEOUT.as_secs()
+    );
+    assert_eq!(
+        number(&resource(&t, "ReconnectReminderFunction"), "Timeout"),
+        budget::REMINDER_FUNCTION_TIMEOUT.as_secs()
+    );
 }

@@ -218,6 +218,9 @@ pub mod fetching {
     use devkit::sqs_driver::drain;
     use pull_fetcher::AwsFetchConsumer;
 
+    /// The fetch lease in tests.
+    pub const TEST_FETCH_LEASE: Duration = Duration::from_secs(2);
+
     pub async fn fake_canopy() -> FakeCanopy {
         FakeCanopy::start(([127, 0, 0, 1], 0).into(), TEAM_ID)
             .await
@@ -243,6 +246,11 @@ pub mod fetching {
                 base: Duration::ZERO,
                 cap: Duration::ZERO,
             },
+            pull_data_retention: None,
+            // A short lease: a message that finds another attempt's lease comes back soon.
+            fetcher: canopy_monitor::fetcher::FetcherConfig {
+                lease: TEST_FETCH_LEASE,
+            },
         };
         pull_fetcher::fetcher_from(fetcher_env, &env.aws)
             .await
@@ -254,7 +262,7 @@ pub mod fetching {
     pub async fn drain_into(env: &TestEnv, consumer: &AwsFetchConsumer) -> usize {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
         drain(&sqs, &env.resources.fetch_queue_url, |batch| {
-            consumer.handle(batch)
+            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
         })
         .await
         .expect("drain the fetch queue")
@@ -369,6 +377,8 @@ pub mod notifying {
                 .map(|_| env.resources.outbound_webhook_secret_id.clone()),
             notifier: NotifierConfig {
                 token_retry_pause: Duration::from_millis(10),
+                // A short lease: a copy that finds another attempt's send claim comes back soon.
+                send_lease: Duration::from_secs(2),
                 ..NotifierConfig::default()
             },
         };
@@ -381,7 +391,7 @@ pub mod notifying {
     pub async fn drain_into(env: &TestEnv, consumer: &AwsNotifyConsumer) -> usize {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
         drain(&sqs, &env.resources.notify_queue_url, |batch| {
-            consumer.handle(batch)
+            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
         })
         .await
         .expect("drain the notify queue")

@@ -5,12 +5,11 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
+use canopy_monitor::budget::{self, Deadline};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, FetcherEnv};
-use canopy_monitor::consumer::{handle_batch, RecordError};
-use canopy_monitor::fetcher::{
-    FetchError, FetchOutcome, FetcherConfig, PullDataStore, PullFetcher,
-};
+use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
+use canopy_monitor::fetcher::{FetchError, FetchOutcome, PullDataStore, PullFetcher};
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
 use canopy_monitor::work::{parse_message, WorkMessage};
@@ -40,10 +39,11 @@ pub async fn fetcher_from(
         secrets::canopy_client(&aws_sdk_secretsmanager::Client::new(aws), &env.canopy).await?;
     Ok(FetchConsumer {
         fetcher: PullFetcher::new(
-            DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name)
+                .with_pull_data_retention(env.pull_data_retention),
             canopy,
             SystemClock,
-            FetcherConfig::default(),
+            env.fetcher,
         ),
         visibility: SqsVisibility::new(aws_sdk_sqs::Client::new(aws), env.fetch_queue_url),
         retry: env.retry,
@@ -52,11 +52,16 @@ pub async fn fetcher_from(
 
 impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsumer<S, A, C, V> {
     /// Handles one SQS batch.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        handle_batch(event, &self.visibility, &self.retry, |record| async move {
-            let result = self.process(&record).await;
-            (record, result)
-        })
+    /// Handles one SQS batch; records that cannot finish before `deadline` are not started.
+    pub async fn handle(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        let budget = BatchBudget::of(&budget::FETCHER, deadline);
+        handle_batch(
+            event,
+            &self.visibility,
+            &self.retry,
+            budget,
+            |record| async move { self.process(&record).await },
+        )
         .await
     }
 
@@ -88,6 +93,7 @@ mod tests {
     use async_trait::async_trait;
     use canopy_monitor::adapters::memory::{FixedClock, MemoryStore, MemoryVisibility};
     use canopy_monitor::canopy::{CanopyError, ReconnectToken};
+    use canopy_monitor::fetcher::FetcherConfig;
     use canopy_monitor::work::{FetchPullJob, FetchTrigger};
     use serde_json::{json, Value};
     use std::collections::HashMap;
@@ -185,11 +191,14 @@ mod tests {
         let canopy = ScriptedCanopy::default();
         let (consumer, store, _) = consumer(canopy.clone());
         let response = consumer
-            .handle(batch(vec![
-                record("a", "p1", FetchTrigger::Complete, 1),
-                record("b", "p1", FetchTrigger::Complete, 1),
-                record("c", "p1", FetchTrigger::PoliciesAvailable, 1),
-            ]))
+            .handle(
+                batch(vec![
+                    record("a", "p1", FetchTrigger::Complete, 1),
+                    record("b", "p1", FetchTrigger::Complete, 1),
+                    record("c", "p1", FetchTrigger::PoliciesAvailable, 1),
+                ]),
+                Deadline::NONE,
+            )
             .await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(*canopy.calls.lock().unwrap(), 1);
@@ -215,7 +224,10 @@ mod tests {
         );
         let (consumer, store, visibility) = consumer(canopy.clone());
         let response = consumer
-            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)]))
+            .handle(
+                batch(vec![record("a", "p1", FetchTrigger::Complete, 2)]),
+                Deadline::NONE,
+            )
             .await;
         assert_eq!(failed_ids(&response), vec!["a"]);
         assert_eq!(
@@ -229,7 +241,10 @@ mod tests {
         );
         // The redelivery succeeds.
         let response = consumer
-            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 3)]))
+            .handle(
+                batch(vec![record("a", "p1", FetchTrigger::Complete, 3)]),
+                Deadline::NONE,
+            )
             .await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(*canopy.calls.lock().unwrap(), 2);
@@ -247,7 +262,10 @@ mod tests {
         );
         let (consumer, store, _) = consumer(canopy.clone());
         let response = consumer
-            .handle(batch(vec![record("a", "gone", FetchTrigger::Complete, 1)]))
+            .handle(
+                batch(vec![record("a", "gone", FetchTrigger::Complete, 1)]),
+                Deadline::NONE,
+            )
             .await;
         assert!(response.batch_item_failures.is_empty());
         let gone = store.state().pulls["gone"].clone();
@@ -255,7 +273,10 @@ mod tests {
         assert_eq!(gone.fetch_error.as_deref(), Some("NOT_FOUND"));
         // And it is not tried again.
         consumer
-            .handle(batch(vec![record("b", "gone", FetchTrigger::Complete, 1)]))
+            .handle(
+                batch(vec![record("b", "gone", FetchTrigger::Complete, 1)]),
+                Deadline::NONE,
+            )
             .await;
         assert_eq!(*canopy.calls.lock().unwrap(), 1);
     }
@@ -265,7 +286,7 @@ mod tests {
         let (consumer, _, _) = consumer(ScriptedCanopy::default());
         let mut garbage = record("g", "p", FetchTrigger::Complete, 1);
         garbage.body = Some("not json".into());
-        let response = consumer.handle(batch(vec![garbage])).await;
+        let response = consumer.handle(batch(vec![garbage]), Deadline::NONE).await;
         assert_eq!(failed_ids(&response), vec!["g"]);
     }
 
@@ -275,13 +296,19 @@ mod tests {
         let (consumer, store, _) = consumer(canopy.clone());
         store.fail("store_pull_data");
         let response = consumer
-            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 1)]))
+            .handle(
+                batch(vec![record("a", "p1", FetchTrigger::Complete, 1)]),
+                Deadline::NONE,
+            )
             .await;
         assert_eq!(failed_ids(&response), vec!["a"]);
         assert_eq!(store.state().pulls["p1"].fetch_lease_id, None);
         store.heal();
         let response = consumer
-            .handle(batch(vec![record("a", "p1", FetchTrigger::Complete, 2)]))
+            .handle(
+                batch(vec![record("a", "p1", FetchTrigger::Complete, 2)]),
+                Deadline::NONE,
+            )
             .await;
         assert!(response.batch_item_failures.is_empty());
         assert!(store.state().pull_data.contains_key("p1"));

@@ -5,16 +5,16 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use canopy_monitor::adapters::channels::{OutboundWebhook, SesEmail, SnsSms};
 use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
+use canopy_monitor::budget::{self, Deadline};
 use canopy_monitor::canopy::{CanopyApi, CanopyClient};
 use canopy_monitor::config::{ConfigError, NotifierEnv};
-use canopy_monitor::consumer::{handle_batch, RecordError};
+use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
 use canopy_monitor::notifier::{
     Channel, EpisodeStore, NotifyError, NotifyOutcome, ReconnectNotifier,
 };
 use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
 use canopy_monitor::retry::RetryPolicy;
 use canopy_monitor::work::{parse_message, WorkMessage};
-use std::time::Duration;
 
 pub struct NotifyConsumer<S, A, C, V> {
     pub notifier: ReconnectNotifier<S, A, C>,
@@ -51,12 +51,11 @@ pub async fn notifier_from(
         (env.webhook_url.clone(), env.webhook_secret_id.as_deref())
     {
         let secret = secrets::read_secret_string(&secrets_client, secret_id).await?;
-        let webhook = OutboundWebhook::new(url, secret.trim(), Duration::from_secs(10)).map_err(
-            |detail| ConfigError::Secret {
+        let webhook = OutboundWebhook::new(url, secret.trim(), budget::OUTBOUND_WEBHOOK_TIMEOUT)
+            .map_err(|detail| ConfigError::Secret {
                 secret: secret_id.to_owned(),
                 detail,
-            },
-        )?;
+            })?;
         channels.push(Box::new(webhook));
     }
     if channels.is_empty() {
@@ -77,11 +76,16 @@ pub async fn notifier_from(
 
 impl<S: EpisodeStore, A: CanopyApi, C: Clock, V: MessageVisibility> NotifyConsumer<S, A, C, V> {
     /// Handles one SQS batch.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        handle_batch(event, &self.visibility, &self.retry, |record| async move {
-            let result = self.process(&record).await;
-            (record, result)
-        })
+    /// Handles one SQS batch; records that cannot finish before `deadline` are not started.
+    pub async fn handle(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        let budget = BatchBudget::of(&budget::NOTIFIER, deadline);
+        handle_batch(
+            event,
+            &self.visibility,
+            &self.retry,
+            budget,
+            |record| async move { self.process(&record).await },
+        )
         .await
     }
 

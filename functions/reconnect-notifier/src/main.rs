@@ -1,5 +1,6 @@
 //! The reconnect-notifier Lambda: builds its adapters once per cold start, then serves SQS batches.
 
+use canopy_monitor::budget::Deadline;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -9,7 +10,8 @@ async fn main() -> Result<(), Error> {
     let consumer = reconnect_notifier::notifier_from_env(&aws).await?;
     let consumer = &consumer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(consumer.handle(event.payload).await)
+        let deadline = Deadline::from_lambda_ms(event.context.deadline);
+        Ok::<_, Error>(consumer.handle(event.payload, deadline).await)
     }))
     .await
 }

@@ -26,8 +26,17 @@ async fn main() -> Result<(), Error> {
             due = run.due,
             queued = run.queued,
             resolved = run.resolved,
+            failed = run.failed,
             "reminder pass"
         );
+        // Failed reminders stay due for the next pass; the error makes them visible (metrics,
+        // alarms) without having stopped the others.
+        if run.failed > 0 {
+            return Err(Error::from(format!(
+                "{} of {} due reminders failed",
+                run.failed, run.due
+            )));
+        }
         Ok::<_, Error>(json!({"due": run.due, "queued": run.queued, "resolved": run.resolved}))
     }))
     .await

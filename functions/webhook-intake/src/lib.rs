@@ -84,7 +84,7 @@ pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
                 "webhook accepted"
             );
             let mut body = json!({"status": outcome.as_str()});
-            if let IntakeOutcome::Accepted { queued } = outcome {
+            if let IntakeOutcome::Accepted { queued } | IntakeOutcome::Stale { queued } = outcome {
                 body["queued"] = json!(queued);
             }
             respond(StatusCode::OK, body)
@@ -101,6 +101,7 @@ pub fn error_response(err: &IntakeError) -> Response<Body> {
         IntakeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
         IntakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
         IntakeError::InFlight => (StatusCode::SERVICE_UNAVAILABLE, "in_flight"),
+        IntakeError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed_out"),
         IntakeError::Storage(PortError::Unavailable { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
@@ -116,7 +117,7 @@ pub fn error_response(err: &IntakeError) -> Response<Body> {
     // Server-side details (table names, AWS messages) stay in the logs.
     let message = if status.is_server_error() {
         match err {
-            IntakeError::InFlight => err.to_string(),
+            IntakeError::InFlight | IntakeError::TimedOut(_) => err.to_string(),
             _ => "temporarily unable to record the event; retry later".to_owned(),
         }
     } else {

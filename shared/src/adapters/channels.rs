@@ -9,34 +9,45 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use serde_json::json;
 use std::time::Duration;
 
-/// Error codes a retry will not fix.
+/// Error codes a retry will not fix: this message is wrong.
 const PERMANENT_CODES: &[&str] = &[
     "MessageRejected",
-    "MailFromDomainNotVerifiedException",
-    "AccountSuspendedException",
-    "SendingPausedException",
     "NotFoundException",
     "BadRequestException",
     "InvalidParameter",
     "InvalidParameterValue",
     "InvalidParameterException",
-    "AuthorizationError",
     "ValidationError",
+    "OptedOut",
 ];
+
+/// Error codes of the sending account, not of the message: an operator fixes them (lifts the
+/// suspension, resumes sending, verifies the domain) and the retry then succeeds.
+const ACCOUNT_CODES: &[&str] = &[
+    "AccountSuspendedException",
+    "SendingPausedException",
+    "MailFromDomainNotVerifiedException",
+    "KMSAccessDenied",
+    "KMSDisabled",
+    "AuthorizationError",
+];
+
+/// Classifies an SES or SNS error by its code; `None` for transport failures.
+pub fn classify_code(code: Option<&str>) -> ChannelError {
+    match code {
+        Some(code) if ACCOUNT_CODES.contains(&code) => ChannelError::Account(code.to_owned()),
+        Some(code) if PERMANENT_CODES.contains(&code) => ChannelError::Permanent(code.to_owned()),
+        Some(code) => ChannelError::Retryable(code.to_owned()),
+        None => ChannelError::Retryable("transport error".to_owned()),
+    }
+}
 
 fn classify<E, R>(err: SdkError<E, R>) -> ChannelError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    match err.as_service_error().and_then(|e| e.code()) {
-        Some(code) if PERMANENT_CODES.contains(&code) => ChannelError::Permanent(code.to_owned()),
-        Some(code) => ChannelError::Retryable(code.to_owned()),
-        None => ChannelError::Retryable(format!(
-            "transport: {}",
-            aws_sdk_sesv2::error::DisplayErrorContext(&err)
-        )),
-    }
+    classify_code(err.as_service_error().and_then(|e| e.code()))
 }
 
 fn values(notice: &Notice) -> MessageValues<'_> {
@@ -145,17 +156,10 @@ impl Channel for SnsSms {
             .send()
             .await
             .map_err(|e| {
-                // SNS and SES share the error metadata trait; classify through the same list.
-                match e
-                    .as_service_error()
-                    .and_then(|s| aws_sdk_sns::error::ProvideErrorMetadata::code(s))
-                {
-                    Some(code) if PERMANENT_CODES.contains(&code) => {
-                        ChannelError::Permanent(code.to_owned())
-                    }
-                    Some(code) => ChannelError::Retryable(code.to_owned()),
-                    None => ChannelError::Retryable("transport error".into()),
-                }
+                classify_code(
+                    e.as_service_error()
+                        .and_then(|s| aws_sdk_sns::error::ProvideErrorMetadata::code(s)),
+                )
             })?;
         Ok(())
     }
@@ -246,6 +250,37 @@ impl Channel for OutboundWebhook {
             200..=299 => Ok(()),
             408 | 425 | 429 | 500..=599 => Err(ChannelError::Retryable(format!("HTTP {status}"))),
             _ => Err(ChannelError::Permanent(format!("HTTP {status}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_problems_are_retried_message_problems_are_not() {
+        for code in [
+            "AccountSuspendedException",
+            "SendingPausedException",
+            "MailFromDomainNotVerifiedException",
+        ] {
+            assert!(
+                matches!(classify_code(Some(code)), ChannelError::Account(_)),
+                "{code}"
+            );
+        }
+        for code in ["MessageRejected", "InvalidParameter", "BadRequestException"] {
+            assert!(
+                matches!(classify_code(Some(code)), ChannelError::Permanent(_)),
+                "{code}"
+            );
+        }
+        for code in [Some("Throttling"), Some("TooManyRequestsException"), None] {
+            assert!(
+                matches!(classify_code(code), ChannelError::Retryable(_)),
+                "{code:?}"
+            );
         }
     }
 }

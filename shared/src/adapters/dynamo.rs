@@ -5,14 +5,20 @@
 //! | event record (dedupe) | `EVENT#<dedupe key>` | `EVENT` | lease, outcome, gzip body, TTL `expires_at` |
 //! | pull state | `PULL#<pull_id>` | `STATE` | [`PullRecord`] |
 //! | monitoring state | `MONITORING#<monitoring_id>` | `STATE` | [`MonitoringRecord`] |
+//! | large meta_data | `PULL#<pull_id>` | `META#<sha256>#PART#0000`.. | gzip parts of a `meta_data` over [`MAX_INLINE_META_DATA`] |
+//!
+//! Whatever intake accepts can be stored (DESIGN principle 10): a body of up to 1 MB fits its
+//! event record (gzip inline up to 300 KB, else only its state and work are kept), and a large
+//! `meta_data` is kept once, compressed and split, with the pull item pointing at it.
 
 use super::aws::port_error;
-use crate::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullUpdate};
+use crate::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullApplied, PullUpdate};
 use crate::ports::{ClaimResult, EventClaim, IntakeStore, PortError};
 use crate::records::{MonitoringRecord, PullRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
@@ -35,6 +41,12 @@ pub fn monitoring_pk(monitoring_id: &str) -> String {
     format!("MONITORING#{monitoring_id}")
 }
 pub const EVENT_SK: &str = "EVENT";
+/// Largest `meta_data` (JSON bytes) kept inline in the pull item and in messages.
+pub const MAX_INLINE_META_DATA: usize = crate::work::MAX_INLINE_META_DATA;
+
+fn meta_parts_prefix(sha256: &str) -> String {
+    format!("META#{sha256}#PART#")
+}
 pub const STATE_SK: &str = "STATE";
 
 /// The state table.
@@ -42,6 +54,8 @@ pub const STATE_SK: &str = "STATE";
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// How long stored pull data is kept (TTL); `None` keeps it until deleted.
+    pull_data_retention: Option<std::time::Duration>,
 }
 
 /// Whether a write was refused by its condition expression (any DynamoDB operation).
@@ -132,7 +146,20 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            pull_data_retention: None,
         }
+    }
+
+    /// Expires stored pull data (summary and parts) `retention` after each fetch.
+    pub fn with_pull_data_retention(mut self, retention: Option<std::time::Duration>) -> Self {
+        self.pull_data_retention = retention;
+        self
+    }
+
+    /// The TTL of pull data written now, if retention is set.
+    pub(crate) fn pull_data_expiry(&self) -> Option<i64> {
+        let retention = i64::try_from(self.pull_data_retention?.as_secs()).ok()?;
+        Some(time::OffsetDateTime::now_utc().unix_timestamp() + retention)
     }
 
     pub fn client(&self) -> &Client {
@@ -317,7 +344,7 @@ impl IntakeStore for DynamoStore {
         }
     }
 
-    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<bool, PortError> {
+    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError> {
         let mut b = UpdateBuilder::default();
         b.set("pull_id", s(&update.pull_id))
             .set_opt("widget_id", update.widget_id.as_ref().map(s))
@@ -328,10 +355,21 @@ impl IntakeStore for DynamoStore {
             )
             .set_opt("monitoring_id", update.monitoring_id.as_ref().map(s))
             .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
-            .set_opt("meta_data", update.meta_data.as_ref().and_then(json_attr))
             .set("last_event_type", s(&update.event_type))
             .set("last_event_at", s(&update.at))
             .set_if_absent("first_seen_at", s(&update.at));
+        if let Some(meta) = &update.meta_data {
+            match self.keep_meta_data(&update.pull_id, meta).await? {
+                MetaDataKept::Inline(attr) => {
+                    b.set("meta_data", attr);
+                }
+                MetaDataKept::Parts { sha256, parts } => {
+                    b.set("meta_data_sha256", s(sha256))
+                        .set("meta_data_parts", n(parts))
+                        .remove("meta_data");
+                }
+            }
+        }
         let mut condition = None;
         if let Some(p) = &update.progress {
             b.set("status_rank", n(p.rank))
@@ -366,6 +404,8 @@ impl IntakeStore for DynamoStore {
                 None => format!("attribute_not_exists({rank}) OR {rank} <= {rank_value}"),
             });
         }
+        // The item as it is afterwards (or as it was, when refused) tells the caller when the
+        // pull was first seen and whether it completed: no second read.
         let result = self
             .client
             .update_item()
@@ -373,6 +413,130 @@ impl IntakeStore for DynamoStore {
             .set_key(Some(key(pull_pk(&update.pull_id), STATE_SK)))
             .update_expression(b.expression())
             .set_condition_expression(condition)
+            .set_expression_attribute_names(Some(b.names))
+            .set_expression_attribute_values(Some(b.values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let found = |item: Option<&HashMap<String, AttributeValue>>, applied: bool| PullApplied {
+            applied,
+            first_seen_at: item
+                .and_then(|i| i.get("first_seen_at"))
+                .and_then(|v| v.as_s().ok())
+                .cloned(),
+            completed: item.is_some_and(|i| i.contains_key("completed_at")),
+        };
+        match result {
+            Ok(out) => Ok(found(out.attributes.as_ref(), true)),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(found(c.item(), false))
+                }
+                _ => Err(port_error(SERVICE, err)),
+            },
+        }
+    }
+
+    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
+        // The common case is one conditional update; when its condition fails, the parts
+        // whose own guard holds are applied one by one (see `plan` for the order of refreshes).
+        let parts: &[MonitoringPart] = match update.change {
+            MonitoringChange::Seen => &[MonitoringPart::Seen],
+            MonitoringChange::ReconnectNeeded => &[MonitoringPart::OpenEpisode],
+            MonitoringChange::Refreshed => &[MonitoringPart::Latest, MonitoringPart::CloseEpisode],
+        };
+        if self.monitoring_write(update, parts).await? {
+            return Ok(());
+        }
+        for part in parts {
+            if !self.monitoring_write(update, &[*part]).await? {
+                // Guard refused: the event is older than what is recorded; note that we heard.
+                self.monitoring_write(update, &[MonitoringPart::Seen])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pieces of a monitoring update, each with its own guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MonitoringPart {
+    /// Ids and when we last heard: always.
+    Seen,
+    /// Open a reconnect episode unless this pull or a later one completed.
+    OpenEpisode,
+    /// Move `latest_pull_id` forward only.
+    Latest,
+    /// Close the open episode if this pull is the reconnect's or a later one.
+    CloseEpisode,
+}
+
+/// Where a `meta_data` value went.
+enum MetaDataKept {
+    Inline(AttributeValue),
+    Parts { sha256: String, parts: usize },
+}
+
+impl DynamoStore {
+    /// One UpdateItem of the monitoring with `parts`; `false` when a guard refused it.
+    async fn monitoring_write(
+        &self,
+        update: &MonitoringUpdate,
+        parts: &[MonitoringPart],
+    ) -> Result<bool, PortError> {
+        let mut b = UpdateBuilder::default();
+        b.set("monitoring_id", s(&update.monitoring_id))
+            .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
+            .set("last_event_type", s(&update.event_type))
+            .set("last_event_pull_id", s(&update.pull_id))
+            .set("last_event_at", s(&update.at))
+            .set_if_absent("first_seen_at", s(&update.at));
+        let seen = b.value("pull_seen_at", s(&update.pull_seen_at));
+        let mut guards = Vec::new();
+        for part in parts {
+            match part {
+                MonitoringPart::Seen => {}
+                MonitoringPart::OpenEpisode => {
+                    b.set_if_absent("reconnect_needed_since", s(&update.at))
+                        .set_if_absent("reconnect_pull_id", s(&update.pull_id))
+                        .set_if_absent("reconnect_pull_seen_at", s(&update.pull_seen_at));
+                    let latest = b.name("latest_pull_seen_at");
+                    guards.push(format!(
+                        "(attribute_not_exists({latest}) OR {latest} < {seen})"
+                    ));
+                }
+                MonitoringPart::Latest => {
+                    b.set("latest_pull_id", s(&update.pull_id))
+                        .set("latest_pull_seen_at", s(&update.pull_seen_at))
+                        .set("last_refresh_at", s(&update.at));
+                    let latest = b.name("latest_pull_seen_at");
+                    guards.push(format!(
+                        "(attribute_not_exists({latest}) OR {latest} <= {seen})"
+                    ));
+                }
+                MonitoringPart::CloseEpisode => {
+                    b.remove("reconnect_needed_since")
+                        .remove("reconnect_pull_id")
+                        .remove("reconnect_pull_seen_at");
+                    let opened = b.name("reconnect_pull_seen_at");
+                    guards.push(format!(
+                        "(attribute_not_exists({opened}) OR {opened} <= {seen})"
+                    ));
+                }
+            }
+        }
+        if guards.is_empty() {
+            b.values.remove(&seen);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(monitoring_pk(&update.monitoring_id), STATE_SK)))
+            .update_expression(b.expression())
+            .set_condition_expression((!guards.is_empty()).then(|| guards.join(" AND ")))
             .set_expression_attribute_names(Some(b.names))
             .set_expression_attribute_values(Some(b.values))
             .send()
@@ -384,37 +548,147 @@ impl IntakeStore for DynamoStore {
         }
     }
 
-    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
-        let mut b = UpdateBuilder::default();
-        b.set("monitoring_id", s(&update.monitoring_id))
-            .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
-            .set("last_event_type", s(&update.event_type))
-            .set("last_event_pull_id", s(&update.pull_id))
-            .set("last_event_at", s(&update.at))
-            .set_if_absent("first_seen_at", s(&update.at));
-        match update.change {
-            MonitoringChange::Seen => {}
-            MonitoringChange::ReconnectNeeded => {
-                b.set_if_absent("reconnect_needed_since", s(&update.at))
-                    .set("reconnect_pull_id", s(&update.pull_id));
-            }
-            MonitoringChange::Refreshed => {
-                b.set("latest_pull_id", s(&update.pull_id))
-                    .set("last_refresh_at", s(&update.at))
-                    .remove("reconnect_needed_since")
-                    .remove("reconnect_pull_id");
+    /// Keeps `meta` inline when small, else once as gzip parts under the pull (idempotent:
+    /// the parts are keyed by the content's hash, so a redelivery rewrites the same items).
+    async fn keep_meta_data(
+        &self,
+        pull_id: &str,
+        meta: &serde_json::Value,
+    ) -> Result<MetaDataKept, PortError> {
+        let json = serde_json::to_vec(meta).unwrap_or_default();
+        if json.len() <= MAX_INLINE_META_DATA {
+            if let Some(attr) = json_attr(meta) {
+                return Ok(MetaDataKept::Inline(attr));
             }
         }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(monitoring_pk(&update.monitoring_id), STATE_SK)))
-            .update_expression(b.expression())
-            .set_expression_attribute_names(Some(b.names))
-            .set_expression_attribute_values(Some(b.values))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?;
+        let packed = crate::pull_data::pack(&json);
+        let prefix = meta_parts_prefix(&packed.sha256);
+        let items = packed
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let mut item = key(pull_pk(pull_id), format!("{prefix}{i:04}"));
+                item.insert("gz".to_owned(), AttributeValue::B(part.clone().into()));
+                item
+            })
+            .collect();
+        self.put_items(items).await?;
+        Ok(MetaDataKept::Parts {
+            parts: packed.parts.len(),
+            sha256: packed.sha256,
+        })
+    }
+
+    /// BatchWriteItem in calls of 25, retrying what DynamoDB leaves unprocessed under load.
+    pub(crate) async fn batch_write(
+        &self,
+        requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    ) -> Result<(), PortError> {
+        for batch in requests.chunks(25) {
+            let mut pending = batch.to_vec();
+            let mut attempt = 0u32;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(SERVICE, e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !pending.is_empty() {
+                    if attempt >= 6 {
+                        return Err(PortError::unavailable(SERVICE, "writes left unprocessed"));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Puts whole items with BatchWriteItem.
+    pub(crate) async fn put_items(
+        &self,
+        items: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<(), PortError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// The `gz` blobs of the items under `pk` whose sort key starts with `prefix`, in key order.
+    pub(crate) async fn query_blobs(
+        &self,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<Vec<u8>>, PortError> {
+        let mut chunks = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, e))?;
+            for part in page.items.unwrap_or_default() {
+                if let Some(AttributeValue::B(blob)) = part.get("gz") {
+                    chunks.push(blob.clone().into_inner());
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(chunks),
+            }
+        }
+    }
+
+    /// A pull's `meta_data`, inline or from its parts.
+    pub async fn pull_meta_data(
+        &self,
+        pull_id: &str,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        let Some(item) = self.get_state_item(pull_pk(pull_id)).await? else {
+            return Ok(None);
+        };
+        if let Some(inline) = item.get("meta_data") {
+            return Ok(serde_dynamo::from_attribute_value(inline.clone()).ok());
+        }
+        let (Some(sha), Some(parts)) = (
+            item.get("meta_data_sha256").and_then(|v| v.as_s().ok()),
+            item.get("meta_data_parts")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+        ) else {
+            return Ok(None);
+        };
+        let mut chunks = self
+            .query_blobs(pull_pk(pull_id), &meta_parts_prefix(sha))
+            .await?;
+        chunks.truncate(parts);
+        crate::pull_data::reassemble(&chunks, sha)
+            .map(Some)
+            .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))
     }
 }

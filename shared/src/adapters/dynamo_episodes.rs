@@ -131,6 +131,7 @@ impl DynamoStore {
                         initial_pull_id: text(&item, "initial_pull_id"),
                         widget_id: text(&item, "widget_id"),
                         meta_data,
+                        meta_data_pull_id: text(&item, "meta_data_pull_id"),
                         link: None,
                         event_key: format!("reminder:{monitoring_id}:{started_at}:{notices_sent}"),
                         requested_at: now.to_owned(),
@@ -206,6 +207,9 @@ impl EpisodeStore for DynamoStore {
         if let Some(v) = &job.widget_id {
             item.insert("widget_id".to_owned(), s(v));
         }
+        if let Some(v) = &job.meta_data_pull_id {
+            item.insert("meta_data_pull_id".to_owned(), s(v));
+        }
         if let Some(meta) = job
             .meta_data
             .as_ref()
@@ -242,6 +246,13 @@ impl EpisodeStore for DynamoStore {
             notices_sent,
             latest_data_pull_id: text(&monitoring, "latest_data_pull_id"),
         }))
+    }
+
+    async fn stored_meta_data(
+        &self,
+        pull_id: &str,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        self.pull_meta_data(pull_id).await
     }
 
     async fn pull_summary(&self, pull_ids: &[&str]) -> Result<Option<PullSummary>, PortError> {
@@ -288,8 +299,12 @@ impl EpisodeStore for DynamoStore {
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let status = c.item().and_then(|old| text(old, "status"));
+                    let lease_expires_at = c
+                        .item()
+                        .and_then(|old| old.get("lease_expires_at")?.as_n().ok()?.parse().ok())
+                        .unwrap_or(lease_expires_at);
                     Ok(if status.as_deref() == Some("SENDING") {
-                        SendClaim::InFlight
+                        SendClaim::InFlight { lease_expires_at }
                     } else {
                         SendClaim::Done
                     })

@@ -2,15 +2,22 @@
 //!
 //! | item | pk | sk | holds |
 //! |---|---|---|---|
-//! | data summary (commit point) | `PULL#<pull_id>` | `DATA` | [`PullSummary`], `parts`, `sha256`, sizes, `fetched_at` |
-//! | data part | `PULL#<pull_id>` | `DATA#PART#0000`.. | `gz`: a slice of the gzip of the whole pull JSON |
+//! | data summary (commit point) | `PULL#<pull_id>` | `DATA` | [`PullSummary`], `version`, `parts`, `sha256`, sizes, `fetched_at` |
+//! | data part | `PULL#<pull_id>` | `DATA#V#<version>#PART#0000`.. | `gz`: a slice of the gzip of the whole pull JSON |
 //! | refresh history | `MONITORING#<id>` | `REFRESH#<created_at>#<pull_id>` | pull id, created and fetched times |
+//!
+//! Versions make the summary a true commit point: a fetch writes its parts under a version of
+//! its own, then the summary naming that version, then deletes the parts of the version it
+//! replaced. A reader follows the summary it read, so it sees the old pull or the new one,
+//! never a mix; a fetch that fails half-way leaves only unreferenced parts (removed by the next
+//! successful fetch, or by TTL when pull-data retention is set). Summaries written before
+//! versions existed (no `version`) point at `DATA#PART#nnnn`.
 //!
 //! Fetch progress lives on the pull's `STATE` item (`fetch_*` attributes).
 
 use super::aws::port_error;
 use super::dynamo::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
-use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, SkipReason, FAILED, FETCHED};
+use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, FAILED, FETCHED};
 use crate::ports::PortError;
 use crate::pull_data::{reassemble, PreparedPull, PullSummary};
 use crate::records::PullRecord;
@@ -18,17 +25,24 @@ use crate::work::FetchTrigger;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, DeleteRequest, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::time::Duration;
 
 const SERVICE: &str = "dynamodb";
 pub const DATA_SK: &str = "DATA";
 
-fn part_sk(i: usize) -> String {
-    format!("DATA#PART#{i:04}")
+/// The sort-key prefix of a version's parts (`None`: the layout before versions).
+fn parts_prefix(version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("DATA#V#{v}#PART#"),
+        None => "DATA#PART#".to_owned(),
+    }
+}
+
+fn part_sk(version: Option<&str>, i: usize) -> String {
+    format!("{}{i:04}", parts_prefix(version))
 }
 
 /// A stored pull, read back.
@@ -82,35 +96,14 @@ impl DynamoStore {
             .and_then(|v| v.as_s().ok())
             .cloned()
             .unwrap_or_default();
+        let version = item.get("version").and_then(|v| v.as_s().ok()).cloned();
         let summary: PullSummary =
             serde_dynamo::from_item(item).map_err(|_| unreadable("summary"))?;
 
-        let mut chunks = Vec::with_capacity(parts);
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(pull_pk(pull_id)))
-                .expression_attribute_values(":prefix", s("DATA#PART#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| port_error(SERVICE, e))?;
-            for part in page.items.unwrap_or_default() {
-                if let Some(AttributeValue::B(blob)) = part.get("gz") {
-                    chunks.push(blob.clone().into_inner());
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        // Parts beyond the committed count belong to an earlier, larger write.
+        let mut chunks = self
+            .query_blobs(pull_pk(pull_id), &parts_prefix(version.as_deref()))
+            .await?;
+        // Parts beyond the committed count belong to an earlier, larger write (old layout).
         chunks.truncate(parts);
         let pull = reassemble(&chunks, &sha)
             .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))?;
@@ -237,10 +230,12 @@ impl PullDataStore for DynamoStore {
                     let old: Option<PullRecord> = failed
                         .item()
                         .and_then(|item| serde_dynamo::from_item(item.clone()).ok());
-                    let reason = fetch_decision(old.as_ref(), trigger, now)
-                        .err()
-                        .unwrap_or(SkipReason::InFlight);
-                    Ok(FetchClaim::Skip(reason))
+                    Ok(match fetch_decision(old.as_ref(), trigger, now) {
+                        // Refused, yet the old item allows it: it changed in between. Retry
+                        // soon rather than guess.
+                        FetchClaim::Claimed => FetchClaim::Leased { expires_at: now },
+                        other => other,
+                    })
                 }
                 _ => Err(port_error(SERVICE, err)),
             },
@@ -250,63 +245,74 @@ impl PullDataStore for DynamoStore {
     async fn store_pull_data(
         &self,
         pull_id: &str,
+        version: &str,
         data: &PreparedPull,
         fetched_at: &str,
     ) -> Result<(), PortError> {
+        let expires_at = self.pull_data_expiry();
         let mut requests: Vec<WriteRequest> = Vec::with_capacity(data.parts.len());
         for (i, part) in data.parts.iter().enumerate() {
-            let mut item = key(pull_pk(pull_id), part_sk(i));
+            let mut item = key(pull_pk(pull_id), part_sk(Some(version), i));
             item.insert("gz".to_owned(), AttributeValue::B(part.clone().into()));
+            if let Some(at) = expires_at {
+                item.insert("expires_at".to_owned(), n(at));
+            }
             let put = PutRequest::builder()
                 .set_item(Some(item))
                 .build()
                 .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        // BatchWriteItem takes 25 items a call and may leave some unprocessed under load.
-        for batch in requests.chunks(25) {
-            let mut pending = batch.to_vec();
-            let mut attempt = 0u32;
-            while !pending.is_empty() {
-                let out = self
-                    .client()
-                    .batch_write_item()
-                    .request_items(self.table(), pending)
-                    .send()
-                    .await
-                    .map_err(|e| port_error(SERVICE, e))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(self.table()))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !pending.is_empty() {
-                    if attempt >= 6 {
-                        return Err(PortError::unavailable(
-                            SERVICE,
-                            "pull data writes left unprocessed",
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-            }
-        }
-        // The summary commits the parts: readers trust `parts` and `sha256` from here.
+        self.batch_write(requests).await?;
+        // The summary commits the parts: readers trust `version`, `parts` and `sha256` from here.
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&data.summary)
             .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))?;
         item.extend(key(pull_pk(pull_id), DATA_SK));
+        item.insert("version".to_owned(), s(version));
         item.insert("parts".to_owned(), n(data.parts.len()));
         item.insert("sha256".to_owned(), s(&data.sha256));
         item.insert("json_bytes".to_owned(), n(data.json_bytes));
         item.insert("gzip_bytes".to_owned(), n(data.gzip_bytes));
         item.insert("fetched_at".to_owned(), s(fetched_at));
-        self.client()
+        if let Some(at) = expires_at {
+            item.insert("expires_at".to_owned(), n(at));
+        }
+        let replaced = self
+            .client()
             .put_item()
             .table_name(self.table())
             .set_item(Some(item))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| port_error(SERVICE, e))?;
+            .map_err(|e| port_error(SERVICE, e))?
+            .attributes;
+        // The replaced version is unreachable now; removing it is tidying, not correctness.
+        if let Some(old) = replaced {
+            let old_version = old.get("version").and_then(|v| v.as_s().ok()).cloned();
+            let old_parts = old
+                .get("parts")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if old_version.as_deref() != Some(version) {
+                let deletes = (0..old_parts)
+                    .filter_map(|i| {
+                        let delete = DeleteRequest::builder()
+                            .set_key(Some(key(
+                                pull_pk(pull_id),
+                                part_sk(old_version.as_deref(), i),
+                            )))
+                            .build()
+                            .ok()?;
+                        Some(WriteRequest::builder().delete_request(delete).build())
+                    })
+                    .collect();
+                if let Err(e) = self.batch_write(deletes).await {
+                    tracing::warn!(%pull_id, error = %e, "superseded pull data parts not removed");
+                }
+            }
+        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! Failures can be injected to exercise the error paths.
 
 use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, FAILED, FETCHED};
-use crate::plan::{MonitoringUpdate, PullUpdate};
+use crate::plan::{MonitoringUpdate, PullApplied, PullUpdate};
 use crate::ports::{
     ClaimResult, Clock, EventClaim, IntakeStore, MessageVisibility, PortError, WorkQueue,
 };
@@ -131,7 +131,7 @@ impl IntakeStore for MemoryStore {
         Ok(())
     }
 
-    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<bool, PortError> {
+    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError> {
         let mut state = self.enter("apply_pull_update")?;
         let mut record = state
             .pulls
@@ -139,10 +139,15 @@ impl IntakeStore for MemoryStore {
             .cloned()
             .unwrap_or_default();
         let applied = record.apply(update);
+        let found = PullApplied {
+            applied,
+            first_seen_at: record.first_seen_at.clone(),
+            completed: record.completed_at.is_some(),
+        };
         if applied {
             state.pulls.insert(update.pull_id.clone(), record);
         }
-        Ok(applied)
+        Ok(found)
     }
 
     async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
@@ -168,8 +173,9 @@ impl PullDataStore for MemoryStore {
     ) -> Result<FetchClaim, PortError> {
         let mut state = self.enter("claim_fetch")?;
         let record = state.pulls.entry(pull_id.to_owned()).or_default();
-        if let Err(reason) = fetch_decision(Some(record), trigger, now) {
-            return Ok(FetchClaim::Skip(reason));
+        let decision = fetch_decision(Some(record), trigger, now);
+        if decision != FetchClaim::Claimed {
+            return Ok(decision);
         }
         record.pull_id = pull_id.to_owned();
         record.fetch_lease_id = Some(lease_id.to_owned());
@@ -180,6 +186,7 @@ impl PullDataStore for MemoryStore {
     async fn store_pull_data(
         &self,
         pull_id: &str,
+        _version: &str,
         data: &PreparedPull,
         _at: &str,
     ) -> Result<(), PortError> {

@@ -19,6 +19,7 @@ pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
+        .timeout_config(canopy_monitor::config::aws_timeouts())
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
             credentials,
         ))

@@ -98,8 +98,18 @@ pub async fn provision(
     let names = Names::new(prefix);
     create_table(&aws_sdk_dynamodb::Client::new(aws), &names.table).await?;
     let sqs = aws_sdk_sqs::Client::new(aws);
-    let fetch = create_queue_with_dlq(&sqs, &names.fetch_queue).await?;
-    let notify = create_queue_with_dlq(&sqs, &names.notify_queue).await?;
+    let fetch = create_queue_with_dlq(
+        &sqs,
+        &names.fetch_queue,
+        canopy_monitor::budget::FETCHER.visibility_timeout,
+    )
+    .await?;
+    let notify = create_queue_with_dlq(
+        &sqs,
+        &names.notify_queue,
+        canopy_monitor::budget::NOTIFIER.visibility_timeout,
+    )
+    .await?;
     let secrets = aws_sdk_secretsmanager::Client::new(aws);
     for (id, value) in [
         (&names.webhook_secret, signing_secret.to_owned()),
@@ -215,10 +225,12 @@ pub async fn create_table(
     Ok(())
 }
 
-/// A standard queue and its dead-letter queue; returns (queue URL, DLQ URL).
+/// A standard queue and its dead-letter queue, as template.yaml makes them; returns
+/// (queue URL, DLQ URL).
 pub async fn create_queue_with_dlq(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
+    visibility_timeout: std::time::Duration,
 ) -> Result<(String, String), ProvisionError> {
     let dlq_name = dlq_name(name);
     let dlq_url = sqs
@@ -247,7 +259,10 @@ pub async fn create_queue_with_dlq(
         .queue_name(name)
         .set_attributes(Some(HashMap::from([
             (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-            (QueueAttributeName::VisibilityTimeout, "180".to_owned()),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.as_secs().to_string(),
+            ),
         ])))
         .send()
         .await

@@ -107,7 +107,33 @@ where
     Ok(Some(records))
 }
 
-/// Feeds the queue to `handler` until it stays empty for three polls; returns the batches.
+/// Messages of the queue that will come back: in flight (a retry's visibility delay) or
+/// delayed.
+pub async fn pending_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<usize, String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "attributes of {queue_url}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?
+        .attributes
+        .unwrap_or_default();
+    Ok(attrs.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+}
+
+/// How long [`drain`] waits for messages that will come back (retries after a lease).
+pub const DRAIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Feeds the queue to `handler` until it stays empty for three polls and no message is in
+/// flight or delayed (a retry waiting out a lease comes back); returns the batches.
 pub async fn drain<F, Fut>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -117,12 +143,20 @@ where
     F: Fn(SqsEvent) -> Fut,
     Fut: std::future::Future<Output = SqsBatchResponse>,
 {
+    let started = std::time::Instant::now();
     let (mut batches, mut empty_rounds) = (0, 0);
     while empty_rounds < 3 {
         match poll_once(sqs, queue_url, 0, &handler).await? {
             None => {
                 empty_rounds += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if empty_rounds == 3
+                    && started.elapsed() < DRAIN_PATIENCE
+                    && pending_messages(sqs, queue_url).await? > 0
+                {
+                    empty_rounds = 0;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
             }
             Some(_) => {
                 empty_rounds = 0;

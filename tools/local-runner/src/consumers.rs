@@ -87,6 +87,8 @@ pub async fn start_fetcher(
         fetch_queue_url: resources.fetch_queue_url.clone(),
         canopy: canopy.env(resources),
         retry: LOCAL_RETRY,
+        pull_data_retention: None,
+        fetcher: Default::default(),
     };
     let consumer = std::sync::Arc::new(
         pull_fetcher::fetcher_from(env, aws)
@@ -98,7 +100,11 @@ pub async fn start_fetcher(
         resources.fetch_queue_url.clone(),
         move |batch| {
             let consumer = consumer.clone();
-            async move { consumer.handle(batch).await }
+            async move {
+                consumer
+                    .handle(batch, canopy_monitor::budget::Deadline::NONE)
+                    .await
+            }
         },
     );
     Ok(())
@@ -200,7 +206,11 @@ pub async fn start_notifier(
         resources.notify_queue_url.clone(),
         move |batch| {
             let consumer = consumer.clone();
-            async move { consumer.handle(batch).await }
+            async move {
+                consumer
+                    .handle(batch, canopy_monitor::budget::Deadline::NONE)
+                    .await
+            }
         },
     );
     Ok(receiver)

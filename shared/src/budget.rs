@@ -1,0 +1,179 @@
+//! Time budgets, nested so that a hung dependency ends in a backed-off retry and never in a
+//! function timeout (DESIGN principle 9):
+//!
+//! ```text
+//! AWS SDK attempt / operation timeout, Canopy HTTP timeout
+//!   < one record's budget (a whole fetch or notice, cut off by `tokio::time::timeout`)
+//!   < the function timeout (every wave of a batch fits; checked against the context deadline)
+//!   <= the queue's visibility timeout / 6 (AWS's advice for SQS event sources)
+//! ```
+//!
+//! and the leases that guard a record's work outlive its budget, so a live attempt never loses
+//! its lease, while the first retry delay outlives the lease, so a retry finds it free.
+//! The numbers live here once; template.yaml repeats them and a test pins the two together.
+
+use std::time::Duration;
+
+/// Connecting to an AWS endpoint.
+pub const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// One attempt of an AWS call (the SDK retries a timed-out attempt).
+pub const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+/// An AWS call with all its retries.
+pub const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// One Canopy HTTP call (`CANOPY_TIMEOUT_SECONDS` may lower it, not raise it past the budget).
+pub const CANOPY_TIMEOUT: Duration = Duration::from_secs(10);
+/// What is kept free at the end of an invocation for reporting the batch.
+pub const FINISH_MARGIN: Duration = Duration::from_secs(5);
+
+/// The budget of an SQS-triggered function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerBudget {
+    /// One record, all its calls included.
+    pub record: Duration,
+    /// The event source mapping's `BatchSize`.
+    pub batch_size: u32,
+    /// Records of a batch processed at once.
+    pub concurrency: u32,
+    /// The function's `Timeout`.
+    pub function_timeout: Duration,
+    /// The queue's `VisibilityTimeout`.
+    pub visibility_timeout: Duration,
+}
+
+impl ConsumerBudget {
+    /// How many rounds of `concurrency` records a full batch takes.
+    pub fn waves(&self) -> u32 {
+        self.batch_size.div_ceil(self.concurrency.max(1))
+    }
+
+    /// What the nesting rules require of these numbers; `Err` names the first broken one.
+    pub fn check(&self) -> Result<(), String> {
+        let needed = self.record * self.waves() + FINISH_MARGIN;
+        if self.function_timeout < needed {
+            return Err(format!(
+                "function timeout {:?} < {} waves x {:?} + {:?}",
+                self.function_timeout,
+                self.waves(),
+                self.record,
+                FINISH_MARGIN
+            ));
+        }
+        if self.visibility_timeout < self.function_timeout * 6 {
+            return Err(format!(
+                "visibility timeout {:?} < 6 x function timeout {:?}",
+                self.visibility_timeout, self.function_timeout
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// pull-fetcher: one GET (at most [`CANOPY_TIMEOUT`]) and a handful of DynamoDB writes.
+pub const FETCHER: ConsumerBudget = ConsumerBudget {
+    record: Duration::from_secs(30),
+    batch_size: 10,
+    concurrency: 4,
+    function_timeout: Duration::from_secs(100),
+    visibility_timeout: Duration::from_secs(600),
+};
+
+/// reconnect-notifier: a fresh token (at most [`TOKEN_BUDGET`]), then one send per channel.
+pub const NOTIFIER: ConsumerBudget = ConsumerBudget {
+    record: Duration::from_secs(40),
+    batch_size: 5,
+    concurrency: 4,
+    function_timeout: Duration::from_secs(90),
+    visibility_timeout: Duration::from_secs(540),
+};
+
+/// All tries of the fresh-token call together; past it the webhook's own link is used.
+pub const TOKEN_BUDGET: Duration = Duration::from_secs(15);
+/// The outbound webhook's HTTP timeout.
+pub const OUTBOUND_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// How long a fetch attempt owns its pull: longer than a record's budget.
+pub const FETCH_LEASE: Duration = Duration::from_secs(45);
+/// How long a send attempt owns its notice: longer than a record's budget.
+pub const SEND_LEASE: Duration = Duration::from_secs(45);
+
+/// webhook-intake: everything of one delivery; the function `Timeout` leaves a margin.
+pub const INTAKE_BUDGET: Duration = Duration::from_secs(12);
+pub const INTAKE_FUNCTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long intake owns an event: longer than the function timeout, shorter than Canopy's
+/// first retry (60 s + 1^4 s), so a crashed attempt never blocks a retry.
+pub const INTAKE_LEASE: Duration = Duration::from_secs(30);
+
+/// The reminder pass.
+pub const REMINDER_FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When an invocation must stop starting records. `None` (tests, the local runner) never stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Option<tokio::time::Instant>);
+
+impl Deadline {
+    pub const NONE: Deadline = Deadline(None);
+
+    /// From Lambda's context: `deadline_ms` is the invocation's end in Unix milliseconds.
+    pub fn from_lambda_ms(deadline_ms: u64) -> Self {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let left = u64::try_from(i128::from(deadline_ms) - now_ms).unwrap_or(0);
+        Self::after(Duration::from_millis(left))
+    }
+
+    pub fn after(left: Duration) -> Self {
+        Deadline(Some(tokio::time::Instant::now() + left))
+    }
+
+    /// Whether `needed` more time fits before the deadline, leaving [`FINISH_MARGIN`].
+    pub fn allows(&self, needed: Duration) -> bool {
+        self.0.is_none_or(|end| {
+            end.saturating_duration_since(tokio::time::Instant::now()) >= needed + FINISH_MARGIN
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budgets_nest() {
+        FETCHER.check().unwrap();
+        NOTIFIER.check().unwrap();
+        assert!(AWS_ATTEMPT_TIMEOUT < AWS_OPERATION_TIMEOUT);
+        assert!(AWS_OPERATION_TIMEOUT < FETCHER.record);
+        assert!(CANOPY_TIMEOUT + AWS_OPERATION_TIMEOUT < FETCHER.record);
+        assert!(TOKEN_BUDGET + OUTBOUND_WEBHOOK_TIMEOUT + AWS_OPERATION_TIMEOUT < NOTIFIER.record);
+        assert!(FETCH_LEASE > FETCHER.record && SEND_LEASE > NOTIFIER.record);
+        let first_retry = crate::retry::RetryPolicy::default().delay(1, None, 0);
+        assert!(
+            first_retry > FETCH_LEASE && first_retry > SEND_LEASE,
+            "the first retry finds the lease free"
+        );
+        assert!(INTAKE_BUDGET + Duration::from_secs(2) <= INTAKE_FUNCTION_TIMEOUT);
+        assert!(INTAKE_LEASE > INTAKE_FUNCTION_TIMEOUT && INTAKE_LEASE < Duration::from_secs(61));
+    }
+
+    #[test]
+    fn a_broken_nesting_is_named() {
+        let tight = ConsumerBudget {
+            function_timeout: Duration::from_secs(30),
+            ..FETCHER
+        };
+        assert!(tight.check().unwrap_err().contains("waves"));
+        let short_queue = ConsumerBudget {
+            visibility_timeout: Duration::from_secs(180),
+            ..FETCHER
+        };
+        assert!(short_queue.check().unwrap_err().contains("visibility"));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_stops_new_work_in_time() {
+        assert!(Deadline::NONE.allows(Duration::from_secs(3600)));
+        let d = Deadline::after(Duration::from_secs(40));
+        assert!(d.allows(Duration::from_secs(30)));
+        assert!(!d.allows(Duration::from_secs(36)));
+        assert!(!Deadline::from_lambda_ms(0).allows(Duration::ZERO));
+    }
+}
