@@ -4,4 +4,5 @@ mod events;
 mod fetcher;
 mod intake;
 mod notifier;
+mod reliability;
 mod template;

@@ -2,6 +2,9 @@
 //! starts, intake wired to it, signed deliveries, and readers for what landed.
 
 pub mod counting;
+pub mod faults;
+pub mod logs;
+pub mod rigs;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use canopy_monitor::adapters::dynamo::DynamoStore;
@@ -268,6 +271,16 @@ pub mod fetching {
         .expect("drain the fetch queue")
     }
 
+    /// One receive-handle-settle round of the fetch queue (a single Lambda invocation).
+    pub async fn fetch_once(env: &TestEnv, consumer: &AwsFetchConsumer) -> Option<usize> {
+        let sqs = aws_sdk_sqs::Client::new(&env.aws);
+        devkit::sqs_driver::poll_once(&sqs, &env.resources.fetch_queue_url, 1, &|batch| {
+            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
+        })
+        .await
+        .expect("one fetch batch")
+    }
+
     /// Sends a fetch job straight onto the fetch queue.
     pub async fn enqueue_fetch(env: &TestEnv, pull_id: &str, monitoring_id: Option<&str>) {
         use canopy_monitor::ports::WorkQueue;
@@ -395,6 +408,16 @@ pub mod notifying {
         })
         .await
         .expect("drain the notify queue")
+    }
+
+    /// One receive-handle-settle round of the notify queue (a single Lambda invocation).
+    pub async fn drain_once(env: &TestEnv, consumer: &AwsNotifyConsumer) -> Option<usize> {
+        let sqs = aws_sdk_sqs::Client::new(&env.aws);
+        devkit::sqs_driver::poll_once(&sqs, &env.resources.notify_queue_url, 1, &|batch| {
+            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
+        })
+        .await
+        .expect("one notify batch")
     }
 
     /// Emails and SMS moto accepted for `email` / `phone` (moto is shared by all tests).

@@ -664,6 +664,41 @@ impl DynamoStore {
         }
     }
 
+    /// The sort keys under `pk` that start with `prefix` (keys only: nothing else is read).
+    pub(crate) async fn query_sort_keys(
+        &self,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<String>, PortError> {
+        let mut keys = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s(prefix))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, e))?;
+            keys.extend(
+                page.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|i| i.get("sk")?.as_s().ok().cloned()),
+            );
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
     /// A pull's `meta_data`, inline or from its parts.
     pub async fn pull_meta_data(
         &self,

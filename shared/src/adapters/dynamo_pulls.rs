@@ -156,6 +156,25 @@ impl DynamoStore {
             .collect()
     }
 
+    /// Deletes the data parts of `pull_id` that do not belong to `version`.
+    async fn remove_other_versions(&self, pull_id: &str, version: &str) -> Result<(), PortError> {
+        let keep = parts_prefix(Some(version));
+        let stale = self
+            .query_sort_keys(pull_pk(pull_id), "DATA#")
+            .await?
+            .into_iter()
+            .filter(|sk| !sk.starts_with(&keep))
+            .filter_map(|sk| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key(pull_pk(pull_id), sk)))
+                    .build()
+                    .ok()?;
+                Some(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect();
+        self.batch_write(stale).await
+    }
+
     async fn lease_update(
         &self,
         pull_id: &str,
@@ -277,41 +296,17 @@ impl PullDataStore for DynamoStore {
         if let Some(at) = expires_at {
             item.insert("expires_at".to_owned(), n(at));
         }
-        let replaced = self
-            .client()
+        self.client()
             .put_item()
             .table_name(self.table())
             .set_item(Some(item))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| port_error(SERVICE, e))?
-            .attributes;
-        // The replaced version is unreachable now; removing it is tidying, not correctness.
-        if let Some(old) = replaced {
-            let old_version = old.get("version").and_then(|v| v.as_s().ok()).cloned();
-            let old_parts = old
-                .get("parts")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if old_version.as_deref() != Some(version) {
-                let deletes = (0..old_parts)
-                    .filter_map(|i| {
-                        let delete = DeleteRequest::builder()
-                            .set_key(Some(key(
-                                pull_pk(pull_id),
-                                part_sk(old_version.as_deref(), i),
-                            )))
-                            .build()
-                            .ok()?;
-                        Some(WriteRequest::builder().delete_request(delete).build())
-                    })
-                    .collect();
-                if let Err(e) = self.batch_write(deletes).await {
-                    tracing::warn!(%pull_id, error = %e, "superseded pull data parts not removed");
-                }
-            }
+            .map_err(|e| port_error(SERVICE, e))?;
+        // Every other version is unreachable now: the one replaced, and any left by an attempt
+        // that failed before its commit. Removing them is tidying, not correctness.
+        if let Err(e) = self.remove_other_versions(pull_id, version).await {
+            tracing::warn!(%pull_id, error = %e, "superseded pull data parts not removed");
         }
         Ok(())
     }
