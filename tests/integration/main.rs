@@ -1,6 +1,7 @@
 //! Integration tests against the moto server that scripts/test.sh starts.
 
 mod events;
+mod faults;
 mod fetcher;
 mod intake;
 mod notifier;

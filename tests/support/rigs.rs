@@ -118,3 +118,27 @@ pub fn notifier(
         retry: NO_BACKOFF,
     }
 }
+
+/// Intake whose DynamoDB and SQS calls go through `faults`.
+pub fn intake(env: &TestEnv, faults: &FaultInjector) -> crate::TestIntake {
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&env.aws)
+            .interceptor(faults.clone())
+            .retry_config(no_retries())
+            .build(),
+    );
+    canopy_monitor::intake::Intake::new(
+        store(env, faults),
+        canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+            sqs,
+            env.resources.fetch_queue_url.clone(),
+            env.resources.notify_queue_url.clone(),
+        ),
+        SystemClock,
+        canopy_monitor::signature::SigningSecrets::new(vec![
+            devkit::LOCAL_SIGNING_SECRET.to_owned()
+        ])
+        .expect("secret"),
+        crate::test_intake_config(),
+    )
+}

@@ -29,10 +29,16 @@ pub const CLIENT_SECRET: &str = "sim-client-secret";
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     ServerError,
-    TooManyRequests { retry_after_secs: u64 },
-    Slow { millis: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
+    Slow {
+        millis: u64,
+    },
     MalformedJson,
     NotFound,
+    /// 401 UNAUTHORIZED, as Canopy answers keys that are wrong or revoked.
+    Unauthorized,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -193,6 +199,7 @@ async fn gate(
                 .into_response(),
         ),
         Fault::NotFound => Some(error(StatusCode::NOT_FOUND, "NOT_FOUND")),
+        Fault::Unauthorized => Some(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED")),
     }
 }
 

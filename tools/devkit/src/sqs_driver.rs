@@ -107,13 +107,13 @@ where
     Ok(Some(records))
 }
 
-/// Messages of the queue that will come back: in flight (a retry's visibility delay) or
-/// delayed.
+/// Messages still in the queue: visible, in flight (a retry's visibility delay) or delayed.
 pub async fn pending_messages(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<usize, String> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
         .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
         .attribute_names(A::ApproximateNumberOfMessagesDelayed)
         .send()
