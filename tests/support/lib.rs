@@ -200,6 +200,14 @@ pub async fn drain_queue(aws: &aws_config::SdkConfig, queue_url: &str) -> Vec<Wo
         }
         for m in received {
             out.push(parse_message(m.body.as_deref().unwrap_or_default()).expect("work message"));
+            if let Some(receipt) = m.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
         }
     }
 }
