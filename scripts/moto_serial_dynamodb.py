@@ -24,6 +24,9 @@ from moto.moto_server.werkzeug_app import (
 )
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
+# moto's state dump walks the DynamoDB tables too: under the same lock it never sees one
+# mid-write.
+STATE_DUMP_PATH = "/moto-api/data.json"
 
 
 class SerialDynamoDB:
@@ -34,7 +37,10 @@ class SerialDynamoDB:
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+        if (
+            environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX)
+            or environ.get("PATH_INFO") == STATE_DUMP_PATH
+        ):
             with self.lock:
                 # Materialise the whole response inside the lock: the write is done by then.
                 return list(self.app(environ, start_response))

@@ -9,6 +9,7 @@
 
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::dynamo_episodes::DueReminder;
+use crate::budget::Deadline;
 use crate::ports::{PortError, WorkQueue};
 use crate::time_fmt::format_ts;
 use crate::work::{Outgoing, WorkMessage};
@@ -22,7 +23,13 @@ pub struct ReminderRun {
     pub resolved: usize,
     /// Reminders that failed this time; they stay due for the next run.
     pub failed: usize,
+    /// Reminders not started because the invocation was ending; they stay due.
+    pub deferred: usize,
 }
+
+/// The most one reminder can take: three AWS calls at their operation timeout.
+pub const REMINDER_BUDGET: std::time::Duration =
+    crate::budget::AWS_OPERATION_TIMEOUT.saturating_mul(3);
 
 /// What became of one due reminder.
 enum Handled {
@@ -32,12 +39,14 @@ enum Handled {
     Taken,
 }
 
-/// Runs the scheduler once at `now`, handling at most `limit` due reminders.
+/// Runs the scheduler once at `now`, handling at most `limit` due reminders, and starting none
+/// that could not finish before `deadline`.
 pub async fn run_reminders<Q: WorkQueue>(
     store: &DynamoStore,
     queue: &Q,
     now: time::OffsetDateTime,
     limit: i32,
+    deadline: Deadline,
 ) -> Result<ReminderRun, PortError> {
     let at = format_ts(now);
     let due = store.due_reminders(&at, limit).await?;
@@ -46,6 +55,10 @@ pub async fn run_reminders<Q: WorkQueue>(
         ..ReminderRun::default()
     };
     for reminder in due {
+        if !deadline.allows(REMINDER_BUDGET) {
+            run.deferred += 1;
+            continue;
+        }
         match handle_one(store, queue, &reminder, &at).await {
             Ok(Handled::Queued) => {
                 run.queued += 1;

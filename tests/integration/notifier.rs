@@ -325,9 +325,15 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
     )
     .await;
     drain_into(&env, &notifier).await;
-    let early = run_reminders(&env.store, &queue, now + day, 100)
-        .await
-        .unwrap();
+    let early = run_reminders(
+        &env.store,
+        &queue,
+        now + day,
+        100,
+        canopy_monitor::budget::Deadline::NONE,
+    )
+    .await
+    .unwrap();
     assert_eq!(early.queued, 0, "nothing is due after one day");
     for (days, expected_emails) in [(3, 2), (6, 3)] {
         let run = run_reminders(
@@ -335,6 +341,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
             &queue,
             now + day * days + time::Duration::minutes(5),
             100,
+            canopy_monitor::budget::Deadline::NONE,
         )
         .await
         .unwrap();
@@ -346,9 +353,15 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
             "day {days}"
         );
     }
-    let after_cap = run_reminders(&env.store, &queue, now + day * 30, 100)
-        .await
-        .unwrap();
+    let after_cap = run_reminders(
+        &env.store,
+        &queue,
+        now + day * 30,
+        100,
+        canopy_monitor::budget::Deadline::NONE,
+    )
+    .await
+    .unwrap();
     assert_eq!(after_cap.due, 0, "at most two reminders");
     drain_into(&env, &notifier).await;
     assert_eq!(sent_to(&p.email, "-").await.0.len(), 3);
@@ -372,9 +385,15 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
         None,
         "COMPLETE closed the episode"
     );
-    let run = run_reminders(&env.store, &queue, now + day * 4, 100)
-        .await
-        .unwrap();
+    let run = run_reminders(
+        &env.store,
+        &queue,
+        now + day * 4,
+        100,
+        canopy_monitor::budget::Deadline::NONE,
+    )
+    .await
+    .unwrap();
     assert_eq!((run.queued, run.resolved), (0, 1));
     assert!(env.drain(&env.resources.notify_queue_url).await.is_empty());
     assert_eq!(

@@ -350,9 +350,14 @@ async fn one_failing_reminder_does_not_block_the_others() {
         env.resources.notify_queue_url.clone(),
     );
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(4);
-    let _ =
-        canopy_monitor::reminders::run_reminders(&rigs::store(&env, &faults), &queue, later, 100)
-            .await;
+    let _ = canopy_monitor::reminders::run_reminders(
+        &rigs::store(&env, &faults),
+        &queue,
+        later,
+        100,
+        canopy_monitor::budget::Deadline::NONE,
+    )
+    .await;
     let queued = env.drain(&env.resources.notify_queue_url).await;
     let monitorings: Vec<&str> = queued
         .iter()

@@ -2,6 +2,7 @@
 //! [`run_reminders`]. The schedule's event carries nothing we need.
 
 use canopy_monitor::adapters::{dynamo::DynamoStore, sqs::SqsWorkQueue};
+use canopy_monitor::budget::Deadline;
 use canopy_monitor::config::required;
 use canopy_monitor::reminders::run_reminders;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -20,13 +21,16 @@ async fn main() -> Result<(), Error> {
         notify_url,
     );
     let (store, queue) = (&store, &queue);
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        let run = run_reminders(store, queue, time::OffsetDateTime::now_utc(), 500).await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = Deadline::from_lambda_ms(event.context.deadline);
+        let run =
+            run_reminders(store, queue, time::OffsetDateTime::now_utc(), 500, deadline).await?;
         tracing::info!(
             due = run.due,
             queued = run.queued,
             resolved = run.resolved,
             failed = run.failed,
+            deferred = run.deferred,
             "reminder pass"
         );
         // Failed reminders stay due for the next pass; the error makes them visible (metrics,

@@ -53,6 +53,15 @@ enum Command {
         #[arg(long, default_value = canopy_sim::fixtures::TEAM_ID)]
         team_id: String,
     },
+    /// Print a generated pull (the JSON of GET pull's `pull`), for fixtures and fuzz seeds.
+    Pull {
+        #[arg(long, default_value = "7f1e6b52-3c0d-4a55-9a8e-2b1f0c9d4e61")]
+        pull_id: String,
+        #[arg(long, default_value_t = 2)]
+        vehicles: usize,
+        #[arg(long, default_value_t = 2)]
+        documents: usize,
+    },
     /// Send the webhooks of a refresh or a reconnect, signed now.
     Trigger {
         #[arg(value_enum)]
@@ -91,6 +100,21 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Pull {
+            pull_id,
+            vehicles,
+            documents,
+        } => {
+            let pull = canopy_sim::fixtures::sample_pull(
+                &pull_id,
+                canopy_sim::fixtures::PullSize {
+                    vehicles,
+                    documents,
+                },
+            );
+            println!("{pull}");
+            Ok(())
+        }
         Command::Sign { file, out, secret } => {
             let mut event = read_event(&file)?;
             resign(&mut event, &secret, now());

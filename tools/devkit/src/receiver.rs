@@ -85,15 +85,35 @@ async fn receive(
 
 /// What moto's SES and SNS accepted: `(destination, subject, body)` of emails and
 /// `(phone, message)` of SMS, read from moto's state dump.
+/// moto's whole state. moto builds it while other requests change it, so a read can fail
+/// mid-way; it is tried a few times.
+async fn moto_state(endpoint: &str) -> Result<Value, String> {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let answer = async {
+            reqwest::get(format!("{endpoint}/moto-api/data.json"))
+                .await
+                .map_err(|e| e.to_string())?
+                .error_for_status()
+                .map_err(|e| e.to_string())?
+                .json::<Value>()
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match answer {
+            Ok(state) => return Ok(state),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(last)
+}
+
 pub async fn moto_sent(
     endpoint: &str,
 ) -> Result<(Vec<(String, String, String)>, Vec<(String, String)>), String> {
-    let data: Value = reqwest::get(format!("{endpoint}/moto-api/data.json"))
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let data = moto_state(endpoint).await?;
     let emails = data["ses"]["Message"]
         .as_array()
         .into_iter()

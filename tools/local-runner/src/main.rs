@@ -145,12 +145,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 resources.notify_queue_url.clone(),
             );
             let at = time::OffsetDateTime::now_utc() + time::Duration::hours(hours_ahead);
-            let run = canopy_monitor::reminders::run_reminders(&store, &queue, at, 500)
-                .await
-                .map_err(|e| e.to_string())?;
+            let run = canopy_monitor::reminders::run_reminders(
+                &store,
+                &queue,
+                at,
+                500,
+                canopy_monitor::budget::Deadline::NONE,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             println!(
-                "reminders: {} due, {} queued, {} already resolved",
-                run.due, run.queued, run.resolved
+                "reminders: {} due, {} queued, {} already resolved, {} failed",
+                run.due, run.queued, run.resolved, run.failed
             );
             Ok(())
         }
