@@ -11,6 +11,10 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Quick retries locally, so a misbehaving fake Canopy is seen recovering.
+/// The monitoring refresh that needs the consumer in the demo; once they reconnect, Canopy
+/// completes this same pull.
+const RECONNECT_PULL_ID: &str = "c4d8e2a1-6b3f-4f7e-9a2d-5e8c1b0f3a77";
+
 const LOCAL_RETRY: RetryPolicy = RetryPolicy {
     base: Duration::from_secs(2),
     cap: Duration::from_secs(30),
@@ -110,8 +114,9 @@ pub async fn start_fetcher(
     Ok(())
 }
 
-/// With the fake Canopy: a refresh of a monitored pull, sent as Canopy would (a redelivered
-/// COMPLETE included), then waits until the pull's data is stored.
+/// With the fake Canopy: the consumer has reconnected, so Canopy completes the pull that
+/// needed the reconnect and sends its webhooks as it would (a redelivered COMPLETE included);
+/// then waits until the pull's data is stored. The COMPLETE closes the reconnect episode.
 pub async fn demo_refresh(
     aws: &aws_config::SdkConfig,
     resources: &Resources,
@@ -124,7 +129,7 @@ pub async fn demo_refresh(
         );
         return Ok(());
     };
-    let pull_id = "7f1e6b52-3c0d-4a55-9a8e-2b1f0c9d4e61";
+    let pull_id = RECONNECT_PULL_ID;
     let pull = sample_pull(pull_id, PullSize::default());
     fake.add_pull(pull.clone());
     let subject = Subject {
@@ -135,7 +140,7 @@ pub async fn demo_refresh(
     };
     let mut bodies = refresh_sequence(&subject, &pull);
     bodies.push(bodies[bodies.len() - 1].clone());
-    println!("\n== demo: the fake Canopy sends a refresh of pull {pull_id}");
+    println!("\n== demo: the consumer reconnected; the fake Canopy completes pull {pull_id}");
     let answers = canopy_sim::send_webhooks(url, LOCAL_SIGNING_SECRET, &bodies).await?;
     for (body, (status, text)) in bodies.iter().zip(answers) {
         println!(
@@ -248,7 +253,7 @@ pub async fn demo_reconnect(
 ) -> Result<(), String> {
     let monitoring_id = "b7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c";
     let subject = Subject {
-        pull_id: "c4d8e2a1-6b3f-4f7e-9a2d-5e8c1b0f3a77".to_owned(),
+        pull_id: RECONNECT_PULL_ID.to_owned(),
         monitoring_id: Some(monitoring_id.to_owned()),
         initial_pull_id: Some("59ced597-b48f-49e3-9756-799e4c6f79a0".to_owned()),
         meta_data: json!({"user_id": "crm-1042", "email": "clark.kent@example.com", "phone": "8885550000", "first_name": "Clark"}),
