@@ -382,6 +382,20 @@ mod tests {
     }
 
     #[test]
+    fn the_dedupe_key_survives_reserialising_any_number() {
+        // Found by the event fuzz target: a 120-digit integer parses as a float, and without
+        // correctly rounded parsing its re-serialised form parsed to another value.
+        let body = format!(
+            r#"{{"event_type":"MONITORING_EVENTS","pull_id":"p","data":{{"after":{{"total_premium_cents":{}}},"before":{{"total_premium_cents":175.01}}}}}}"#,
+            "18707777777706074668".to_owned() + &"2".repeat(100)
+        );
+        let e = parse_event(body.as_bytes()).unwrap();
+        let value: Value = serde_json::from_str(&body).unwrap();
+        let again = parse_event(serde_json::to_string(&value).unwrap().as_bytes()).unwrap();
+        assert_eq!(e.dedupe_key, again.dedupe_key);
+    }
+
+    #[test]
     fn stored_bodies_hold_no_reconnect_credentials() {
         let body = json!({"event_type": "MONITORING_RECONNECT", "pull_id": "p2",
             "monitoring": {"monitoring_id": "m1"},

@@ -217,6 +217,26 @@ mod tests {
     }
 
     #[test]
+    fn numbers_read_back_value_for_value() {
+        // Found by the pull_summary fuzz target: without correctly rounded float parsing the
+        // stored copy of this number came back one unit in the last place off.
+        for text in [
+            "4912222222222222222222222222222222222222222222222222222222222224",
+            "175.01",
+            "1e-7",
+            "18446744073709551616",
+        ] {
+            let pull: Value = serde_json::from_str(&format!(r#"{{"n":{text}}}"#)).unwrap();
+            let prepared = prepare("p", &pull);
+            assert_eq!(
+                reassemble(&prepared.parts, &prepared.sha256).unwrap(),
+                pull,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn large_pulls_split_into_parts_under_the_limit() {
         // Incompressible content forces several parts.
         let noise: Vec<String> = (0..40_000)

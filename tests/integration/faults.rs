@@ -10,18 +10,9 @@ use canopy_sim::Fault as CanopyFault;
 use integration_tests::faults::{Fault, FaultInjector, Rule};
 use integration_tests::fetching::{drain_into, fake_canopy};
 use integration_tests::notifying::{self, sent_to};
-use integration_tests::{deliver_to, now, rigs, TestEnv};
+use integration_tests::{deliver_to, now, rigs, subject, TestEnv};
 use lambda_http::http::StatusCode;
 use serde_json::{json, Value};
-
-fn subject(monitoring_id: &str, pull_id: &str, meta: Value) -> Subject {
-    Subject {
-        pull_id: pull_id.to_owned(),
-        monitoring_id: Some(monitoring_id.to_owned()),
-        initial_pull_id: Some(format!("{monitoring_id}-initial")),
-        meta_data: meta,
-    }
-}
 
 fn complete(s: &Subject) -> Value {
     refresh_sequence(s, &sample_pull(&s.pull_id, PullSize::default()))

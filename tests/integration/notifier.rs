@@ -9,7 +9,7 @@ use integration_tests::fetching::fake_canopy;
 use integration_tests::notifying::{
     consumer, drain_into, receiver, sent_to, Channels, ALL_CHANNELS,
 };
-use integration_tests::{attr, TestEnv};
+use integration_tests::{attr, subject, TestEnv};
 use lambda_http::http::StatusCode;
 use serde_json::json;
 
@@ -26,15 +26,6 @@ fn person() -> Person {
         email: format!("user-{n}@example.com"),
         phone_raw: format!("212{n:07}"),
         phone: format!("+1212{n:07}"),
-    }
-}
-
-fn subject(monitoring_id: &str, pull_id: &str, meta: serde_json::Value) -> Subject {
-    Subject {
-        pull_id: pull_id.to_owned(),
-        monitoring_id: Some(monitoring_id.to_owned()),
-        initial_pull_id: Some(format!("{monitoring_id}-initial")),
-        meta_data: meta,
     }
 }
 

@@ -7,7 +7,7 @@ use canopy_monitor::work::{FetchPullJob, FetchTrigger, WorkMessage};
 use canopy_sim::fixtures::{reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject};
 use integration_tests::faults::{Fault, FaultInjector, Rule};
 use integration_tests::fetching::{consumer, drain_into, fake_canopy};
-use integration_tests::{now, rigs, TestEnv};
+use integration_tests::{now, rigs, subject, TestEnv};
 use lambda_http::http::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -15,15 +15,6 @@ use std::io::Read;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn subject(monitoring_id: &str, pull_id: &str, meta: Value) -> Subject {
-    Subject {
-        pull_id: pull_id.to_owned(),
-        monitoring_id: Some(monitoring_id.to_owned()),
-        initial_pull_id: Some(format!("{monitoring_id}-initial")),
-        meta_data: meta,
-    }
-}
 
 /// The webhook of `event_type` from a refresh of `s` (POLICIES_AVAILABLE, COMPLETE, ...).
 fn refresh_event(s: &Subject, event_type: &str) -> Value {
@@ -289,16 +280,7 @@ async fn a_one_megabyte_delivery_is_stored_and_notified() {
         Some(meta),
         "meta_data kept whole"
     );
-    let notifier = integration_tests::notifying::consumer(
-        &env,
-        &canopy,
-        integration_tests::notifying::Channels {
-            email: true,
-            sms: false,
-            webhook: None,
-        },
-    )
-    .await;
+    let notifier = integration_tests::notifying::email_consumer(&env, &canopy).await;
     integration_tests::notifying::drain_into(&env, &notifier).await;
     let (emails, _) = integration_tests::notifying::sent_to("d5@example.com", "-").await;
     assert_eq!(emails.len(), 1, "the contact came from the large meta_data");
@@ -313,16 +295,7 @@ async fn a_one_megabyte_delivery_is_stored_and_notified() {
 async fn one_failing_reminder_does_not_block_the_others() {
     let env = TestEnv::new("d6remind").await;
     let canopy = fake_canopy().await;
-    let notifier = integration_tests::notifying::consumer(
-        &env,
-        &canopy,
-        integration_tests::notifying::Channels {
-            email: true,
-            sms: false,
-            webhook: None,
-        },
-    )
-    .await;
+    let notifier = integration_tests::notifying::email_consumer(&env, &canopy).await;
     for m in ["m-d6a", "m-d6b"] {
         let s = subject(
             m,
@@ -458,16 +431,7 @@ async fn no_stored_item_or_log_line_holds_a_reconnect_credential() {
         "https://app.usecanopy.com/c/r?reconnectToken=rt_webhook_SECRET_d9",
     );
     deliver(&env, &reconnect_webhook(&s, url, token)).await;
-    let notifier = integration_tests::notifying::consumer(
-        &env,
-        &canopy,
-        integration_tests::notifying::Channels {
-            email: true,
-            sms: false,
-            webhook: None,
-        },
-    )
-    .await;
+    let notifier = integration_tests::notifying::email_consumer(&env, &canopy).await;
     integration_tests::notifying::drain_into(&env, &notifier).await;
     let (emails, _) = integration_tests::notifying::sent_to("d9@example.com", "-").await;
     assert_eq!(emails.len(), 1);

@@ -164,6 +164,17 @@ impl TestEnv {
     }
 }
 
+/// The pull `pull_id` of monitoring `monitoring_id` (initial pull `<monitoring>-initial`), with
+/// the developer's `meta`: whom the fake Canopy's webhooks are about.
+pub fn subject(monitoring_id: &str, pull_id: &str, meta: Value) -> canopy_sim::fixtures::Subject {
+    canopy_sim::fixtures::Subject {
+        pull_id: pull_id.to_owned(),
+        monitoring_id: Some(monitoring_id.to_owned()),
+        initial_pull_id: Some(format!("{monitoring_id}-initial")),
+        meta_data: meta,
+    }
+}
+
 /// A sample event from `events/`, re-signed now with the local secret.
 pub fn signed_sample(name: &str) -> Value {
     let mut event = read_event(&events_dir().join(name)).expect("sample event");
@@ -406,6 +417,16 @@ pub mod notifying {
         reconnect_notifier::notifier_from(notifier_env, &env.aws)
             .await
             .expect("notifier")
+    }
+
+    /// A notifier that sends email only.
+    pub async fn email_consumer(env: &TestEnv, canopy: &FakeCanopy) -> AwsNotifyConsumer {
+        let channels = Channels {
+            email: true,
+            sms: false,
+            webhook: None,
+        };
+        consumer(env, canopy, channels).await
     }
 
     /// Feeds the notify queue to `consumer` until it stays empty; returns the batches handled.
