@@ -10,8 +10,20 @@ pub mod sqs_driver;
 /// The documented local webhook signing secret. Never use it in a deployed stack.
 pub const LOCAL_SIGNING_SECRET: &str = "whsec_canopy_monitor_local_only";
 
+/// Timeouts for talking to the local emulator. moto answers in milliseconds when idle but, with
+/// its DynamoDB requests taken one at a time (scripts/moto_serial_dynamodb.py) and a parallel
+/// test suite or a build beside it, a request can wait seconds for its turn: the production
+/// budgets (`canopy_monitor::budget`) would retry requests whose first attempt went through.
+pub fn emulator_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .operation_timeout(std::time::Duration::from_secs(60))
+        .build()
+}
+
 /// An AWS SDK configuration for a local emulator at `endpoint` (moto): dummy credentials,
-/// a fixed region, the endpoint for every service.
+/// a fixed region, the endpoint for every service, [`emulator_timeouts`].
 pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
     let credentials =
         aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "local");
@@ -19,7 +31,7 @@ pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .timeout_config(canopy_monitor::config::aws_timeouts())
+        .timeout_config(emulator_timeouts())
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
             credentials,
         ))

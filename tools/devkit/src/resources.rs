@@ -183,7 +183,7 @@ pub async fn create_table(
             .key_type(t)
             .build()
     };
-    client
+    let created = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -207,8 +207,15 @@ pub async fn create_table(
         .key_schema(key("pk", KeyType::Hash).map_err(fail(name))?)
         .key_schema(key("sk", KeyType::Range).map_err(fail(name))?)
         .send()
-        .await
-        .map_err(fail(name))?;
+        .await;
+    match created {
+        Ok(_) => {}
+        // A retried CreateTable whose first attempt went through: the table is there.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(fail(name)(e)),
+    }
     client
         .update_time_to_live()
         .table_name(name)
