@@ -106,6 +106,12 @@ pub const INTAKE_LEASE: Duration = Duration::from_secs(30);
 /// The reminder pass.
 pub const REMINDER_FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long until a lease that runs to `expires_at` (Unix seconds, inclusive) is free at `now`:
+/// a message that found it held is retried then (DESIGN principle 8).
+pub fn until_lease_ends(expires_at: i64, now: i64) -> Duration {
+    Duration::from_secs(u64::try_from(expires_at - now + 1).unwrap_or(1).max(1))
+}
+
 /// When an invocation must stop starting records. `None` (tests, the local runner) never stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(Option<tokio::time::Instant>);
@@ -166,6 +172,17 @@ mod tests {
             ..FETCHER
         };
         assert!(short_queue.check().unwrap_err().contains("visibility"));
+    }
+
+    #[test]
+    fn a_held_lease_is_retried_just_after_it_ends() {
+        assert_eq!(until_lease_ends(1045, 1000), Duration::from_secs(46));
+        assert_eq!(until_lease_ends(1000, 1000), Duration::from_secs(1));
+        assert_eq!(
+            until_lease_ends(990, 1000),
+            Duration::from_secs(1),
+            "never zero"
+        );
     }
 
     #[tokio::test]

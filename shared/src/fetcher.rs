@@ -215,10 +215,10 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
             .await?
         {
             FetchClaim::Skip(reason) => return Ok(FetchOutcome::Skipped(reason)),
-            // One second past the lease's last second, when the claim can succeed.
             FetchClaim::Leased { expires_at } => {
-                let left = u64::try_from(expires_at - now + 1).unwrap_or(1);
-                return Err(FetchError::Leased(Duration::from_secs(left)));
+                return Err(FetchError::Leased(crate::budget::until_lease_ends(
+                    expires_at, now,
+                )));
             }
             FetchClaim::Claimed => {}
         }

@@ -441,8 +441,10 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
         {
             SendClaim::Done => return Ok(SendResult::AlreadyDone),
             SendClaim::InFlight { lease_expires_at } => {
-                let left = u64::try_from(lease_expires_at - now + 1).unwrap_or(1);
-                return Err(NotifyError::InFlight(Duration::from_secs(left)));
+                return Err(NotifyError::InFlight(crate::budget::until_lease_ends(
+                    lease_expires_at,
+                    now,
+                )));
             }
             SendClaim::Claimed => {}
         }

@@ -493,8 +493,15 @@ impl DynamoStore {
             .set("last_event_pull_id", s(&update.pull_id))
             .set("last_event_at", s(&update.at))
             .set_if_absent("first_seen_at", s(&update.at));
-        let seen = b.value("pull_seen_at", s(&update.pull_seen_at));
+        // Each guard compares a stored first-sight time with this pull's (see `plan`).
         let mut guards = Vec::new();
+        let mut guard = |b: &mut UpdateBuilder, stored: &str, op: &str| {
+            let stored = b.name(stored);
+            let seen = b.value("pull_seen_at", s(&update.pull_seen_at));
+            guards.push(format!(
+                "(attribute_not_exists({stored}) OR {stored} {op} {seen})"
+            ));
+        };
         for part in parts {
             match part {
                 MonitoringPart::Seen => {}
@@ -502,33 +509,22 @@ impl DynamoStore {
                     b.set_if_absent("reconnect_needed_since", s(&update.at))
                         .set_if_absent("reconnect_pull_id", s(&update.pull_id))
                         .set_if_absent("reconnect_pull_seen_at", s(&update.pull_seen_at));
-                    let latest = b.name("latest_pull_seen_at");
-                    guards.push(format!(
-                        "(attribute_not_exists({latest}) OR {latest} < {seen})"
-                    ));
+                    // No COMPLETE of this pull or a later one is recorded.
+                    guard(&mut b, "latest_pull_seen_at", "<");
                 }
                 MonitoringPart::Latest => {
                     b.set("latest_pull_id", s(&update.pull_id))
                         .set("latest_pull_seen_at", s(&update.pull_seen_at))
                         .set("last_refresh_at", s(&update.at));
-                    let latest = b.name("latest_pull_seen_at");
-                    guards.push(format!(
-                        "(attribute_not_exists({latest}) OR {latest} <= {seen})"
-                    ));
+                    guard(&mut b, "latest_pull_seen_at", "<=");
                 }
                 MonitoringPart::CloseEpisode => {
                     b.remove("reconnect_needed_since")
                         .remove("reconnect_pull_id")
                         .remove("reconnect_pull_seen_at");
-                    let opened = b.name("reconnect_pull_seen_at");
-                    guards.push(format!(
-                        "(attribute_not_exists({opened}) OR {opened} <= {seen})"
-                    ));
+                    guard(&mut b, "reconnect_pull_seen_at", "<=");
                 }
             }
-        }
-        if guards.is_empty() {
-            b.values.remove(&seen);
         }
         let result = self
             .client
