@@ -3,7 +3,9 @@
 //! with the right secret, so parsing, planning and recording are reached too.
 #![no_main]
 
-use canopy_monitor::adapters::memory::{FixedClock, MemoryQueue, MemoryStore};
+use canopy_monitor::ports::FixedClock;
+    use canopy_monitor::queue::memory::MemoryQueue;
+    use canopy_monitor::store::memory::MemoryStore;
 use canopy_monitor::intake::{Intake, IntakeConfig};
 use canopy_monitor::signature::{sign, SigningSecrets};
 use lambda_http::{Body, Request};

@@ -94,24 +94,6 @@ impl IntakeEnv {
     }
 }
 
-/// The AWS SDK configuration; honours `AWS_ENDPOINT_URL` and `AWS_REGION`. Every call is
-/// bounded (see [`crate::budget`]): a hung AWS endpoint fails the call, not the function.
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(aws_timeouts())
-        .load()
-        .await
-}
-
-/// The connect, attempt and operation timeouts of every AWS client.
-pub fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(crate::budget::AWS_CONNECT_TIMEOUT)
-        .operation_attempt_timeout(crate::budget::AWS_ATTEMPT_TIMEOUT)
-        .operation_timeout(crate::budget::AWS_OPERATION_TIMEOUT)
-        .build()
-}
-
 /// The variables [`FetcherEnv::from_env`] reads; template.yaml sets each (a test checks).
 pub const FETCHER_ENV_VARS: &[&str] = &[
     "TABLE_NAME",

@@ -3,7 +3,7 @@
 //! retry policy. Successes are acknowledged by omission; nothing is swallowed.
 
 use crate::budget::Deadline;
-use crate::ports::MessageVisibility;
+use crate::queue::MessageVisibility;
 use crate::retry::RetryPolicy;
 use crate::work::MessageError;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -140,7 +140,7 @@ async fn schedule_retry<E: Display + RetryHint, V: MessageVisibility>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::MemoryVisibility;
+    use crate::queue::memory::MemoryVisibility;
 
     #[derive(Debug, thiserror::Error)]
     #[error("never")]

@@ -21,9 +21,9 @@ use crate::canopy::{CanopyApi, CanopyError};
 use crate::ports::{Clock, PortError};
 use crate::pull_data::{prepare, PreparedPull};
 use crate::records::PullRecord;
+use crate::store::PullDataStore;
 use crate::time_fmt::format_ts;
 use crate::work::{FetchPullJob, FetchTrigger};
-use async_trait::async_trait;
 use std::time::Duration;
 
 pub const FETCHED: &str = "FETCHED";
@@ -83,59 +83,6 @@ pub enum FetchClaim {
     Leased {
         expires_at: i64,
     },
-}
-
-/// What the fetcher needs from storage.
-#[async_trait]
-pub trait PullDataStore: Send + Sync {
-    async fn claim_fetch(
-        &self,
-        pull_id: &str,
-        trigger: FetchTrigger,
-        lease_id: &str,
-        now: i64,
-        lease_expires_at: i64,
-    ) -> Result<FetchClaim, PortError>;
-    /// Writes the data as version `version` (parts, then the summary that commits them), then
-    /// removes the version it replaced. A reader sees the old version or the new, never a mix.
-    async fn store_pull_data(
-        &self,
-        pull_id: &str,
-        version: &str,
-        data: &PreparedPull,
-        fetched_at: &str,
-    ) -> Result<(), PortError>;
-    /// Links the pull to its monitoring: refresh history, and the latest data if newer.
-    async fn record_refresh(
-        &self,
-        monitoring_id: &str,
-        pull_id: &str,
-        created_at: Option<&str>,
-        fetched_at: &str,
-    ) -> Result<(), PortError>;
-    async fn finish_fetch(
-        &self,
-        pull_id: &str,
-        lease_id: &str,
-        trigger: FetchTrigger,
-        at: &str,
-    ) -> Result<(), PortError>;
-    /// Gives the lease up after a retryable failure, noting why.
-    async fn release_fetch(
-        &self,
-        pull_id: &str,
-        lease_id: &str,
-        reason: &str,
-        at: &str,
-    ) -> Result<(), PortError>;
-    /// Records a permanent failure; no further fetch of this pull will be tried.
-    async fn fail_fetch(
-        &self,
-        pull_id: &str,
-        lease_id: &str,
-        code: &str,
-        at: &str,
-    ) -> Result<(), PortError>;
 }
 
 /// What happened to one fetch job.

@@ -16,8 +16,10 @@
 
 use crate::event::{body_for_storage, parse_event, ParseError, WebhookEvent};
 use crate::plan::{plan_event, settle_monitoring_update, PlanConfig};
-use crate::ports::{ClaimResult, Clock, EventClaim, IntakeStore, PortError, WorkQueue};
+use crate::ports::Clock;
+use crate::queue::WorkQueue;
 use crate::signature::{self, SignatureError, SigningSecrets};
+use crate::store::{ClaimResult, EventClaim, IntakeStore, PortError};
 use crate::time_fmt::format_ts;
 use std::time::Duration;
 

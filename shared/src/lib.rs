@@ -1,13 +1,18 @@
 //! The common crate of canopy-monitor: the domain (webhook events, state decisions, work
-//! messages), the ports it talks through (state store, work queue, clock) and their adapters
-//! (DynamoDB, SQS, Secrets Manager, in-memory fakes for unit tests).
+//! messages) and the ports it talks through, each in one folder with its adapters and its
+//! in-memory fake: `store/` (DynamoDB), `queue/` (SQS), `channel/` (SES, SNS, webhook),
+//! `canopy/` (HTTPS).
 //!
+//! Each AWS adapter is behind a Cargo feature (`dynamodb`, `sqs`, `secrets`, `email`, `sms`),
+//! and the HTTPS clients behind `http`, so that each function links only the SDKs it calls.
 //! Function crates stay thin: they build a config and adapters once per cold start and hand
 //! Lambda events to the services defined here.
 
-pub mod adapters;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod budget;
 pub mod canopy;
+pub mod channel;
 pub mod config;
 pub mod consumer;
 pub mod contact;
@@ -20,11 +25,17 @@ pub mod observability;
 pub mod plan;
 pub mod ports;
 pub mod pull_data;
+pub mod queue;
 pub mod records;
 pub mod reminders;
 pub mod retry;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 pub mod signature;
+pub mod start;
+pub mod store;
 pub mod time_fmt;
+pub mod tls;
 pub mod work;
 
 pub use config::ConfigError;

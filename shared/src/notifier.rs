@@ -15,12 +15,12 @@
 //! key as `webhook-id` so the receiver can drop that duplicate.
 
 use crate::canopy::{CanopyApi, CanopyError};
-use crate::contact::{reconnect_link, resolve_contact, Contact, ContactKeys, Templates};
+use crate::channel::{Channel, ChannelError, Notice};
+use crate::contact::{reconnect_link, resolve_contact, ContactKeys, Templates};
 use crate::ports::{Clock, PortError};
-use crate::pull_data::PullSummary;
+use crate::store::EpisodeStore;
 use crate::time_fmt::format_ts;
 use crate::work::ReconnectJob;
-use async_trait::async_trait;
 use std::time::Duration;
 
 /// An open episode, as stored.
@@ -94,79 +94,6 @@ pub struct NoticeRecord {
     pub no_contact: bool,
     /// Where the link came from: `fresh` (Canopy) or `webhook` (fallback).
     pub link_source: &'static str,
-}
-
-/// Storage the notifier needs.
-#[async_trait]
-pub trait EpisodeStore: Send + Sync {
-    /// The open episode of the job's monitoring (created on first sight), or `None` when the
-    /// monitoring has none open (already resolved).
-    async fn open_episode(
-        &self,
-        job: &ReconnectJob,
-        now: &str,
-    ) -> Result<Option<Episode>, PortError>;
-    /// A pull's `meta_data` as intake kept it (for values too large to travel in messages).
-    async fn stored_meta_data(&self, pull_id: &str)
-        -> Result<Option<serde_json::Value>, PortError>;
-    /// The stored summary of the first of `pull_ids` that has data, for contact details.
-    async fn pull_summary(&self, pull_ids: &[&str]) -> Result<Option<PullSummary>, PortError>;
-    async fn claim_send(
-        &self,
-        key: &SendKey,
-        lease_id: &str,
-        now: i64,
-        lease_expires_at: i64,
-    ) -> Result<SendClaim, PortError>;
-    /// Marks a claimed send `SENT` (no error) or `FAILED` (a permanent error).
-    async fn finish_send(
-        &self,
-        key: &SendKey,
-        lease_id: &str,
-        failure: Option<&str>,
-        at: &str,
-    ) -> Result<(), PortError>;
-    async fn release_send(&self, key: &SendKey, lease_id: &str) -> Result<(), PortError>;
-    /// Records a notice on the episode and schedules the next reminder (or none).
-    async fn record_notice(
-        &self,
-        episode: &Episode,
-        record: &NoticeRecord,
-        at: &str,
-        next_reminder_at: Option<&str>,
-    ) -> Result<(), PortError>;
-}
-
-/// A message to send on one channel. Holds the link: never log it.
-#[derive(Clone)]
-pub struct Notice {
-    pub key: SendKey,
-    pub pull_id: String,
-    pub contact: Contact,
-    pub carrier: Option<String>,
-    pub link: String,
-    pub meta_data: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChannelError {
-    #[error("retryable: {0}")]
-    Retryable(String),
-    /// The sending account cannot send (suspended, paused, unverified sender): an operator
-    /// must act, then the retry succeeds. Retried, and logged as an error.
-    #[error("sending account problem: {0}")]
-    Account(String),
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
-
-/// One way of reaching the consumer.
-#[async_trait]
-pub trait Channel: Send + Sync {
-    fn kind(&self) -> ChannelKind;
-    /// Whether this channel can reach the contact (email needs an address, SMS a number).
-    fn reaches(&self, contact: &Contact) -> bool;
-    async fn send(&self, notice: &Notice, templates: &Templates) -> Result<(), ChannelError>;
 }
 
 /// Notifier settings.

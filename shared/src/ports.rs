@@ -1,9 +1,8 @@
-//! The ports: what the domain needs from the outside world, as small traits. Adapters live
-//! in `adapters/`; unit tests use the in-memory ones.
+//! What every port shares: the error of a storage or queue call, and the clock.
+//! The ports themselves live beside their adapters and in-memory fakes: [`crate::store`],
+//! [`crate::queue`], [`crate::channel`], [`crate::canopy`].
 
-use crate::plan::{MonitoringUpdate, PullApplied, PullUpdate};
-use crate::work::Outgoing;
-use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
 /// A failure of a storage or queue call. `Unavailable` may succeed on retry; `Misconfigured`
@@ -37,64 +36,6 @@ impl PortError {
     }
 }
 
-/// The first write of a delivery: who holds it and for how long (see [`crate::intake`]).
-#[derive(Debug, Clone)]
-pub struct EventClaim {
-    pub dedupe_key: String,
-    pub event_type: String,
-    pub pull_id: String,
-    pub monitoring_id: Option<String>,
-    /// Random per attempt; completing or releasing the claim requires it.
-    pub lease_id: String,
-    pub received_at: String,
-    /// Unix seconds; compared with `lease_expires_at` and `expires_at` in the condition.
-    pub now: i64,
-    /// Unix seconds after which another attempt may take over an unfinished claim.
-    pub lease_expires_at: i64,
-    /// Unix seconds; the table's TTL attribute (the record outlives Canopy's retries).
-    pub expires_at: i64,
-    /// The body as kept at rest (credentials redacted: [`crate::event::body_for_storage`]),
-    /// so an event can be inspected or replayed.
-    pub body: Vec<u8>,
-}
-
-/// What a claim found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimResult {
-    /// This attempt owns the event now.
-    Claimed,
-    /// An earlier delivery was processed to the end.
-    Completed,
-    /// Another attempt holds an unexpired lease.
-    InProgress,
-}
-
-/// The state intake writes: the event log (dedupe) and pull / monitoring state.
-#[async_trait]
-pub trait IntakeStore: Send + Sync {
-    async fn claim_event(&self, claim: &EventClaim) -> Result<ClaimResult, PortError>;
-    /// Marks the event processed; only the lease holder may.
-    async fn complete_event(
-        &self,
-        dedupe_key: &str,
-        lease_id: &str,
-        outcome: &str,
-        at: &str,
-    ) -> Result<(), PortError>;
-    /// Gives an unfinished claim up so that the sender's retry is processed afresh.
-    async fn release_event(&self, dedupe_key: &str, lease_id: &str) -> Result<(), PortError>;
-    /// Applies a pull update (its status fields only if the ordering rule allows) and says
-    /// what the pull item holds.
-    async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError>;
-    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError>;
-}
-
-/// Where work goes: the fetch and notify queues.
-#[async_trait]
-pub trait WorkQueue: Send + Sync {
-    async fn enqueue(&self, work: &Outgoing) -> Result<(), PortError>;
-}
-
 /// Time, injectable so tests can move it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
@@ -110,12 +51,25 @@ impl Clock for SystemClock {
     }
 }
 
-/// Puts a received message back on its queue after `delay` (SQS: ChangeMessageVisibility).
-#[async_trait]
-pub trait MessageVisibility: Send + Sync {
-    async fn retry_after(
-        &self,
-        receipt_handle: &str,
-        delay: std::time::Duration,
-    ) -> Result<(), PortError>;
+/// A clock that stands still until moved (unit tests).
+#[derive(Debug, Clone)]
+pub struct FixedClock(pub Arc<Mutex<OffsetDateTime>>);
+
+impl FixedClock {
+    pub fn at_unix(secs: i64) -> Self {
+        Self(Arc::new(Mutex::new(
+            OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        )))
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }

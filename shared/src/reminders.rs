@@ -7,10 +7,9 @@
 //! Each reminder is handled on its own: one that fails is logged and counted, stays due (its
 //! index entry is not taken), and the pass goes on, so one bad item never blocks the others.
 
-use crate::adapters::dynamo::DynamoStore;
-use crate::adapters::dynamo_episodes::DueReminder;
 use crate::budget::Deadline;
-use crate::ports::{PortError, WorkQueue};
+use crate::queue::WorkQueue;
+use crate::store::{DueReminder, PortError, ReminderStore};
 use crate::time_fmt::format_ts;
 use crate::work::{Outgoing, WorkMessage};
 use std::time::Duration;
@@ -41,8 +40,8 @@ enum Handled {
 
 /// Runs the scheduler once at `now`, handling at most `limit` due reminders, and starting none
 /// that could not finish before `deadline`.
-pub async fn run_reminders<Q: WorkQueue>(
-    store: &DynamoStore,
+pub async fn run_reminders<S: ReminderStore, Q: WorkQueue>(
+    store: &S,
     queue: &Q,
     now: time::OffsetDateTime,
     limit: i32,
@@ -76,8 +75,8 @@ pub async fn run_reminders<Q: WorkQueue>(
     Ok(run)
 }
 
-async fn handle_one<Q: WorkQueue>(
-    store: &DynamoStore,
+async fn handle_one<S: ReminderStore, Q: WorkQueue>(
+    store: &S,
     queue: &Q,
     reminder: &DueReminder,
     at: &str,

@@ -3,6 +3,7 @@
 //! webhook through a local receiver that verifies its signature, the fake Canopy for tokens.
 
 use canopy_monitor::reminders::run_reminders;
+use canopy_monitor::store::ReminderStore;
 use canopy_sim::fixtures::{reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::Fault;
 use integration_tests::fetching::fake_canopy;
@@ -174,13 +175,13 @@ async fn twenty_concurrent_duplicates_send_once_per_channel() {
     // Nineteen more copies of the job the reconnect queued, as redeliveries would make.
     let queued = env.drain(&env.resources.notify_queue_url).await;
     assert_eq!(queued.len(), 1);
-    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
     );
     for _ in 0..20 {
-        use canopy_monitor::ports::WorkQueue;
+        use canopy_monitor::queue::WorkQueue;
         queue
             .enqueue(&canopy_monitor::work::Outgoing {
                 message: queued[0].clone(),
@@ -301,7 +302,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
         },
     )
     .await;
-    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),

@@ -2,7 +2,8 @@
 //! these failed on the code before its fix (the note on the issue says how).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use canopy_monitor::fetcher::PullDataStore;
+use canopy_monitor::store::PullDataStore;
+use canopy_monitor::store::ReminderStore;
 use canopy_monitor::work::{FetchPullJob, FetchTrigger, WorkMessage};
 use canopy_sim::fixtures::{reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject};
 use integration_tests::faults::{Fault, FaultInjector, Rule};
@@ -40,8 +41,8 @@ async fn deliver(env: &TestEnv, body: &Value) -> Value {
 }
 
 async fn enqueue(env: &TestEnv, pull_id: &str, trigger: FetchTrigger) {
-    use canopy_monitor::ports::WorkQueue;
-    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+    use canopy_monitor::queue::WorkQueue;
+    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
@@ -198,9 +199,12 @@ async fn a_failed_refetch_leaves_the_stored_pull_readable() {
             i["pk"].as_s().unwrap() == "PULL#p-d3" && i["sk"].as_s().unwrap().starts_with("DATA")
         })
         .count();
-    let parts = canopy_monitor::pull_data::prepare("p-d3", &second)
-        .parts
-        .len();
+    let parts = canopy_monitor::pull_data::prepare(
+        "p-d3",
+        &canopy_monitor::pull_data::PullJson::from_value(&second),
+    )
+    .parts
+    .len();
     assert_eq!(data_items, parts + 1, "the summary and the new parts only");
 }
 
@@ -317,7 +321,7 @@ async fn one_failing_reminder_does_not_block_the_others() {
         times: None,
         fault: Fault::Transport,
     });
-    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),

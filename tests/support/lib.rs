@@ -7,12 +7,12 @@ pub mod logs;
 pub mod rigs;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use canopy_monitor::adapters::dynamo::DynamoStore;
-use canopy_monitor::adapters::sqs::SqsWorkQueue;
 use canopy_monitor::intake::{Intake, IntakeConfig};
 use canopy_monitor::plan::PlanConfig;
 use canopy_monitor::ports::SystemClock;
+use canopy_monitor::queue::sqs::SqsWorkQueue;
 use canopy_monitor::signature::SigningSecrets;
+use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_monitor::work::{parse_message, WorkMessage};
 use devkit::events::{events_dir, read_event, resign, to_lambda_request, webhook_request};
 use devkit::resources::{provision, Resources};
@@ -302,9 +302,9 @@ pub mod fetching {
 
     /// Sends a fetch job straight onto the fetch queue.
     pub async fn enqueue_fetch(env: &TestEnv, pull_id: &str, monitoring_id: Option<&str>) {
-        use canopy_monitor::ports::WorkQueue;
+        use canopy_monitor::queue::WorkQueue;
         use canopy_monitor::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
-        let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+        let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(&env.aws),
             env.resources.fetch_queue_url.clone(),
             env.resources.notify_queue_url.clone(),

@@ -4,14 +4,15 @@
 
 use crate::faults::FaultInjector;
 use crate::TestEnv;
-use canopy_monitor::adapters::channels::{SesEmail, SnsSms};
-use canopy_monitor::adapters::dynamo::DynamoStore;
-use canopy_monitor::adapters::sqs::SqsVisibility;
-use canopy_monitor::canopy::{CanopyClient, CanopyCredentials};
+use canopy_monitor::canopy::{http::CanopyClient, CanopyCredentials};
+use canopy_monitor::channel::Channel;
+use canopy_monitor::channel::{email::SesEmail, sms::SnsSms};
 use canopy_monitor::fetcher::{FetcherConfig, PullFetcher};
-use canopy_monitor::notifier::{Channel, NotifierConfig, ReconnectNotifier};
+use canopy_monitor::notifier::{NotifierConfig, ReconnectNotifier};
 use canopy_monitor::ports::SystemClock;
+use canopy_monitor::queue::sqs::SqsVisibility;
 use canopy_monitor::retry::RetryPolicy;
+use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_sim::fixtures::TEAM_ID;
 use canopy_sim::FakeCanopy;
 use pull_fetcher::{AwsFetchConsumer, FetchConsumer};
@@ -129,7 +130,7 @@ pub fn intake(env: &TestEnv, faults: &FaultInjector) -> crate::TestIntake {
     );
     canopy_monitor::intake::Intake::new(
         store(env, faults),
-        canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+        canopy_monitor::queue::sqs::SqsWorkQueue::new(
             sqs,
             env.resources.fetch_queue_url.clone(),
             env.resources.notify_queue_url.clone(),

@@ -4,14 +4,18 @@
 //! either retried, recorded on the pull, or left for the dead-letter queue.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::budget::{self, Deadline};
-use canopy_monitor::canopy::{CanopyApi, CanopyClient};
+use canopy_monitor::canopy::{http::CanopyClient, CanopyApi};
 use canopy_monitor::config::{ConfigError, FetcherEnv};
 use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
-use canopy_monitor::fetcher::{FetchError, FetchOutcome, PullDataStore, PullFetcher};
-use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
+use canopy_monitor::fetcher::{FetchError, FetchOutcome, PullFetcher};
+use canopy_monitor::ports::{Clock, SystemClock};
+use canopy_monitor::queue::sqs::SqsVisibility;
+use canopy_monitor::queue::MessageVisibility;
 use canopy_monitor::retry::RetryPolicy;
+use canopy_monitor::secrets;
+use canopy_monitor::store::dynamo::DynamoStore;
+use canopy_monitor::store::PullDataStore;
 use canopy_monitor::work::{parse_message, WorkMessage};
 
 /// The consumer: the fetcher, how to delay retries, and the backoff.
@@ -90,44 +94,15 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsum
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use canopy_monitor::adapters::memory::{FixedClock, MemoryStore, MemoryVisibility};
-    use canopy_monitor::canopy::{CanopyError, ReconnectToken};
+    use canopy_monitor::canopy::memory::ScriptedCanopy;
+    use canopy_monitor::canopy::CanopyError;
     use canopy_monitor::fetcher::FetcherConfig;
+    use canopy_monitor::ports::FixedClock;
+    use canopy_monitor::queue::memory::MemoryVisibility;
+    use canopy_monitor::store::memory::MemoryStore;
     use canopy_monitor::work::{FetchPullJob, FetchTrigger};
-    use serde_json::{json, Value};
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
+    use serde_json::json;
     use std::time::Duration;
-
-    type Script = HashMap<String, Vec<Result<Value, CanopyError>>>;
-
-    /// A scripted Canopy: answers per pull id, counting calls.
-    #[derive(Clone, Default)]
-    struct ScriptedCanopy {
-        answers: Arc<Mutex<Script>>,
-        calls: Arc<Mutex<usize>>,
-    }
-
-    #[async_trait]
-    impl CanopyApi for ScriptedCanopy {
-        async fn get_pull(&self, pull_id: &str) -> Result<Value, CanopyError> {
-            *self.calls.lock().unwrap() += 1;
-            let mut answers = self.answers.lock().unwrap();
-            let script = answers.entry(pull_id.to_owned()).or_default();
-            if script.len() > 1 {
-                script.remove(0)
-            } else {
-                script
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| Ok(json!({"pull_id": pull_id, "status": "SUCCESS"})))
-            }
-        }
-        async fn reconnect_token(&self, _: &str) -> Result<ReconnectToken, CanopyError> {
-            unreachable!("the fetcher never asks for tokens")
-        }
-    }
 
     fn consumer(
         canopy: ScriptedCanopy,
@@ -201,7 +176,7 @@ mod tests {
             )
             .await;
         assert!(response.batch_item_failures.is_empty());
-        assert_eq!(*canopy.calls.lock().unwrap(), 1);
+        assert_eq!(canopy.script().pull_calls, 1);
         assert!(store.state().pull_data.contains_key("p1"));
         assert_eq!(
             store.state().refreshes,
@@ -212,8 +187,8 @@ mod tests {
     #[tokio::test]
     async fn retryable_failures_are_reported_and_delayed() {
         let canopy = ScriptedCanopy::default();
-        canopy.answers.lock().unwrap().insert(
-            "p1".into(),
+        canopy.pull_answers(
+            "p1",
             vec![
                 Err(CanopyError::RetryLater {
                     reason: "429".into(),
@@ -247,14 +222,14 @@ mod tests {
             )
             .await;
         assert!(response.batch_item_failures.is_empty());
-        assert_eq!(*canopy.calls.lock().unwrap(), 2);
+        assert_eq!(canopy.script().pull_calls, 2);
     }
 
     #[tokio::test]
     async fn permanent_failures_are_recorded_and_acknowledged() {
         let canopy = ScriptedCanopy::default();
-        canopy.answers.lock().unwrap().insert(
-            "gone".into(),
+        canopy.pull_answers(
+            "gone",
             vec![Err(CanopyError::Permanent {
                 status: 404,
                 code: "NOT_FOUND".into(),
@@ -278,7 +253,7 @@ mod tests {
                 Deadline::NONE,
             )
             .await;
-        assert_eq!(*canopy.calls.lock().unwrap(), 1);
+        assert_eq!(canopy.script().pull_calls, 1);
     }
 
     #[tokio::test]

@@ -3,17 +3,20 @@
 //! delayed with backoff; after maxReceiveCount the dead-letter queue holds them.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use canopy_monitor::adapters::channels::{OutboundWebhook, SesEmail, SnsSms};
-use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsVisibility};
 use canopy_monitor::budget::{self, Deadline};
-use canopy_monitor::canopy::{CanopyApi, CanopyClient};
+use canopy_monitor::canopy::{http::CanopyClient, CanopyApi};
+use canopy_monitor::channel::Channel;
+use canopy_monitor::channel::{email::SesEmail, sms::SnsSms, webhook::OutboundWebhook};
 use canopy_monitor::config::{ConfigError, NotifierEnv};
 use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
-use canopy_monitor::notifier::{
-    Channel, EpisodeStore, NotifyError, NotifyOutcome, ReconnectNotifier,
-};
-use canopy_monitor::ports::{Clock, MessageVisibility, SystemClock};
+use canopy_monitor::notifier::{NotifyError, NotifyOutcome, ReconnectNotifier};
+use canopy_monitor::ports::{Clock, SystemClock};
+use canopy_monitor::queue::sqs::SqsVisibility;
+use canopy_monitor::queue::MessageVisibility;
 use canopy_monitor::retry::RetryPolicy;
+use canopy_monitor::secrets;
+use canopy_monitor::store::dynamo::DynamoStore;
+use canopy_monitor::store::EpisodeStore;
 use canopy_monitor::work::{parse_message, WorkMessage};
 
 pub struct NotifyConsumer<S, A, C, V> {

@@ -3,10 +3,13 @@
 use canopy_monitor::budget::Deadline;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    canopy_monitor::start::block_on(run())?
+}
+
+async fn run() -> Result<(), Error> {
     canopy_monitor::observability::init_lambda_tracing();
-    let aws = canopy_monitor::config::aws_sdk_config().await;
+    let aws = canopy_monitor::aws::sdk_config().await;
     let consumer = reconnect_notifier::notifier_from_env(&aws).await?;
     let consumer = &consumer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

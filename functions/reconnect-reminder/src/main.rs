@@ -1,17 +1,21 @@
 //! The reconnect-reminder Lambda, run by an EventBridge schedule: one pass of
 //! [`run_reminders`]. The schedule's event carries nothing we need.
 
-use canopy_monitor::adapters::{dynamo::DynamoStore, sqs::SqsWorkQueue};
 use canopy_monitor::budget::Deadline;
 use canopy_monitor::config::required;
+use canopy_monitor::queue::sqs::SqsWorkQueue;
 use canopy_monitor::reminders::run_reminders;
+use canopy_monitor::store::dynamo::DynamoStore;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    canopy_monitor::start::block_on(run())?
+}
+
+async fn run() -> Result<(), Error> {
     canopy_monitor::observability::init_lambda_tracing();
-    let aws = canopy_monitor::config::aws_sdk_config().await;
+    let aws = canopy_monitor::aws::sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("TABLE_NAME")?);
     let notify_url = required("NOTIFY_QUEUE_URL")?;
     // Reminders only go to the notify queue; the fetch queue is never written.

@@ -1,11 +1,15 @@
 //! The webhook-intake handler: HTTP in, [`Intake::receive`], HTTP out.
 //! Every decision lives in the common crate; this file maps routes and errors to statuses.
 
-use canopy_monitor::adapters::{dynamo::DynamoStore, secrets, sqs::SqsWorkQueue};
 use canopy_monitor::config::{ConfigError, IntakeEnv};
 use canopy_monitor::intake::{Intake, IntakeError, IntakeOutcome};
-use canopy_monitor::ports::{Clock, IntakeStore, PortError, SystemClock, WorkQueue};
+use canopy_monitor::ports::{Clock, PortError, SystemClock};
+use canopy_monitor::queue::sqs::SqsWorkQueue;
+use canopy_monitor::queue::WorkQueue;
+use canopy_monitor::secrets;
 use canopy_monitor::signature::SIGNATURE_HEADER;
+use canopy_monitor::store::dynamo::DynamoStore;
+use canopy_monitor::store::IntakeStore;
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
@@ -145,9 +149,11 @@ fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canopy_monitor::adapters::memory::{FixedClock, MemoryQueue, MemoryStore};
     use canopy_monitor::intake::IntakeConfig;
+    use canopy_monitor::ports::FixedClock;
+    use canopy_monitor::queue::memory::MemoryQueue;
     use canopy_monitor::signature::{sign, SigningSecrets};
+    use canopy_monitor::store::memory::MemoryStore;
     use serde_json::Value;
 
     const NOW: i64 = 1_764_115_200;
@@ -355,7 +361,7 @@ mod tests {
         let rig = rig();
         // Simulate an attempt in flight: claim the event by hand, never complete it.
         let event = canopy_monitor::event::parse_event(COMPLETE).unwrap();
-        let claim = canopy_monitor::ports::EventClaim {
+        let claim = canopy_monitor::store::EventClaim {
             dedupe_key: event.dedupe_key.clone(),
             event_type: "COMPLETE".into(),
             pull_id: "p1".into(),

@@ -3,10 +3,13 @@
 use lambda_http::{service_fn, Error};
 use std::convert::Infallible;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    canopy_monitor::start::block_on(run())?
+}
+
+async fn run() -> Result<(), Error> {
     canopy_monitor::observability::init_lambda_tracing();
-    let aws = canopy_monitor::config::aws_sdk_config().await;
+    let aws = canopy_monitor::aws::sdk_config().await;
     let intake = webhook_intake::intake_from_env(&aws).await?;
     let intake = &intake;
     lambda_http::run(service_fn(move |request| async move {

@@ -32,6 +32,7 @@ pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .timeout_config(emulator_timeouts())
+        .http_client(canopy_monitor::aws::http_client())
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
             credentials,
         ))

@@ -2,6 +2,7 @@
 
 use canopy_monitor::config::{CanopyEnv, FetcherEnv};
 use canopy_monitor::retry::RetryPolicy;
+use canopy_monitor::store::ReminderStore;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject, TEAM_ID};
 use canopy_sim::FakeCanopy;
 use devkit::resources::Resources;
@@ -148,7 +149,7 @@ pub async fn demo_refresh(
             body["event_type"].as_str().unwrap_or_default()
         );
     }
-    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+    let store = canopy_monitor::store::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(aws),
         &resources.table_name,
     );
@@ -297,7 +298,7 @@ pub async fn demo_reconnect(
             redact_links(data["reconnect_link"].as_str().unwrap_or_default())
         );
     }
-    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+    let store = canopy_monitor::store::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(aws),
         &resources.table_name,
     );

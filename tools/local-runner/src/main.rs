@@ -135,11 +135,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             let resources = devkit::resources::existing(&aws, &cli.prefix)
                 .await
                 .map_err(|e| e.to_string())?;
-            let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+            let store = canopy_monitor::store::dynamo::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws),
                 &resources.table_name,
             );
-            let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
+            let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
                 aws_sdk_sqs::Client::new(&aws),
                 resources.fetch_queue_url.clone(),
                 resources.notify_queue_url.clone(),

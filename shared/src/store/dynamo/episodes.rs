@@ -8,12 +8,13 @@
 //! Index `gsi1` (sparse: only episodes with a reminder due have its keys) answers "which
 //! reminders are due" with one Query.
 
-use super::aws::port_error;
-use super::dynamo::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
-use super::dynamo_pulls::DATA_SK;
-use crate::notifier::{Episode, EpisodeStore, NoticeRecord, SendClaim, SendKey};
+use super::pulls::DATA_SK;
+use super::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
+use crate::aws::port_error;
+use crate::notifier::{Episode, NoticeRecord, SendClaim, SendKey};
 use crate::ports::PortError;
 use crate::pull_data::PullSummary;
+use crate::store::{DueReminder, EpisodeStore, ReminderStore};
 use crate::work::ReconnectJob;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -44,16 +45,6 @@ fn send_sk(key: &SendKey) -> String {
     )
 }
 
-/// A reminder found due.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DueReminder {
-    pub monitoring_id: String,
-    pub started_at: String,
-    pub notices_sent: u32,
-    pub due_key: String,
-    pub job: ReconnectJob,
-}
-
 impl DynamoStore {
     async fn get(
         &self,
@@ -72,17 +63,6 @@ impl DynamoStore {
             .item)
     }
 
-    /// The start of the monitoring's open episode, if one is open.
-    pub async fn open_episode_start(
-        &self,
-        monitoring_id: &str,
-    ) -> Result<Option<String>, PortError> {
-        Ok(self
-            .get(monitoring_pk(monitoring_id), STATE_SK)
-            .await?
-            .and_then(|m| text(&m, "reconnect_needed_since")))
-    }
-
     /// Reads an episode item (for inspection and tests).
     pub async fn episode_item(
         &self,
@@ -92,13 +72,20 @@ impl DynamoStore {
         self.get(monitoring_pk(monitoring_id), &episode_sk(started_at))
             .await
     }
+}
+
+#[async_trait]
+impl ReminderStore for DynamoStore {
+    /// The start of the monitoring's open episode, if one is open.
+    async fn open_episode_start(&self, monitoring_id: &str) -> Result<Option<String>, PortError> {
+        Ok(self
+            .get(monitoring_pk(monitoring_id), STATE_SK)
+            .await?
+            .and_then(|m| text(&m, "reconnect_needed_since")))
+    }
 
     /// Episodes whose reminder is due at `now` (one Query on the sparse index).
-    pub async fn due_reminders(
-        &self,
-        now: &str,
-        limit: i32,
-    ) -> Result<Vec<DueReminder>, PortError> {
+    async fn due_reminders(&self, now: &str, limit: i32) -> Result<Vec<DueReminder>, PortError> {
         let items = self
             .client()
             .query()
@@ -147,7 +134,7 @@ impl DynamoStore {
     }
 
     /// Takes a due reminder off the index; `false` if another run already did.
-    pub async fn take_reminder(
+    async fn take_reminder(
         &self,
         due: &DueReminder,
         resolved_at: Option<&str>,

@@ -1,19 +1,15 @@
-//! In-memory adapters for unit tests and benchmarks: the same port contracts, no I/O.
+//! The in-memory store for unit tests and benchmarks: the same port contracts, no I/O.
 //! Failures can be injected to exercise the error paths.
 
-use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, FAILED, FETCHED};
+use crate::fetcher::{fetch_decision, FetchClaim, FAILED, FETCHED};
 use crate::plan::{MonitoringUpdate, PullApplied, PullUpdate};
-use crate::ports::{
-    ClaimResult, Clock, EventClaim, IntakeStore, MessageVisibility, PortError, WorkQueue,
-};
 use crate::pull_data::PreparedPull;
 use crate::records::{MonitoringRecord, PullRecord};
+use crate::store::{ClaimResult, EventClaim, IntakeStore, PortError, PullDataStore};
 use crate::work::FetchTrigger;
-use crate::work::Outgoing;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use time::OffsetDateTime;
 
 /// A stored event record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,77 +269,4 @@ fn leased<'a>(
         .get_mut(pull_id)
         .filter(|r| r.fetch_lease_id.as_deref() == Some(lease_id))
         .ok_or_else(|| PortError::unavailable("memory", "fetch lease lost"))
-}
-
-/// A [`MessageVisibility`] that records the delays asked for.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryVisibility(pub Arc<Mutex<Vec<(String, std::time::Duration)>>>);
-
-#[async_trait]
-impl MessageVisibility for MemoryVisibility {
-    async fn retry_after(
-        &self,
-        receipt_handle: &str,
-        delay: std::time::Duration,
-    ) -> Result<(), PortError> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((receipt_handle.to_owned(), delay));
-        Ok(())
-    }
-}
-
-/// A [`WorkQueue`] that keeps what was sent.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryQueue {
-    pub sent: Arc<Mutex<Vec<Outgoing>>>,
-    pub failing: Arc<Mutex<bool>>,
-}
-
-impl MemoryQueue {
-    pub fn sent(&self) -> Vec<Outgoing> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set_failing(&self, failing: bool) {
-        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = failing;
-    }
-}
-
-#[async_trait]
-impl WorkQueue for MemoryQueue {
-    async fn enqueue(&self, work: &Outgoing) -> Result<(), PortError> {
-        if *self.failing.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(PortError::unavailable("memory-queue", "send fails"));
-        }
-        self.sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(work.clone());
-        Ok(())
-    }
-}
-
-/// A clock that stands still until moved.
-#[derive(Debug, Clone)]
-pub struct FixedClock(pub Arc<Mutex<OffsetDateTime>>);
-
-impl FixedClock {
-    pub fn at_unix(secs: i64) -> Self {
-        Self(Arc::new(Mutex::new(
-            OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        )))
-    }
-
-    pub fn advance(&self, by: time::Duration) {
-        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *now += by;
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }

@@ -11,10 +11,13 @@
 //! event record (gzip inline up to 300 KB, else only its state and work are kept), and a large
 //! `meta_data` is kept once, compressed and split, with the pull item pointing at it.
 
-use super::aws::port_error;
+pub mod episodes;
+pub mod pulls;
+
+use crate::aws::port_error;
 use crate::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullApplied, PullUpdate};
-use crate::ports::{ClaimResult, EventClaim, IntakeStore, PortError};
 use crate::records::{MonitoringRecord, PullRecord};
+use crate::store::{ClaimResult, EventClaim, IntakeStore, PortError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;

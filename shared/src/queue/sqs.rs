@@ -2,8 +2,9 @@
 //! have no per-message delay (the POLICIES_AVAILABLE fallback needs one) and consumers are
 //! idempotent anyway.
 
-use super::aws::port_error;
-use crate::ports::{PortError, WorkQueue};
+use super::{MessageVisibility, WorkQueue};
+use crate::aws::port_error;
+use crate::ports::PortError;
 use crate::work::{Outgoing, QueueKind};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageAttributeValue;
@@ -72,7 +73,7 @@ impl SqsVisibility {
 }
 
 #[async_trait]
-impl crate::ports::MessageVisibility for SqsVisibility {
+impl MessageVisibility for SqsVisibility {
     async fn retry_after(
         &self,
         receipt_handle: &str,

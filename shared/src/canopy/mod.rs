@@ -1,4 +1,5 @@
-//! The Canopy Connect API client (reqwest + rustls) and its error classification.
+//! The Canopy port: the calls the functions make to Canopy Connect's API, its error
+//! classification, the HTTP adapter (`http.rs`, reqwest + rustls) and an in-memory fake.
 //!
 //! Errors fall in three kinds, because the consumers act on the kind:
 //! - [`CanopyError::RetryLater`]: timeouts, connection errors, 429 (with `Retry-After`), 5xx,
@@ -7,11 +8,21 @@
 //! - [`CanopyError::Misconfigured`]: 401, 403, INCORRECT_API_KEY_TYPE: our credentials or
 //!   subscription are wrong; retried (an operator may fix them) and finally dead-lettered.
 
+#[cfg(feature = "http")]
+pub mod http;
+pub mod memory;
+
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
+
+pub use crate::pull_data::PullJson;
+
+/// The largest GET pull answer read: a larger one is refused (`PULL_TOO_LARGE`) rather than
+/// risk the function's memory. Real pulls are well under 1 MB; 64 MiB is far beyond them.
+pub const MAX_PULL_BYTES: usize = 64 * 1024 * 1024;
 
 /// Canopy's production API.
 pub const DEFAULT_BASE_URL: &str = "https://app.usecanopy.com/api/v1.0.0";
@@ -94,7 +105,7 @@ impl fmt::Debug for ReconnectToken {
 #[async_trait]
 pub trait CanopyApi: Send + Sync {
     /// `GET /teams/{teamId}/pulls/{pullId}`: the raw JSON of the answer's `pull`.
-    async fn get_pull(&self, pull_id: &str) -> Result<Value, CanopyError>;
+    async fn get_pull(&self, pull_id: &str) -> Result<PullJson, CanopyError>;
     /// `GET /teams/{teamId}/monitorings/{id}/reconnectToken`.
     async fn reconnect_token(&self, monitoring_id: &str) -> Result<ReconnectToken, CanopyError>;
 }
@@ -111,125 +122,6 @@ impl fmt::Debug for CanopyCredentials {
         f.debug_struct("CanopyCredentials")
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
-    }
-}
-
-/// The reqwest client.
-#[derive(Debug, Clone)]
-pub struct CanopyClient {
-    http: reqwest::Client,
-    base_url: String,
-    team_id: String,
-    credentials: CanopyCredentials,
-}
-
-impl CanopyClient {
-    pub fn new(
-        base_url: &str,
-        team_id: &str,
-        credentials: CanopyCredentials,
-        timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3).min(timeout))
-            .user_agent(concat!("canopy-monitor/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            team_id: team_id.to_owned(),
-            credentials,
-        })
-    }
-
-    /// `{base}/teams/{team}/{segments...}`, each segment percent-encoded.
-    pub fn team_url(&self, segments: &[&str]) -> Result<reqwest::Url, CanopyError> {
-        let mut url =
-            reqwest::Url::parse(&self.base_url).map_err(|_| CanopyError::Misconfigured {
-                status: 0,
-                code: "INVALID_BASE_URL".to_owned(),
-            })?;
-        url.path_segments_mut()
-            .map_err(|_| CanopyError::Misconfigured {
-                status: 0,
-                code: "INVALID_BASE_URL".to_owned(),
-            })?
-            .pop_if_empty()
-            .extend(["teams", self.team_id.as_str()])
-            .extend(segments);
-        Ok(url)
-    }
-
-    async fn get_json(&self, segments: &[&str]) -> Result<Value, CanopyError> {
-        let url = self.team_url(segments)?;
-        let response = self
-            .http
-            .get(url)
-            .basic_auth(
-                &self.credentials.client_id,
-                Some(&self.credentials.client_secret),
-            )
-            .send()
-            .await
-            .map_err(|e| CanopyError::RetryLater {
-                reason: transport_reason(&e),
-                retry_after: None,
-            })?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| CanopyError::RetryLater {
-                reason: transport_reason(&e),
-                retry_after: None,
-            })?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, retry_after.as_deref(), &body));
-        }
-        serde_json::from_slice(&body).map_err(|_| CanopyError::RetryLater {
-            reason: format!("malformed JSON in a {status} answer"),
-            retry_after: None,
-        })
-    }
-}
-
-fn transport_reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "transport error".to_owned()
-    }
-}
-
-#[async_trait]
-impl CanopyApi for CanopyClient {
-    async fn get_pull(&self, pull_id: &str) -> Result<Value, CanopyError> {
-        let mut answer = self.get_json(&["pulls", pull_id]).await?;
-        match answer.get_mut("pull").map(Value::take) {
-            Some(pull @ Value::Object(_)) => Ok(pull),
-            _ => Err(CanopyError::RetryLater {
-                reason: "answer without a pull object".to_owned(),
-                retry_after: None,
-            }),
-        }
-    }
-
-    async fn reconnect_token(&self, monitoring_id: &str) -> Result<ReconnectToken, CanopyError> {
-        let answer = self
-            .get_json(&["monitorings", monitoring_id, "reconnectToken"])
-            .await?;
-        serde_json::from_value(answer).map_err(|_| CanopyError::RetryLater {
-            reason: "reconnectToken answer without url and token".to_owned(),
-            retry_after: None,
-        })
     }
 }
 
@@ -290,25 +182,6 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn ids_are_percent_encoded_in_paths() {
-        let client = CanopyClient::new(
-            "https://canopy.example/api/v1.0.0/",
-            "team 1",
-            CanopyCredentials {
-                client_id: "id".into(),
-                client_secret: "secret".into(),
-            },
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        let url = client.team_url(&["pulls", "a/b?c#d"]).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://canopy.example/api/v1.0.0/teams/team%201/pulls/a%2Fb%3Fc%23d"
-        );
     }
 
     #[test]

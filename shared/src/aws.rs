@@ -1,7 +1,39 @@
-//! One place that turns AWS SDK errors into [`PortError`]s.
+//! What every AWS client shares: the SDK configuration (one HTTPS client, bounded calls) and
+//! the one place that turns AWS SDK errors into [`PortError`]s.
 
 use crate::ports::PortError;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// The AWS SDK configuration of a function; honours `AWS_ENDPOINT_URL` and `AWS_REGION`.
+/// Every call is bounded (see [`crate::budget`]): a hung AWS endpoint fails the call, not the
+/// function.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .timeout_config(timeouts())
+        .load()
+        .await
+}
+
+/// The connect, attempt and operation timeouts of every AWS client.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(crate::budget::AWS_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(crate::budget::AWS_ATTEMPT_TIMEOUT)
+        .operation_timeout(crate::budget::AWS_OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The HTTPS client of every AWS client: hyper + rustls (aws-lc). The SDKs' default features,
+/// which would also link a legacy hyper 0.14 stack, are off (workspace Cargo.toml). Roots:
+/// see [`crate::tls`].
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .build_https()
+}
 
 /// Error codes that no retry will fix: a missing resource or a missing permission.
 const MISCONFIGURED: &[&str] = &[

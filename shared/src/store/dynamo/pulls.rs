@@ -15,12 +15,13 @@
 //!
 //! Fetch progress lives on the pull's `STATE` item (`fetch_*` attributes).
 
-use super::aws::port_error;
-use super::dynamo::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
-use crate::fetcher::{fetch_decision, FetchClaim, PullDataStore, FAILED, FETCHED};
+use super::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
+use crate::aws::port_error;
+use crate::fetcher::{fetch_decision, FetchClaim, FAILED, FETCHED};
 use crate::ports::PortError;
 use crate::pull_data::{reassemble, PreparedPull, PullSummary};
 use crate::records::PullRecord;
+use crate::store::PullDataStore;
 use crate::work::FetchTrigger;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;

@@ -49,12 +49,11 @@ pub async fn load_canopy_credentials(
 pub async fn canopy_client(
     client: &Client,
     env: &crate::config::CanopyEnv,
-) -> Result<crate::canopy::CanopyClient, ConfigError> {
+) -> Result<crate::canopy::http::CanopyClient, ConfigError> {
     let credentials = load_canopy_credentials(client, &env.api_secret_id).await?;
-    crate::canopy::CanopyClient::new(&env.base_url, &env.team_id, credentials, env.timeout).map_err(
-        |e| ConfigError::Invalid {
+    crate::canopy::http::CanopyClient::new(&env.base_url, &env.team_id, credentials, env.timeout)
+        .map_err(|e| ConfigError::Invalid {
             name: "CANOPY_BASE_URL",
             detail: e.to_string(),
-        },
-    )
+        })
 }
