@@ -91,6 +91,7 @@ where
     classify_code(err.as_service_error().and_then(|e| e.code()))
 }
 
+#[cfg(any(feature = "email", feature = "sms"))]
 pub(crate) fn values(notice: &Notice) -> MessageValues<'_> {
     MessageValues {
         first_name: notice.contact.first_name.as_deref(),

@@ -2,11 +2,17 @@
 //! Failures can be injected to exercise the error paths.
 
 use crate::fetcher::{fetch_decision, FetchClaim, FAILED, FETCHED};
+use crate::notifier::{Episode, NoticeRecord, SendClaim, SendKey};
 use crate::plan::{MonitoringUpdate, PullApplied, PullUpdate};
 use crate::pull_data::PreparedPull;
+use crate::pull_data::PullSummary;
 use crate::records::{MonitoringRecord, PullRecord};
-use crate::store::{ClaimResult, EventClaim, IntakeStore, PortError, PullDataStore};
+use crate::store::{
+    ClaimResult, DueReminder, EpisodeStore, EventClaim, IntakeStore, PortError, PullDataStore,
+    ReminderStore,
+};
 use crate::work::FetchTrigger;
+use crate::work::ReconnectJob;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +41,33 @@ pub struct MemoryState {
     pub calls: HashMap<&'static str, usize>,
     /// Operation names that fail with `Unavailable` from now on.
     pub failing: Vec<&'static str>,
+    /// Reconnect episodes by (monitoring id, start).
+    pub episodes: HashMap<(String, String), EpisodeRecord>,
+    /// Sends by [`SendKey::id`].
+    pub sends: HashMap<String, SendRecord>,
+    /// Large `meta_data` kept apart, by pull id.
+    pub meta_data: HashMap<String, serde_json::Value>,
+}
+
+/// A stored reconnect episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeRecord {
+    pub job: ReconnectJob,
+    pub notices_sent: u32,
+    pub last_notice: Option<NoticeRecord>,
+    /// The reminder index entry: the due time's key, while a reminder is scheduled.
+    pub due_key: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+/// A stored send claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRecord {
+    pub lease_id: String,
+    pub lease_expires_at: i64,
+    /// `SENDING`, `SENT` or `FAILED`.
+    pub status: &'static str,
+    pub reason: Option<String>,
 }
 
 /// An [`IntakeStore`] in a mutex; clones share the state.
@@ -269,4 +302,197 @@ fn leased<'a>(
         .get_mut(pull_id)
         .filter(|r| r.fetch_lease_id.as_deref() == Some(lease_id))
         .ok_or_else(|| PortError::unavailable("memory", "fetch lease lost"))
+}
+
+#[async_trait]
+impl EpisodeStore for MemoryStore {
+    async fn open_episode(
+        &self,
+        job: &ReconnectJob,
+        _now: &str,
+    ) -> Result<Option<Episode>, PortError> {
+        let mut state = self.enter("open_episode")?;
+        let Some(monitoring) = state.monitorings.get(&job.monitoring_id).cloned() else {
+            return Ok(None);
+        };
+        let Some(started_at) = monitoring.reconnect_needed_since else {
+            return Ok(None);
+        };
+        let record = state
+            .episodes
+            .entry((job.monitoring_id.clone(), started_at.clone()))
+            .or_insert_with(|| EpisodeRecord {
+                job: job.clone(),
+                notices_sent: 0,
+                last_notice: None,
+                due_key: None,
+                resolved_at: None,
+            });
+        Ok(Some(Episode {
+            monitoring_id: job.monitoring_id.clone(),
+            started_at,
+            notices_sent: record.notices_sent,
+            latest_data_pull_id: monitoring.latest_data_pull_id,
+        }))
+    }
+
+    async fn stored_meta_data(
+        &self,
+        pull_id: &str,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        Ok(self
+            .enter("stored_meta_data")?
+            .meta_data
+            .get(pull_id)
+            .cloned())
+    }
+
+    async fn pull_summary(&self, pull_ids: &[&str]) -> Result<Option<PullSummary>, PortError> {
+        let state = self.enter("pull_summary")?;
+        Ok(pull_ids
+            .iter()
+            .find_map(|id| state.pull_data.get(*id).map(|d| d.summary.clone())))
+    }
+
+    async fn claim_send(
+        &self,
+        key: &SendKey,
+        lease_id: &str,
+        now: i64,
+        lease_expires_at: i64,
+    ) -> Result<SendClaim, PortError> {
+        let mut state = self.enter("claim_send")?;
+        match state.sends.get(&key.id()) {
+            Some(old) if old.status != "SENDING" => return Ok(SendClaim::Done),
+            Some(old) if old.lease_expires_at >= now => {
+                return Ok(SendClaim::InFlight {
+                    lease_expires_at: old.lease_expires_at,
+                })
+            }
+            _ => {}
+        }
+        state.sends.insert(
+            key.id(),
+            SendRecord {
+                lease_id: lease_id.to_owned(),
+                lease_expires_at,
+                status: "SENDING",
+                reason: None,
+            },
+        );
+        Ok(SendClaim::Claimed)
+    }
+
+    async fn finish_send(
+        &self,
+        key: &SendKey,
+        lease_id: &str,
+        failure: Option<&str>,
+        _at: &str,
+    ) -> Result<(), PortError> {
+        let mut state = self.enter("finish_send")?;
+        let send = state
+            .sends
+            .get_mut(&key.id())
+            .filter(|s| s.lease_id == lease_id)
+            .ok_or_else(|| PortError::unavailable("memory", "send lease lost"))?;
+        send.status = if failure.is_some() { "FAILED" } else { "SENT" };
+        send.reason = failure.map(str::to_owned);
+        Ok(())
+    }
+
+    async fn release_send(&self, key: &SendKey, lease_id: &str) -> Result<(), PortError> {
+        let mut state = self.enter("release_send")?;
+        if state
+            .sends
+            .get(&key.id())
+            .is_some_and(|s| s.lease_id == lease_id && s.status == "SENDING")
+        {
+            state.sends.remove(&key.id());
+        }
+        Ok(())
+    }
+
+    async fn record_notice(
+        &self,
+        episode: &Episode,
+        record: &NoticeRecord,
+        _at: &str,
+        next_reminder_at: Option<&str>,
+    ) -> Result<(), PortError> {
+        let mut state = self.enter("record_notice")?;
+        let key = (episode.monitoring_id.clone(), episode.started_at.clone());
+        let Some(stored) = state.episodes.get_mut(&key) else {
+            return Ok(());
+        };
+        // Notices only move forward, as in DynamoDB.
+        if stored.notices_sent >= record.notice + 1 {
+            return Ok(());
+        }
+        stored.notices_sent = record.notice + 1;
+        stored.last_notice = Some(record.clone());
+        stored.due_key = next_reminder_at
+            .map(|due| format!("{due}#{}#{}", episode.monitoring_id, episode.started_at));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReminderStore for MemoryStore {
+    async fn due_reminders(&self, now: &str, limit: i32) -> Result<Vec<DueReminder>, PortError> {
+        let state = self.enter("due_reminders")?;
+        let bound = format!("{now}~");
+        let mut due: Vec<DueReminder> = state
+            .episodes
+            .iter()
+            .filter_map(|((monitoring_id, started_at), e)| {
+                let due_key = e.due_key.clone().filter(|k| *k <= bound)?;
+                Some(DueReminder {
+                    monitoring_id: monitoring_id.clone(),
+                    started_at: started_at.clone(),
+                    notices_sent: e.notices_sent,
+                    due_key,
+                    job: ReconnectJob {
+                        link: None,
+                        event_key: format!(
+                            "reminder:{monitoring_id}:{started_at}:{}",
+                            e.notices_sent
+                        ),
+                        requested_at: now.to_owned(),
+                        notice: e.notices_sent,
+                        episode: Some(started_at.clone()),
+                        ..e.job.clone()
+                    },
+                })
+            })
+            .collect();
+        due.sort_by(|a, b| a.due_key.cmp(&b.due_key));
+        due.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(due)
+    }
+
+    async fn open_episode_start(&self, monitoring_id: &str) -> Result<Option<String>, PortError> {
+        Ok(self
+            .enter("open_episode_start")?
+            .monitorings
+            .get(monitoring_id)
+            .and_then(|m| m.reconnect_needed_since.clone()))
+    }
+
+    async fn take_reminder(
+        &self,
+        due: &DueReminder,
+        resolved_at: Option<&str>,
+    ) -> Result<bool, PortError> {
+        let mut state = self.enter("take_reminder")?;
+        let key = (due.monitoring_id.clone(), due.started_at.clone());
+        match state.episodes.get_mut(&key) {
+            Some(e) if e.due_key.as_deref() == Some(due.due_key.as_str()) => {
+                e.due_key = None;
+                e.resolved_at = resolved_at.map(str::to_owned);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
