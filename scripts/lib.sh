@@ -16,6 +16,21 @@ ensure_venv() {
   cp "$ROOT/scripts/requirements-dev.txt" "$stamp"
 }
 
+DEPLOY_VENV="$VENV/deploy"
+
+# The AWS SAM CLI and cargo-lambda, in their own virtualenv under .venv.
+ensure_deploy_tools() {
+  local stamp="$DEPLOY_VENV/.requirements"
+  if [ -x "$DEPLOY_VENV/bin/sam" ] && [ -x "$DEPLOY_VENV/bin/cargo-lambda" ] \
+     && cmp -s "$ROOT/scripts/requirements-deploy.txt" "$stamp"; then
+    return
+  fi
+  echo "==> installing the AWS SAM CLI and cargo-lambda into $DEPLOY_VENV"
+  python3 -m venv "$DEPLOY_VENV"
+  "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements-deploy.txt"
+  cp "$ROOT/scripts/requirements-deploy.txt" "$stamp"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

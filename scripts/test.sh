@@ -12,8 +12,14 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> each function alone, with only its own adapter features (as sam build builds it)"
+for function in webhook-intake pull-fetcher reconnect-notifier reconnect-reminder; do
+  cargo clippy --quiet -p "$function" --all-targets --locked -- -D warnings
+done
 echo "==> cfn-lint template.yaml"
 "$VENV/bin/cfn-lint" template.yaml
+echo "==> sam validate --lint"
+scripts/package.sh --validate
 
 start_moto
 echo "==> cargo test"

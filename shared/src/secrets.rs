@@ -46,6 +46,7 @@ pub async fn load_canopy_credentials(
 }
 
 /// The Canopy API client of a function: credentials from Secrets Manager, the rest from `env`.
+#[cfg(feature = "http")]
 pub async fn canopy_client(
     client: &Client,
     env: &crate::config::CanopyEnv,

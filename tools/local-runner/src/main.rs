@@ -63,6 +63,13 @@ enum Command {
     },
     /// Show the stored state and the queued work.
     Inspect,
+    /// Create the resources (unless they exist) and print the functions' environment as
+    /// KEY=VALUE lines, for `cargo lambda watch --env-file`.
+    Env {
+        /// Where the functions reach Canopy (default: `canopy-sim serve` on port 4010).
+        #[arg(long, default_value = "http://127.0.0.1:4010/api/v1.0.0")]
+        canopy_url: String,
+    },
     /// Run one pass of the reminder scheduler, as if it were HOURS from now.
     Remind {
         #[arg(long, default_value_t = 0)]
@@ -158,6 +165,37 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "reminders: {} due, {} queued, {} already resolved, {} failed",
                 run.due, run.queued, run.resolved, run.failed
             );
+            Ok(())
+        }
+        Command::Env { canopy_url } => {
+            let resources = match devkit::resources::existing(&aws, &cli.prefix).await {
+                Ok(r) => r,
+                Err(_) => provision(
+                    &aws,
+                    &cli.prefix,
+                    LOCAL_SIGNING_SECRET,
+                    &serde_json::json!({"client_id": canopy_sim::CLIENT_ID, "client_secret": canopy_sim::CLIENT_SECRET}),
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            };
+            let r = &resources;
+            for (key, value) in [
+                ("AWS_ENDPOINT_URL", cli.endpoint.as_str()),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("TABLE_NAME", &r.table_name),
+                ("FETCH_QUEUE_URL", &r.fetch_queue_url),
+                ("NOTIFY_QUEUE_URL", &r.notify_queue_url),
+                ("WEBHOOK_SECRET_ID", &r.webhook_secret_id),
+                ("CANOPY_API_SECRET_ID", &r.canopy_api_secret_id),
+                ("CANOPY_TEAM_ID", canopy_sim::fixtures::TEAM_ID),
+                ("CANOPY_BASE_URL", &canopy_url),
+                ("EMAIL_FROM_ADDRESS", &r.email_from),
+            ] {
+                println!("{key}={value}");
+            }
             Ok(())
         }
         Command::Inspect => {
