@@ -9,7 +9,9 @@ pub mod sms;
 #[cfg(feature = "http")]
 pub mod webhook;
 
-use crate::contact::{Contact, MessageValues, Templates};
+#[cfg(any(feature = "email", feature = "sms"))]
+use crate::contact::MessageValues;
+use crate::contact::{Contact, Templates};
 use crate::notifier::{ChannelKind, SendKey};
 use async_trait::async_trait;
 #[cfg(any(feature = "email", feature = "sms"))]

@@ -426,7 +426,7 @@ impl EpisodeStore for MemoryStore {
             return Ok(());
         };
         // Notices only move forward, as in DynamoDB.
-        if stored.notices_sent >= record.notice + 1 {
+        if stored.notices_sent > record.notice {
             return Ok(());
         }
         stored.notices_sent = record.notice + 1;
