@@ -26,7 +26,7 @@ use clap::Parser;
 use devkit::resources::{provision, Resources};
 use devkit::LOCAL_SIGNING_SECRET;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path as FsPath, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -68,6 +68,9 @@ struct Cli {
     /// SSL_CERT_DIR=/etc/ssl/certs (the certificate-directory walk).
     #[arg(long = "env", value_parser = parse_key_value)]
     extra_env: Vec<(String, String)>,
+    /// Warm invocations of one webhook-intake instance (after its cold start); 0 skips.
+    #[arg(long, default_value_t = 300)]
+    warm: usize,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -102,21 +105,28 @@ struct Sample {
     peak_rss_kib: Option<u64>,
 }
 
-/// The invocation being served.
+/// The events one process is served, in order, and what happened to them.
 #[derive(Default)]
 struct Slot {
-    event: Vec<u8>,
-    request_id: String,
+    pending: VecDeque<Vec<u8>>,
+    /// The invocation handed over and not answered yet: request id, when.
+    in_flight: Option<(String, Instant)>,
+    first_next_at: Option<Instant>,
+    /// (handed over, answered) per invocation.
+    invocations: Vec<(Instant, Instant)>,
+    /// The first answer that did not pass [`response_problem`].
+    problem: Option<String>,
     pid: Option<u32>,
-    served_at: Option<Instant>,
-    done: Option<oneshot::Sender<Finished>>,
+    done: Option<oneshot::Sender<Result<Finished, String>>>,
 }
 
+/// The process after its last invocation.
 struct Finished {
-    at: Instant,
-    ok: bool,
-    body: String,
+    first_next_at: Instant,
+    invocations: Vec<(Instant, Instant)>,
     peak_rss_kib: Option<u64>,
+    /// User + system CPU time of the process so far, in clock ticks.
+    cpu_ticks: Option<u64>,
 }
 
 type Shared = Arc<Mutex<Slot>>;
@@ -132,18 +142,31 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// utime + stime of a process (`/proc/PID/stat` fields 14 and 15), in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 async fn next(State(shared): State<Shared>) -> Response {
     let served = {
         let mut slot = lock(&shared);
-        if slot.served_at.is_some() {
-            None
-        } else {
-            slot.served_at = Some(Instant::now());
-            Some((slot.event.clone(), slot.request_id.clone()))
+        let now = Instant::now();
+        slot.first_next_at.get_or_insert(now);
+        match slot.pending.pop_front() {
+            Some(event) => {
+                let request_id = uuid::Uuid::new_v4().to_string();
+                slot.in_flight = Some((request_id.clone(), now));
+                Some((event, request_id))
+            }
+            None => None,
         }
     };
     let Some((event, request_id)) = served else {
-        // The one invocation of this start is over: the runtime waits here until killed.
+        // Every event was served: the runtime waits here until it is stopped.
         std::future::pending::<()>().await;
         return StatusCode::GONE.into_response();
     };
@@ -167,17 +190,37 @@ async fn next(State(shared): State<Shared>) -> Response {
         .into_response()
 }
 
+/// Records an answer; after the last one (or an error) the process is measured and released.
 fn finish(shared: &Shared, ok: bool, body: Bytes) -> StatusCode {
     let at = Instant::now();
     let mut slot = lock(shared);
-    let peak = slot.pid.and_then(peak_rss_kib);
-    if let Some(done) = slot.done.take() {
-        let _ = done.send(Finished {
-            at,
-            ok,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            peak_rss_kib: peak,
-        });
+    let body = String::from_utf8_lossy(&body).into_owned();
+    if !ok {
+        if let Some(done) = slot.done.take() {
+            let _ = done.send(Err(format!("error: {body}")));
+        }
+        return StatusCode::ACCEPTED;
+    }
+    if let Some((_, served_at)) = slot.in_flight.take() {
+        slot.invocations.push((served_at, at));
+    }
+    if slot.problem.is_none() {
+        slot.problem = response_problem(&body);
+    }
+    if slot.pending.is_empty() {
+        let result = match (slot.problem.clone(), slot.first_next_at) {
+            (Some(problem), _) => Err(problem),
+            (None, None) => Err("answered before asking for an event".to_owned()),
+            (None, Some(first_next_at)) => Ok(Finished {
+                first_next_at,
+                invocations: std::mem::take(&mut slot.invocations),
+                peak_rss_kib: slot.pid.and_then(peak_rss_kib),
+                cpu_ticks: slot.pid.and_then(cpu_ticks),
+            }),
+        };
+        if let Some(done) = slot.done.take() {
+            let _ = done.send(result);
+        }
     }
     StatusCode::ACCEPTED
 }
@@ -225,24 +268,28 @@ fn response_problem(body: &str) -> Option<String> {
     }
 }
 
-async fn start_once(
+/// Starts `binary` once and serves it `events`, one invocation each; measures it after the
+/// last answer and stops it.
+async fn run_process(
     shared: &Shared,
     port: u16,
     binary: &FsPath,
     target: &Target,
-    index: usize,
+    events: Vec<Value>,
     wrap: Option<&str>,
     log: &FsPath,
-) -> Result<Sample, String> {
+) -> Result<(Instant, Finished), String> {
     let (tx, rx) = oneshot::channel();
     {
         let mut slot = lock(shared);
         *slot = Slot {
-            event: serde_json::to_vec(&(target.event)(index)).map_err(|e| e.to_string())?,
-            request_id: uuid::Uuid::new_v4().to_string(),
-            pid: None,
-            served_at: None,
+            pending: events
+                .iter()
+                .map(serde_json::to_vec)
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
             done: Some(tx),
+            ..Slot::default()
         };
     }
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -267,32 +314,41 @@ async fn start_once(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
     lock(shared).pid = child.id();
-    let finished = tokio::time::timeout(Duration::from_secs(60), rx).await;
-    let served_at = lock(shared).served_at;
+    let finished = tokio::time::timeout(Duration::from_secs(300), rx).await;
     let _ = child.kill().await;
     let finished = finished
         .map_err(|_| {
             format!(
-                "{}: no answer in 60 s (log: {})",
+                "{}: no answer in time (log: {})",
                 target.name,
                 log.display()
             )
         })?
-        .map_err(|_| "the runtime API stopped".to_owned())?;
-    if !finished.ok {
-        return Err(format!("{}: error: {}", target.name, finished.body));
-    }
-    if let Some(problem) = response_problem(&finished.body) {
-        return Err(format!(
-            "{}: {problem} (log: {})",
-            target.name,
-            log.display()
-        ));
-    }
-    let served_at = served_at.ok_or("answered before asking for an event")?;
+        .map_err(|_| "the runtime API stopped".to_owned())?
+        .map_err(|e| format!("{}: {e} (log: {})", target.name, log.display()))?;
+    Ok((started, finished))
+}
+
+/// One cold start and its first invocation.
+async fn start_once(
+    shared: &Shared,
+    port: u16,
+    binary: &FsPath,
+    target: &Target,
+    index: usize,
+    wrap: Option<&str>,
+    log: &FsPath,
+) -> Result<Sample, String> {
+    let event = (target.event)(index);
+    let (started, finished) =
+        run_process(shared, port, binary, target, vec![event], wrap, log).await?;
+    let (served_at, answered_at) = *finished
+        .invocations
+        .first()
+        .ok_or("no invocation was answered")?;
     Ok(Sample {
-        init: served_at - started,
-        first: finished.at - served_at,
+        init: finished.first_next_at - started,
+        first: answered_at - served_at,
         peak_rss_kib: finished.peak_rss_kib,
     })
 }
@@ -630,7 +686,51 @@ async fn run(cli: Cli) -> Result<(), String> {
         );
     }
 
-    let run_memory = cli.only.is_empty() || cli.only.iter().any(|o| o == "pull-fetcher");
+    let wants = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
+    if cli.warm > 0 && wants("webhook-intake") && cli.wrap.is_none() {
+        let intake = targets(&base, &resources, &sim, &run_id)
+            .into_iter()
+            .find(|t| t.name == "webhook-intake")
+            .ok_or("no intake")?;
+        // Each a new delivery (its own pull), so each is claimed, applied and queued.
+        let events: Vec<Value> = (0..=cli.warm)
+            .map(|i| (intake.event)(100_000 + i))
+            .collect();
+        let log = log_dir.join("webhook-intake-warm.log");
+        let (_, finished) = run_process(
+            &shared,
+            port,
+            &cli.bin_dir.join("webhook-intake"),
+            &intake,
+            events,
+            None,
+            &log,
+        )
+        .await?;
+        // The first invocation follows the cold start; the rest are warm.
+        let warm = finished.invocations.get(1..).unwrap_or_default();
+        let (first, last) = (
+            warm.first().ok_or("no warm invocation")?,
+            warm.last().ok_or("no warm invocation")?,
+        );
+        let wall = last.1 - first.0;
+        let durations: Vec<f64> = warm.iter().map(|(a, b)| ms(*b - *a)).collect();
+        // /proc reports CPU time in USER_HZ ticks, 100 per second on Linux.
+        let cpu_ms = finished.cpu_ticks.map_or(f64::NAN, |t| t as f64 * 10.0);
+        let per_request = median(durations.clone());
+        let cpu_per_request = cpu_ms / finished.invocations.len() as f64;
+        println!("\nWarm path: one webhook-intake instance, {} deliveries one after another (as Lambda sends them to one instance), each claimed, applied and queued against moto\n", warm.len());
+        println!("| requests/s | invocation median ms | invocation p90 ms | function CPU per request ms | share in the function |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| {:.0} | {per_request:.2} | {:.2} | {cpu_per_request:.2} | {:.0}% |",
+            warm.len() as f64 / wall.as_secs_f64(),
+            p90(durations),
+            100.0 * cpu_per_request / per_request,
+        );
+    }
+
+    let run_memory = wants("pull-fetcher");
     if cli.pull_mb.is_empty() || !run_memory || cli.wrap.is_some() {
         return Ok(());
     }
