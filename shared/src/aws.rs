@@ -1,19 +1,55 @@
 //! What every AWS client shares: the SDK configuration (one HTTPS client, bounded calls) and
 //! the one place that turns AWS SDK errors into [`PortError`]s.
 
+use crate::config::ConfigError;
 use crate::ports::PortError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// The AWS SDK configuration of a function; honours `AWS_ENDPOINT_URL` and `AWS_REGION`.
-/// Every call is bounded (see [`crate::budget`]): a hung AWS endpoint fails the call, not the
-/// function.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client())
+/// The AWS SDK configuration of a function, from the environment Lambda sets: `AWS_REGION`
+/// and the execution role's credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`); `AWS_ENDPOINT_URL` points every client elsewhere (a local
+/// emulator). Every call is bounded (see [`crate::budget`]).
+///
+/// Built directly rather than by `aws_config::load`, whose provider chains (profile files,
+/// SSO, web identity, container and instance metadata) a function never uses: skipping them
+/// keeps their code out of the binary and their file probes out of the cold start.
+pub fn sdk_config() -> Result<aws_config::SdkConfig, ConfigError> {
+    sdk_config_from(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// [`sdk_config`] over any source of variables (tests).
+pub fn sdk_config_from(
+    var: impl Fn(&'static str) -> Option<String>,
+) -> Result<aws_config::SdkConfig, ConfigError> {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .ok_or(ConfigError::Missing("AWS_REGION"))?;
+    if var("AWS_ACCESS_KEY_ID").is_none() {
+        return Err(ConfigError::Missing("AWS_ACCESS_KEY_ID"));
+    }
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard())
         .timeout_config(timeouts())
-        .load()
-        .await
+        .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().ok_or(
+            ConfigError::Invalid {
+                name: "AWS runtime",
+                detail: "no async sleep implementation".to_owned(),
+            },
+        )?)
+        .time_source(aws_smithy_async::time::SystemTimeSource::new())
+        .http_client(http_client());
+    if let Some(endpoint) = var("AWS_ENDPOINT_URL") {
+        config = config.endpoint_url(endpoint);
+    }
+    Ok(config.build())
 }
 
 /// The connect, attempt and operation timeouts of every AWS client.
@@ -84,4 +120,52 @@ where
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &str)]) -> impl Fn(&'static str) -> Option<String> {
+        let map: HashMap<&'static str, String> =
+            pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_config_comes_from_lambdas_environment() {
+        let config = sdk_config_from(env(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]))
+        .unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert!(config.credentials_provider().is_some());
+        assert_eq!(
+            config.timeout_config().and_then(|t| t.operation_timeout()),
+            Some(crate::budget::AWS_OPERATION_TIMEOUT)
+        );
+        let default_region = sdk_config_from(env(&[
+            ("AWS_DEFAULT_REGION", "us-east-2"),
+            ("AWS_ACCESS_KEY_ID", "A"),
+        ]))
+        .unwrap();
+        assert_eq!(default_region.endpoint_url(), None);
+    }
+
+    #[test]
+    fn a_missing_region_or_credentials_stops_the_start() {
+        assert!(matches!(
+            sdk_config_from(env(&[("AWS_ACCESS_KEY_ID", "A")])),
+            Err(ConfigError::Missing("AWS_REGION"))
+        ));
+        assert!(matches!(
+            sdk_config_from(env(&[("AWS_REGION", "us-east-1")])),
+            Err(ConfigError::Missing("AWS_ACCESS_KEY_ID"))
+        ));
+    }
 }

@@ -9,7 +9,7 @@ fn main() -> Result<(), Error> {
 
 async fn run() -> Result<(), Error> {
     canopy_monitor::observability::init_lambda_tracing();
-    let aws = canopy_monitor::aws::sdk_config().await;
+    let aws = canopy_monitor::aws::sdk_config()?;
     let consumer = reconnect_notifier::notifier_from_env(&aws).await?;
     let consumer = &consumer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -15,7 +15,7 @@ fn main() -> Result<(), Error> {
 
 async fn run() -> Result<(), Error> {
     canopy_monitor::observability::init_lambda_tracing();
-    let aws = canopy_monitor::aws::sdk_config().await;
+    let aws = canopy_monitor::aws::sdk_config()?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("TABLE_NAME")?);
     let notify_url = required("NOTIFY_QUEUE_URL")?;
     // Reminders only go to the notify queue; the fetch queue is never written.

@@ -9,7 +9,7 @@ fn main() -> Result<(), Error> {
 
 async fn run() -> Result<(), Error> {
     canopy_monitor::observability::init_lambda_tracing();
-    let aws = canopy_monitor::aws::sdk_config().await;
+    let aws = canopy_monitor::aws::sdk_config()?;
     let intake = webhook_intake::intake_from_env(&aws).await?;
     let intake = &intake;
     lambda_http::run(service_fn(move |request| async move {
