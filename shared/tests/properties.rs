@@ -1,7 +1,9 @@
-//! Properties of the two functions every delivery goes through first: the dedupe key and the
-//! signature check, over generated bodies, secrets and clocks.
+//! Properties of the two functions every delivery goes through first, the dedupe key and the
+//! signature check, over generated bodies, secrets and clocks; and of how a fetched pull is
+//! summarised and stored.
 
 use canopy_monitor::event::{dedupe_key, parse_event};
+use canopy_monitor::pull_data::{prepare, reassemble, summarise, summarise_json, PullJson};
 use canopy_monitor::signature::{sign, verify, SignatureError, SigningSecrets};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -18,6 +20,27 @@ fn json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map("[a-z_]{1,6}", inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+/// Pull-shaped JSON: objects whose keys are often the summarised fields, with values of any
+/// type (the summary must read what it knows and tolerate the rest).
+fn pull_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-zA-Z0-9 @.\\\"é]{0,10}".prop_map(Value::String),
+    ];
+    let key = "(pull_id|status|first_name|last_name|email|mobile_phone|insurance_provider_name|policies|drivers|documents|claims|policy_id|policy_type|total_premium_cents|vehicles|dwellings|[a-z]{1,4})";
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(key, inner, 0..6)
                 .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
         ]
     })
@@ -101,6 +124,21 @@ fn other(v: &Value) -> Value {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn a_pull_is_summarised_as_the_reference_does_and_stored_as_received(
+        fields in prop::collection::btree_map("(pull_id|first_name|email|policies|drivers|claims|[a-z]{1,4})", pull_json(), 0..8)
+    ) {
+        let pull = Value::Object(fields.into_iter().collect());
+        let mut text = String::new();
+        render_differently(&pull, &mut text);
+        prop_assert_eq!(summarise_json("fallback", text.as_bytes()), summarise("fallback", &pull));
+        let received = PullJson::from_answer(format!("{{\"pull\": {text} }}").into_bytes())
+            .expect("an object pull");
+        prop_assert_eq!(received.as_bytes(), text.as_bytes());
+        let prepared = prepare("fallback", &received);
+        prop_assert_eq!(reassemble(&prepared.parts, &prepared.sha256).expect("round trip"), pull);
+    }
+
 
     #[test]
     fn the_dedupe_key_ignores_key_order_and_white_space(body in body()) {
