@@ -9,7 +9,7 @@ use std::time::Duration;
 pub const MESSAGE_VERSION: u32 = 1;
 
 /// Largest `meta_data` (JSON bytes) carried in a message or kept inline in an item. Larger
-/// values are kept once, with the pull (see `adapters::dynamo`), and messages carry the pull's
+/// values are kept once, with the pull (see `store::dynamo`), and messages carry the pull's
 /// id instead (SQS takes 256 KB a message; a delivery may be 1 MB).
 pub const MAX_INLINE_META_DATA: usize = 16 * 1024;
 
