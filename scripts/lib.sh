@@ -4,31 +4,33 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
-ensure_venv() {
-  local stamp="$VENV/.requirements"
-  if [ -x "$VENV/bin/moto_server" ] && [ -x "$VENV/bin/cfn-lint" ] \
-     && cmp -s "$ROOT/scripts/requirements-dev.txt" "$stamp"; then
+# Installs a requirements file into a virtualenv, unless the listed commands are there and the
+# file has not changed since.
+install_venv() {
+  local venv="$1" requirements="$2" command missing=""
+  shift 2
+  for command in "$@"; do
+    [ -x "$venv/bin/$command" ] || missing=1
+  done
+  if [ -z "$missing" ] && cmp -s "$requirements" "$venv/.requirements"; then
     return
   fi
-  echo "==> installing moto and cfn-lint into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements-dev.txt"
-  cp "$ROOT/scripts/requirements-dev.txt" "$stamp"
+  echo "==> installing $(basename "$requirements") into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/.requirements"
+}
+
+# moto and cfn-lint, for the tests and the local run.
+ensure_venv() {
+  install_venv "$VENV" "$ROOT/scripts/requirements-dev.txt" moto_server cfn-lint
 }
 
 DEPLOY_VENV="$VENV/deploy"
 
-# The AWS SAM CLI and cargo-lambda, in their own virtualenv under .venv.
+# The AWS SAM CLI and cargo-lambda, in their own virtualenv (SAM pins its own cfn-lint).
 ensure_deploy_tools() {
-  local stamp="$DEPLOY_VENV/.requirements"
-  if [ -x "$DEPLOY_VENV/bin/sam" ] && [ -x "$DEPLOY_VENV/bin/cargo-lambda" ] \
-     && cmp -s "$ROOT/scripts/requirements-deploy.txt" "$stamp"; then
-    return
-  fi
-  echo "==> installing the AWS SAM CLI and cargo-lambda into $DEPLOY_VENV"
-  python3 -m venv "$DEPLOY_VENV"
-  "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements-deploy.txt"
-  cp "$ROOT/scripts/requirements-deploy.txt" "$stamp"
+  install_venv "$DEPLOY_VENV" "$ROOT/scripts/requirements-deploy.txt" sam cargo-lambda
 }
 
 free_port() {
