@@ -49,6 +49,7 @@ pub const INTAKE_ENV_VARS: &[&str] = &[
     "SIGNATURE_TOLERANCE_SECONDS",
     "EVENT_RETENTION_HOURS",
     "FETCH_FALLBACK_DELAY_SECONDS",
+    "OWNER_META_DATA_KEY",
 ];
 
 /// Everything webhook-intake reads from its environment.
@@ -87,6 +88,7 @@ impl IntakeEnv {
                 ),
                 plan: PlanConfig {
                     fetch_fallback_delay: Duration::from_secs(fallback),
+                    owner_key: parsed_or("OWNER_META_DATA_KEY", defaults.plan.owner_key)?,
                 },
                 ..defaults
             },
@@ -271,3 +273,107 @@ impl NotifierEnv {
 
 /// What reconnect-reminder reads: `TABLE_NAME`, `NOTIFY_QUEUE_URL`.
 pub const REMINDER_ENV_VARS: &[&str] = &["TABLE_NAME", "NOTIFY_QUEUE_URL"];
+
+/// The variables [`ApiEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const API_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "NOTIFY_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "OWNER_META_DATA_KEY",
+    "REFRESH_MIN_INTERVAL_HOURS",
+    "REFRESH_IN_FLIGHT_MINUTES",
+];
+
+/// Everything monitoring-api reads from its environment. It replays events, so it writes
+/// where intake writes (the table and both queues).
+#[derive(Debug, Clone)]
+pub struct ApiEnv {
+    pub table_name: String,
+    pub fetch_queue_url: String,
+    pub notify_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub api: crate::monitoring_api::ApiConfig,
+}
+
+fn plan_from_env() -> Result<PlanConfig, ConfigError> {
+    let defaults = PlanConfig::default();
+    Ok(PlanConfig {
+        owner_key: parsed_or("OWNER_META_DATA_KEY", defaults.owner_key.clone())?,
+        ..defaults
+    })
+}
+
+impl ApiEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::monitoring_api::ApiConfig::default();
+        let hours: i64 = parsed_or(
+            "REFRESH_MIN_INTERVAL_HOURS",
+            defaults.refresh.min_interval.whole_hours(),
+        )?;
+        let minutes: i64 = parsed_or(
+            "REFRESH_IN_FLIGHT_MINUTES",
+            defaults.refresh.in_flight_window.whole_minutes(),
+        )?;
+        if hours < 0 || minutes < 1 {
+            return Err(ConfigError::Invalid {
+                name: "REFRESH_IN_FLIGHT_MINUTES",
+                detail: "hours must be >= 0 and minutes >= 1".into(),
+            });
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            api: crate::monitoring_api::ApiConfig {
+                refresh: crate::monitoring::RefreshPolicy {
+                    min_interval: time::Duration::hours(hours),
+                    in_flight_window: time::Duration::minutes(minutes),
+                },
+                plan: plan_from_env()?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// The variables [`SyncEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const SYNC_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "NOTIFY_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "OWNER_META_DATA_KEY",
+];
+
+/// Everything monitoring-sync reads from its environment.
+#[derive(Debug, Clone)]
+pub struct SyncEnv {
+    pub table_name: String,
+    pub fetch_queue_url: String,
+    pub notify_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub sync: crate::sync::SyncConfig,
+}
+
+impl SyncEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            sync: crate::sync::SyncConfig {
+                plan: plan_from_env()?,
+                ..crate::sync::SyncConfig::default()
+            },
+        })
+    }
+}

@@ -202,18 +202,9 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         lease_id: &str,
     ) -> Result<IntakeOutcome, PortError> {
         let at = format_ts(self.clock.now());
-        let plan = plan_event(event, &at, &self.config.plan);
-        let pull = self.store.apply_pull_update(&plan.pull).await?;
-        // Order guards the pull's fields, never the monitoring or the work (module docs).
-        if let Some(monitoring) = plan.monitoring {
-            let monitoring = settle_monitoring_update(monitoring, &pull);
-            self.store.apply_monitoring_update(&monitoring).await?;
-        }
-        for work in &plan.work {
-            self.queue.enqueue(work).await?;
-        }
-        let queued = plan.work.len();
-        let outcome = if pull.applied {
+        let (applied, queued) =
+            apply_event(&self.store, &self.queue, event, &at, &self.config.plan).await?;
+        let outcome = if applied {
             IntakeOutcome::Accepted { queued }
         } else {
             IntakeOutcome::Stale { queued }
@@ -223,6 +214,30 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             .await?;
         Ok(outcome)
     }
+}
+
+/// Applies what `event` changes and queues its work: intake's step 2-3, and the whole of an
+/// operator's replay ([`crate::monitoring_api`]) and of the reconciler's repair of a missed
+/// COMPLETE. Idempotent: applying an event twice writes the same values and queues work the
+/// consumers dedupe. Returns whether the pull's status fields applied, and how much was queued.
+pub async fn apply_event<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
+    store: &S,
+    queue: &Q,
+    event: &WebhookEvent,
+    at: &str,
+    config: &PlanConfig,
+) -> Result<(bool, usize), PortError> {
+    let plan = plan_event(event, at, config);
+    let pull = store.apply_pull_update(&plan.pull).await?;
+    // Order guards the pull's fields, never the monitoring or the work (module docs).
+    if let Some(monitoring) = plan.monitoring {
+        let monitoring = settle_monitoring_update(monitoring, &pull);
+        store.apply_monitoring_update(&monitoring).await?;
+    }
+    for work in &plan.work {
+        queue.enqueue(work).await?;
+    }
+    Ok((pull.applied, plan.work.len()))
 }
 
 fn secs(d: Duration) -> i64 {

@@ -30,6 +30,9 @@ use crate::work::{
 use serde_json::Value;
 use std::time::Duration;
 
+/// The default [`PlanConfig::owner_key`].
+pub const DEFAULT_OWNER_KEY: &str = "customer_id";
+
 /// Settings the plan depends on.
 #[derive(Debug, Clone)]
 pub struct PlanConfig {
@@ -37,12 +40,15 @@ pub struct PlanConfig {
     /// (which brings documents) to arrive and fetch first; the fetcher then skips the fallback.
     /// SQS allows at most 900 s.
     pub fetch_fallback_delay: Duration,
+    /// The `meta_data` key that holds the integrator's customer id: a monitoring's owner.
+    pub owner_key: String,
 }
 
 impl Default for PlanConfig {
     fn default() -> Self {
         Self {
             fetch_fallback_delay: Duration::from_secs(900),
+            owner_key: DEFAULT_OWNER_KEY.to_owned(),
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct MonitoringUpdate {
     /// When the event's pull was first seen: orders refreshes (module docs). The plan sets
     /// `at`; [`settle_monitoring_update`] replaces it with the stored value.
     pub pull_seen_at: String,
+    /// The owner named by the event's `meta_data` (see [`crate::monitoring::owner_of`]).
+    pub owner: Option<String>,
 }
 
 /// What applying a pull update found on the pull item.
@@ -221,6 +229,7 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
             _ => MonitoringChange::Seen,
         },
         pull_seen_at: at.to_owned(),
+        owner: crate::monitoring::owner_of(event.meta_data.as_ref(), &config.owner_key),
     });
 
     let fetch = |trigger, delay| Outgoing {

@@ -101,6 +101,37 @@ pub struct MonitoringRecord {
     /// When the pull that opened the open episode was first seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnect_pull_seen_at: Option<String>,
+    // What the Monitoring API and the reconciler know (see `monitoring`).
+    /// `ACTIVE` or `STOPPED`. Its own attribute name: the status index must not hold pulls.
+    #[serde(
+        default,
+        rename = "monitoring_status",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_pull_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_date: Option<String>,
+    /// The integrator's customer id, from the configured `meta_data` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    /// When Canopy's view was last written here (API call or reconciler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<String>,
+    /// The last refresh asked through the API: when, by which request, and its new pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_requested_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_pull_id: Option<String>,
 }
 
 fn set_some<T: Clone>(field: &mut Option<T>, value: &Option<T>) {
@@ -158,6 +189,11 @@ impl MonitoringRecord {
     pub fn apply(&mut self, update: &MonitoringUpdate) {
         self.monitoring_id.clone_from(&update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
+        set_some(&mut self.owner, &update.owner);
+        // An event of a monitored pull: the monitoring is active unless we were told otherwise.
+        if self.status.is_none() {
+            self.status = Some(crate::monitoring::ACTIVE.to_owned());
+        }
         self.last_event_type = Some(update.event_type.clone());
         self.last_event_pull_id = Some(update.pull_id.clone());
         self.last_event_at = Some(update.at.clone());
@@ -208,6 +244,7 @@ mod tests {
             at: format!("at-{seen}"),
             change,
             pull_seen_at: seen.into(),
+            owner: None,
         }
     }
 

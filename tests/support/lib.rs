@@ -53,6 +53,7 @@ pub fn test_intake_config() -> IntakeConfig {
     IntakeConfig {
         plan: PlanConfig {
             fetch_fallback_delay: Duration::ZERO,
+            ..PlanConfig::default()
         },
         ..IntakeConfig::default()
     }

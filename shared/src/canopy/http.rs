@@ -1,9 +1,11 @@
 //! The Canopy API over HTTPS (reqwest).
 
 use super::{
-    classify, CanopyApi, CanopyCredentials, CanopyError, PullJson, ReconnectToken, MAX_PULL_BYTES,
+    classify, CanopyApi, CanopyCredentials, CanopyError, CanopyMonitoring, EnableRequest,
+    MonitoredPull, MonitoringControl, PatchRequest, PullJson, ReconnectToken, MAX_PULL_BYTES,
 };
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// The reqwest client.
@@ -57,9 +59,41 @@ impl CanopyClient {
     /// `Content-Length`, chunk by chunk, at most `limit` bytes).
     async fn get_body(&self, segments: &[&str], limit: usize) -> Result<Vec<u8>, CanopyError> {
         let url = self.team_url(segments)?;
-        let mut response = self
-            .http
-            .get(url)
+        self.send(self.http.get(url), limit).await
+    }
+
+    /// Sends a monitoring call (JSON body or none) and reads its answer as `T`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&dyn erased_json::Json>,
+    ) -> Result<T, CanopyError> {
+        let mut url = self.team_url(segments)?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (k, v.as_str())));
+        }
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_json());
+        }
+        let answer = self.send(request, MONITORING_ANSWER_LIMIT).await?;
+        serde_json::from_slice(&answer).map_err(|_| CanopyError::RetryLater {
+            reason: "unexpected answer from the Monitoring API".to_owned(),
+            retry_after: None,
+        })
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        limit: usize,
+    ) -> Result<Vec<u8>, CanopyError> {
+        let mut response = request
             .basic_auth(
                 &self.credentials.client_id,
                 Some(&self.credentials.client_secret),
@@ -102,6 +136,123 @@ impl CanopyClient {
             return Err(classify(status, retry_after.as_deref(), &body));
         }
         Ok(body)
+    }
+}
+
+/// Monitoring answers are small; a page of 100 monitorings is about 30 KB.
+const MONITORING_ANSWER_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Request bodies as JSON text, whatever their type.
+mod erased_json {
+    pub trait Json: Send + Sync {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize + Send + Sync> Json for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MonitoringAnswer {
+    monitoring: CanopyMonitoring,
+}
+
+#[derive(serde::Deserialize)]
+struct ListAnswer {
+    monitorings: Vec<CanopyMonitoring>,
+}
+
+#[derive(serde::Deserialize)]
+struct RefreshAnswer {
+    pull_id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct WithPullsAnswer {
+    #[serde(default)]
+    pulls: Vec<MonitoredPull>,
+}
+
+#[async_trait]
+impl MonitoringControl for CanopyClient {
+    async fn enable_monitoring(
+        &self,
+        request: &EnableRequest,
+    ) -> Result<CanopyMonitoring, CanopyError> {
+        let answer: MonitoringAnswer = self
+            .call(reqwest::Method::POST, &["monitorings"], &[], Some(request))
+            .await?;
+        Ok(answer.monitoring)
+    }
+
+    async fn update_monitoring(
+        &self,
+        monitoring_id: &str,
+        patch: &PatchRequest,
+    ) -> Result<CanopyMonitoring, CanopyError> {
+        let answer: MonitoringAnswer = self
+            .call(
+                reqwest::Method::PATCH,
+                &["monitorings", monitoring_id],
+                &[],
+                Some(patch),
+            )
+            .await?;
+        Ok(answer.monitoring)
+    }
+
+    async fn stop_monitoring(&self, monitoring_id: &str) -> Result<CanopyMonitoring, CanopyError> {
+        let answer: MonitoringAnswer = self
+            .call(
+                reqwest::Method::DELETE,
+                &["monitorings", monitoring_id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(answer.monitoring)
+    }
+
+    async fn refresh_monitoring(&self, monitoring_id: &str) -> Result<String, CanopyError> {
+        let answer: RefreshAnswer = self
+            .call(
+                reqwest::Method::POST,
+                &["monitorings", monitoring_id, "refresh"],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(answer.pull_id)
+    }
+
+    async fn list_monitorings(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<CanopyMonitoring>, CanopyError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(before) = before {
+            query.push(("before", before.to_owned()));
+        }
+        let answer: ListAnswer = self
+            .call(reqwest::Method::GET, &["monitorings"], &query, None)
+            .await?;
+        Ok(answer.monitorings)
+    }
+
+    async fn latest_pull(&self, monitoring_id: &str) -> Result<Option<MonitoredPull>, CanopyError> {
+        let query = [("with_pulls", "true".to_owned()), ("limit", "1".to_owned())];
+        let answer: WithPullsAnswer = self
+            .call(
+                reqwest::Method::GET,
+                &["monitorings", monitoring_id],
+                &query,
+                None,
+            )
+            .await?;
+        Ok(answer.pulls.into_iter().next())
     }
 }
 

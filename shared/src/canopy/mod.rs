@@ -18,6 +18,7 @@ use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::monitoring::{CanopyMonitoring, EnableRequest, MonitoredPull, PatchRequest};
 pub use crate::pull_data::PullJson;
 
 /// The largest GET pull answer read: a larger one is refused (`PULL_TOO_LARGE`) rather than
@@ -108,6 +109,35 @@ pub trait CanopyApi: Send + Sync {
     async fn get_pull(&self, pull_id: &str) -> Result<PullJson, CanopyError>;
     /// `GET /teams/{teamId}/monitorings/{id}/reconnectToken`.
     async fn reconnect_token(&self, monitoring_id: &str) -> Result<ReconnectToken, CanopyError>;
+}
+
+/// Canopy's Monitoring API (`/teams/{teamId}/monitorings...`): what the Monitoring API and the
+/// reconciler call. Each refresh is billed like a pull.
+#[async_trait]
+pub trait MonitoringControl: Send + Sync {
+    /// `POST /monitorings`.
+    async fn enable_monitoring(
+        &self,
+        request: &EnableRequest,
+    ) -> Result<CanopyMonitoring, CanopyError>;
+    /// `PATCH /monitorings/{id}`.
+    async fn update_monitoring(
+        &self,
+        monitoring_id: &str,
+        patch: &PatchRequest,
+    ) -> Result<CanopyMonitoring, CanopyError>;
+    /// `DELETE /monitorings/{id}`.
+    async fn stop_monitoring(&self, monitoring_id: &str) -> Result<CanopyMonitoring, CanopyError>;
+    /// `POST /monitorings/{id}/refresh`: the new pull's id. Billed.
+    async fn refresh_monitoring(&self, monitoring_id: &str) -> Result<String, CanopyError>;
+    /// `GET /monitorings?limit=&before=`: one page, newest first as Canopy lists them.
+    async fn list_monitorings(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<CanopyMonitoring>, CanopyError>;
+    /// `GET /monitorings/{id}?with_pulls=true&limit=1`: the monitoring's newest pull.
+    async fn latest_pull(&self, monitoring_id: &str) -> Result<Option<MonitoredPull>, CanopyError>;
 }
 
 /// API credentials, from Secrets Manager: `{"client_id": "...", "client_secret": "..."}`.

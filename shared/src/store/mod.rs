@@ -186,3 +186,159 @@ pub trait ReminderStore: Send + Sync {
         resolved_at: Option<&str>,
     ) -> Result<bool, PortError>;
 }
+
+/// One page of a listing, with the opaque cursor of the next (none on the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/monitorings` filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitoringQuery {
+    pub status: Option<String>,
+    pub reconnect_needed: Option<bool>,
+    pub owner: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// Why a cursor was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cursor is not one this listing handed out")]
+pub struct BadCursor;
+
+/// What the Monitoring API writes besides Canopy's view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewContext {
+    /// The pull monitoring was enabled on (enable only): linked both ways.
+    pub enabled_pull_id: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// What a refresh claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshClaim {
+    Claimed,
+    /// The guard refused; the record as it was (`None`: no such monitoring).
+    Refused(Option<Box<crate::records::MonitoringRecord>>),
+}
+
+/// An idempotent request's first write (see [`crate::monitoring_api`]).
+#[derive(Debug, Clone)]
+pub struct RequestClaim {
+    /// `<route>#<Idempotency-Key>`.
+    pub key: String,
+    /// SHA-256 of the route, path and body: the same key with another request is refused.
+    pub fingerprint: String,
+    pub lease_id: String,
+    pub now: i64,
+    pub lease_expires_at: i64,
+    pub expires_at: i64,
+}
+
+/// A stored answer to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestClaimResult {
+    Claimed,
+    Completed {
+        fingerprint: String,
+        response: StoredResponse,
+    },
+    InProgress {
+        fingerprint: String,
+    },
+}
+
+/// A webhook event as intake kept it (for replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Processed to the end (not an attempt in flight).
+    pub completed: bool,
+    pub event_type: Option<String>,
+    /// The body as stored (credentials redacted), `None` when it was too large to keep.
+    pub body: Option<Vec<u8>>,
+}
+
+/// What the Monitoring API and the reconciler read and write.
+#[async_trait]
+pub trait MonitoringStore: Send + Sync {
+    async fn monitoring(
+        &self,
+        monitoring_id: &str,
+    ) -> Result<Option<crate::records::MonitoringRecord>, PortError>;
+    async fn pull(&self, pull_id: &str) -> Result<Option<crate::records::PullRecord>, PortError>;
+    /// A pull's `meta_data` as intake kept it.
+    async fn pull_meta_data(&self, pull_id: &str) -> Result<Option<serde_json::Value>, PortError>;
+    /// Writes Canopy's view of a monitoring (after enable, patch, stop, or by the reconciler).
+    async fn record_canopy_view(
+        &self,
+        view: &crate::monitoring::CanopyMonitoring,
+        context: &ViewContext,
+        at: &str,
+    ) -> Result<crate::records::MonitoringRecord, PortError>;
+    /// Takes the refresh guard (`cutoffs` `None`: forced, only an active monitoring needed).
+    async fn claim_refresh(
+        &self,
+        monitoring_id: &str,
+        request_id: &str,
+        now: &str,
+        cutoffs: Option<&crate::monitoring::RefreshCutoffs>,
+    ) -> Result<RefreshClaim, PortError>;
+    async fn finish_refresh(
+        &self,
+        monitoring_id: &str,
+        request_id: &str,
+        pull_id: &str,
+    ) -> Result<(), PortError>;
+    /// Gives the guard back after Canopy refused or failed (nothing was billed).
+    async fn release_refresh(&self, monitoring_id: &str, request_id: &str)
+        -> Result<(), PortError>;
+    async fn list_monitorings(
+        &self,
+        query: &MonitoringQuery,
+    ) -> Result<Result<Page<crate::records::MonitoringRecord>, BadCursor>, PortError>;
+    /// Newest first.
+    async fn refresh_history(
+        &self,
+        monitoring_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Result<Page<RefreshEntry>, BadCursor>, PortError>;
+    async fn pull_summary(&self, pull_id: &str)
+        -> Result<Option<(PullSummary, String)>, PortError>;
+    async fn pull_gzip(&self, pull_id: &str) -> Result<Option<StoredGzip>, PortError>;
+    async fn stored_event(&self, dedupe_key: &str) -> Result<Option<StoredEvent>, PortError>;
+    async fn claim_request(&self, claim: &RequestClaim) -> Result<RequestClaimResult, PortError>;
+    async fn complete_request(
+        &self,
+        key: &str,
+        lease_id: &str,
+        response: &StoredResponse,
+    ) -> Result<(), PortError>;
+    async fn release_request(&self, key: &str, lease_id: &str) -> Result<(), PortError>;
+}
+
+/// A stored pull as its gzip stream.
+#[derive(Debug, Clone)]
+pub struct StoredGzip {
+    pub gzip: Vec<u8>,
+    /// The JSON text's length, when recorded.
+    pub json_bytes: Option<usize>,
+}
+
+/// One entry of a monitoring's refresh history.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct RefreshEntry {
+    pub pull_id: String,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    pub fetched_at: String,
+}

@@ -217,6 +217,7 @@ fn intake_env(resources: &Resources) -> IntakeEnv {
             // Short, so a local run shows the fallback fetch being skipped after COMPLETE.
             plan: canopy_monitor::plan::PlanConfig {
                 fetch_fallback_delay: std::time::Duration::from_secs(20),
+                ..canopy_monitor::plan::PlanConfig::default()
             },
             ..IntakeConfig::default()
         },

@@ -12,6 +12,7 @@
 //! `meta_data` is kept once, compressed and split, with the pull item pointing at it.
 
 pub mod episodes;
+pub mod monitorings;
 pub mod pulls;
 
 use crate::aws::port_error;
@@ -85,7 +86,7 @@ pub(crate) fn key(pk: String, sk: impl Into<String>) -> HashMap<String, Attribut
 
 /// Builds `SET a = :v, b = if_not_exists(b, :w) REMOVE c` expressions with placeholder names.
 #[derive(Default)]
-struct UpdateBuilder {
+pub(crate) struct UpdateBuilder {
     sets: Vec<String>,
     removes: Vec<String>,
     names: HashMap<String, String>,
@@ -492,6 +493,9 @@ impl DynamoStore {
         let mut b = UpdateBuilder::default();
         b.set("monitoring_id", s(&update.monitoring_id))
             .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
+            .set_opt("owner", update.owner.as_ref().map(s))
+            // An event of a monitored pull: active unless the API or the reconciler said otherwise.
+            .set_if_absent("monitoring_status", s(crate::monitoring::ACTIVE))
             .set("last_event_type", s(&update.event_type))
             .set("last_event_pull_id", s(&update.pull_id))
             .set("last_event_at", s(&update.at))

@@ -54,14 +54,7 @@ pub struct StoredPull {
     pub pull: Value,
 }
 
-/// One entry of a monitoring's refresh history.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct RefreshEntry {
-    pub pull_id: String,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    pub fetched_at: String,
-}
+pub use crate::store::{RefreshEntry, StoredGzip};
 
 impl DynamoStore {
     /// Reads pull `pull_id`'s stored data: a GetItem and one Query, never a Scan.
@@ -113,6 +106,70 @@ impl DynamoStore {
             fetched_at,
             pull,
         }))
+    }
+
+    /// Pull `pull_id`'s stored data as one gzip stream, exactly as kept (the parts are slices of
+    /// one gzip of the pull's JSON text): a GetItem and one Query.
+    pub async fn get_pull_gzip(&self, pull_id: &str) -> Result<Option<StoredGzip>, PortError> {
+        let summary_item = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(pull_pk(pull_id), DATA_SK)))
+            .projection_expression("parts, version, json_bytes")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?
+            .item;
+        let Some(item) = summary_item else {
+            return Ok(None);
+        };
+        let number = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let parts = number("parts").ok_or_else(|| {
+            PortError::unavailable(SERVICE, format!("unreadable part count of pull {pull_id}"))
+        })?;
+        let version = item.get("version").and_then(|v| v.as_s().ok()).cloned();
+        let mut chunks = self
+            .query_blobs(pull_pk(pull_id), &parts_prefix(version.as_deref()))
+            .await?;
+        chunks.truncate(parts);
+        Ok(Some(StoredGzip {
+            gzip: chunks.concat(),
+            json_bytes: number("json_bytes"),
+        }))
+    }
+
+    /// The stored summary of pull `pull_id` and when it was fetched: one GetItem.
+    pub async fn get_pull_summary(
+        &self,
+        pull_id: &str,
+    ) -> Result<Option<(PullSummary, String)>, PortError> {
+        let item = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(pull_pk(pull_id), DATA_SK)))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let fetched_at = item
+            .get("fetched_at")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let summary = serde_dynamo::from_item(item).map_err(|_| {
+            PortError::unavailable(SERVICE, format!("unreadable summary of pull {pull_id}"))
+        })?;
+        Ok(Some((summary, fetched_at)))
     }
 
     /// The latest stored data of a monitoring: two GetItems and a Query.

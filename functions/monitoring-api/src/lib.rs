@@ -1,0 +1,459 @@
+//! The monitoring-api handler: routes to [`MonitoringApi`] methods, errors to statuses.
+//! API Gateway authorizes every route with AWS_IAM (SigV4) before a request gets here.
+
+use canopy_monitor::canopy::http::CanopyClient;
+use canopy_monitor::canopy::MonitoringControl;
+use canopy_monitor::config::{ApiEnv, ConfigError};
+use canopy_monitor::monitoring_api::{flag, Answer, ApiError, MonitoringApi};
+use canopy_monitor::ports::{Clock, SystemClock};
+use canopy_monitor::queue::sqs::SqsWorkQueue;
+use canopy_monitor::queue::WorkQueue;
+use canopy_monitor::secrets;
+use canopy_monitor::store::dynamo::DynamoStore;
+use canopy_monitor::store::{IntakeStore, MonitoringStore};
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use std::io::Read;
+
+/// Every route this function serves, as in `openapi/monitoring-api.json` and template.yaml
+/// (tests hold the three together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/monitorings"),
+    ("GET", "/v1/monitorings"),
+    ("GET", "/v1/monitorings/{monitoring_id}"),
+    ("PATCH", "/v1/monitorings/{monitoring_id}"),
+    ("DELETE", "/v1/monitorings/{monitoring_id}"),
+    ("POST", "/v1/monitorings/{monitoring_id}/refresh"),
+    ("GET", "/v1/pulls/{pull_id}"),
+    ("POST", "/v1/events/{dedupe_key}/replay"),
+];
+
+/// Largest request body read: the API's bodies are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Lambda answers at most 6 MB (6,291,456 bytes) of response payload, base64 included; a
+/// little is kept for headers and the envelope.
+pub const MAX_RESPONSE_BYTES: usize = 6_000_000;
+
+pub type AwsMonitoringApi = MonitoringApi<DynamoStore, SqsWorkQueue, CanopyClient, SystemClock>;
+
+/// Builds the API from the environment (see the README's configuration table).
+pub async fn api_from_env(aws: &aws_config::SdkConfig) -> Result<AwsMonitoringApi, ConfigError> {
+    api_from(ApiEnv::from_env()?, aws).await
+}
+
+/// Builds the API from explicit settings (the local runner's and the tests' way in).
+pub async fn api_from(
+    env: ApiEnv,
+    aws: &aws_config::SdkConfig,
+) -> Result<AwsMonitoringApi, ConfigError> {
+    let canopy =
+        secrets::canopy_client(&aws_sdk_secretsmanager::Client::new(aws), &env.canopy).await?;
+    Ok(MonitoringApi::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
+        SqsWorkQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            env.fetch_queue_url,
+            env.notify_queue_url,
+        ),
+        canopy,
+        SystemClock,
+        env.api,
+    ))
+}
+
+/// A request resolved to a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Enable,
+    List,
+    Get(String),
+    Update(String),
+    Stop(String),
+    Refresh(String),
+    Pull(String),
+    Replay(String),
+}
+
+/// Why a request matched no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+/// Resolves `method` and `path` (percent-decoded segments) to a route.
+pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (route, allow) = match segments.as_slice() {
+        ["v1", "monitorings"] => match *method {
+            Method::POST => (Some(Route::Enable), ""),
+            Method::GET => (Some(Route::List), ""),
+            _ => (None, "GET, POST"),
+        },
+        ["v1", "monitorings", id] => match *method {
+            Method::GET => (Some(Route::Get(decode(id))), ""),
+            Method::PATCH => (Some(Route::Update(decode(id))), ""),
+            Method::DELETE => (Some(Route::Stop(decode(id))), ""),
+            _ => (None, "GET, PATCH, DELETE"),
+        },
+        ["v1", "monitorings", id, "refresh"] => match *method {
+            Method::POST => (Some(Route::Refresh(decode(id))), ""),
+            _ => (None, "POST"),
+        },
+        ["v1", "pulls", id] => match *method {
+            Method::GET => (Some(Route::Pull(decode(id))), ""),
+            _ => (None, "GET"),
+        },
+        ["v1", "events", key, "replay"] => match *method {
+            Method::POST => (Some(Route::Replay(decode(key))), ""),
+            _ => (None, "POST"),
+        },
+        _ => return Err(NoRoute::NotFound),
+    };
+    route.ok_or(NoRoute::MethodNotAllowed(allow))
+}
+
+/// A path segment, percent-decoded (API Gateway passes the raw path).
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(request: &Request) -> Vec<(String, String)> {
+    let params = request.query_string_parameters();
+    params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn header_text<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request's JSON body, or the error that says what is wrong with it.
+fn json_body(request: &Request) -> Result<Value, ApiError> {
+    let raw = request.body().as_ref();
+    if raw.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let invalid = |problem: String| {
+        ApiError::Invalid(canopy_monitor::monitoring::Invalid {
+            field: "body",
+            problem,
+        })
+    };
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid("a JSON object is required".to_owned()));
+    }
+    serde_json::from_slice(raw).map_err(|e| invalid(format!("not valid JSON ({e})")))
+}
+
+/// Handles one API Gateway request.
+pub async fn handle<S, Q, K, C>(api: &MonitoringApi<S, Q, K, C>, request: Request) -> Response<Body>
+where
+    S: MonitoringStore + IntakeStore,
+    Q: WorkQueue,
+    K: MonitoringControl,
+    C: Clock,
+{
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    let route = match route(request.method(), &path) {
+        Ok(route) => route,
+        Err(NoRoute::NotFound) => {
+            return error_body(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {path}"),
+            )
+        }
+        Err(NoRoute::MethodNotAllowed(allow)) => {
+            let mut response = error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{path} takes {allow}"),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            return response;
+        }
+    };
+    let params = query_pairs(&request);
+    let idempotency_key = header_text(&request, "idempotency-key");
+    if let Some(key) = idempotency_key {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return error_body(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Idempotency-Key: 1 to 255 visible ASCII characters",
+            );
+        }
+    }
+    let result = match &route {
+        Route::Enable => match json_body(&request) {
+            Ok(body) => api.enable(&body, idempotency_key).await,
+            Err(e) => Err(e),
+        },
+        Route::Update(id) => match json_body(&request) {
+            Ok(body) => api.update(id, &body).await,
+            Err(e) => Err(e),
+        },
+        Route::Stop(id) => api.stop(id).await,
+        Route::Refresh(id) => {
+            let force = match only_params(&params, &["force"]).and_then(|()| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == "force")
+                    .map_or(Ok(false), |(_, v)| flag("force", v).map_err(ApiError::from))
+            }) {
+                Ok(force) => force,
+                Err(e) => return error_response(&e),
+            };
+            api.refresh(id, force, idempotency_key).await
+        }
+        Route::List => api.list(&params).await,
+        Route::Get(id) => api.get(id, &params).await,
+        Route::Pull(id) => {
+            let full = match only_params(&params, &["full"]).and_then(|()| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == "full")
+                    .map_or(Ok(false), |(_, v)| flag("full", v).map_err(ApiError::from))
+            }) {
+                Ok(full) => full,
+                Err(e) => return error_response(&e),
+            };
+            if full {
+                let gzip_ok = accepts_gzip(header_text(&request, "accept-encoding"));
+                return match api.pull_full(id).await {
+                    Ok(stored) => full_pull_response(stored.gzip, gzip_ok),
+                    Err(e) => error_response(&e),
+                };
+            }
+            api.pull(id).await
+        }
+        Route::Replay(key) => api.replay(key).await,
+    };
+    match result {
+        Ok(answer) => json_response(answer),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn only_params(params: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
+    match params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some((k, _)) => Err(ApiError::Invalid(canopy_monitor::monitoring::Invalid {
+            field: "query",
+            problem: format!("unknown parameter {k:?}; allowed: {}", allowed.join(", ")),
+        })),
+    }
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip` or `*`, with a non-zero weight).
+pub fn accepts_gzip(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let mut pieces = part.split(';').map(str::trim);
+            let coding = pieces.next().unwrap_or_default();
+            let zero = pieces.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+        })
+    })
+}
+
+/// The whole stored pull: gzip as stored when the client takes it and it fits Lambda's
+/// response limit (base64 adds a third), else plain JSON if that fits, else 413.
+pub fn full_pull_response(gzip: Vec<u8>, gzip_ok: bool) -> Response<Body> {
+    let json_header = HeaderValue::from_static("application/json");
+    if gzip_ok && gzip.len().div_ceil(3) * 4 <= MAX_RESPONSE_BYTES {
+        let mut response = Response::new(Body::Binary(gzip));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, json_header);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        return response;
+    }
+    let mut text = Vec::new();
+    let limited = flate2::read::GzDecoder::new(gzip.as_slice())
+        .take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut text);
+    if limited.is_err() {
+        return error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the stored pull could not be read; retry later",
+        );
+    }
+    if text.len() > MAX_RESPONSE_BYTES {
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "response_too_large",
+            "the pull is larger than a Lambda response (6 MB) uncompressed; ask again with Accept-Encoding: gzip",
+        );
+    }
+    let mut response = Response::new(Body::Binary(text));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, json_header);
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// The one place API errors become responses.
+pub fn error_response(err: &ApiError) -> Response<Body> {
+    let (status, code) = err.status_and_code();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::error!(error = %err, status = status.as_u16(), "request failed");
+    } else {
+        tracing::info!(error = %err, status = status.as_u16(), "request refused");
+    }
+    let mut body = json!({"error": code, "message": err.message()});
+    if let ApiError::Invalid(invalid) = err {
+        body["field"] = json!(invalid.field);
+    }
+    let mut response = respond(status, &body);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+fn error_body(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    respond(status, &json!({"error": code, "message": message}))
+}
+
+fn json_response(answer: Answer) -> Response<Body> {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    respond(status, &answer.body)
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A concrete path for a route template.
+    pub fn example_path(template: &str) -> String {
+        template
+            .replace("{monitoring_id}", "b7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c")
+            .replace("{pull_id}", "7f1e6b52-3c0d-4a55-9a8e-2b1f0c9d4e61")
+            .replace("{dedupe_key}", "v1:abc")
+    }
+
+    #[test]
+    fn every_declared_route_resolves_and_nothing_else_does() {
+        for (method, template) in ROUTES {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(
+                route(&method, &example_path(template)).is_ok(),
+                "{method} {template}"
+            );
+        }
+        assert_eq!(route(&Method::GET, "/v1/other"), Err(NoRoute::NotFound));
+        assert_eq!(
+            route(&Method::GET, "/webhooks/canopy"),
+            Err(NoRoute::NotFound)
+        );
+        assert_eq!(
+            route(&Method::PUT, "/v1/monitorings"),
+            Err(NoRoute::MethodNotAllowed("GET, POST"))
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/monitorings/x/refresh"),
+            Err(NoRoute::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/pulls/a%2Fb"),
+            Ok(Route::Pull("a/b".into())),
+            "segments are decoded, then validated as ids by the service"
+        );
+    }
+
+    #[test]
+    fn gzip_is_served_only_when_accepted() {
+        assert!(accepts_gzip(Some("gzip, deflate, br")));
+        assert!(accepts_gzip(Some("br;q=1.0, gzip;q=0.8")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+    }
+
+    fn gz(text: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn full_pulls_go_out_as_stored_or_plain() {
+        let pull = br#"{"pull_id":"p","policies":[]}"#;
+        let r = full_pull_response(gz(pull), true);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.body().as_ref(), gz(pull).as_slice());
+        let r = full_pull_response(gz(pull), false);
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(r.body().as_ref(), pull);
+    }
+
+    #[test]
+    fn pulls_beyond_the_response_limit_are_refused_plainly() {
+        // Zeros compress ~1000:1, so this stays small in gzip and is 7 MB plain.
+        let big = vec![b'0'; 7_000_000];
+        let r = full_pull_response(gz(&big), false);
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
+        assert_eq!(body["error"], "response_too_large");
+        // With gzip accepted, the same pull fits.
+        assert_eq!(full_pull_response(gz(&big), true).status(), StatusCode::OK);
+    }
+}

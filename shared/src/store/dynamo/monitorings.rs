@@ -1,0 +1,647 @@
+//! The Monitoring API's side of the table.
+//!
+//! | item | pk | sk | holds |
+//! |---|---|---|---|
+//! | monitoring state | `MONITORING#<id>` | `STATE` | [`MonitoringRecord`]: Canopy's view (`monitoring_status`, `interval`, dates), `owner`, the refresh guard |
+//! | idempotent request | `REQUEST#<route>#<key>` | `REQUEST` | fingerprint, lease, the answer to replay; TTL `expires_at` |
+//!
+//! Three sparse indexes answer the listings with one Query each, never a Scan. Only monitoring
+//! items carry `monitoring_status` and `owner` (pull items keep their own `status`), so the
+//! indexes hold monitorings and nothing else:
+//!
+//! | index | hash | range | answers |
+//! |---|---|---|---|
+//! | `by_status` | `monitoring_status` | `monitoring_id` | all monitorings of a status |
+//! | `by_owner` | `owner` | `monitoring_id` | a customer's monitorings |
+//! | `reconnecting` | `monitoring_status` | `reconnect_needed_since` | monitorings with an open reconnect episode, oldest first |
+//!
+//! Each index partition is one status or one owner: fine for the write rate of monitorings
+//! (a few writes per refresh, refreshes weeks apart).
+
+use super::{
+    condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, EVENT_SK,
+    STATE_SK,
+};
+use crate::aws::port_error;
+use crate::monitoring::{CanopyMonitoring, RefreshCutoffs, ACTIVE, STOPPED};
+use crate::ports::PortError;
+use crate::pull_data::PullSummary;
+use crate::records::{MonitoringRecord, PullRecord};
+use crate::store::{
+    BadCursor, MonitoringQuery, MonitoringStore, Page, RefreshClaim, RefreshEntry, RequestClaim,
+    RequestClaimResult, StoredEvent, StoredGzip, StoredResponse, ViewContext,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use base64::Engine;
+use sha2::Digest;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+const SERVICE: &str = "dynamodb";
+pub const STATUS_INDEX: &str = "by_status";
+pub const OWNER_INDEX: &str = "by_owner";
+pub const RECONNECT_INDEX: &str = "reconnecting";
+const REQUEST_SK: &str = "REQUEST";
+/// Queries one listing page may take (filters can leave a Query short).
+const MAX_QUERIES_PER_PAGE: usize = 8;
+
+fn request_pk(key: &str) -> String {
+    format!("REQUEST#{key}")
+}
+
+fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A listing cursor: which partition, where in it, and which query it belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    /// Fingerprint of the filters: a cursor only continues the listing it came from.
+    q: String,
+    /// Index of the partition in the query's list.
+    p: usize,
+    /// `LastEvaluatedKey` (all string attributes), or none to start the partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<BTreeMap<String, String>>,
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).unwrap_or_default())
+}
+
+fn decode_cursor(text: &str) -> Result<Cursor, BadCursor> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| BadCursor)?;
+    serde_json::from_slice(&raw).map_err(|_| BadCursor)
+}
+
+fn string_key(k: &HashMap<String, AttributeValue>) -> Option<BTreeMap<String, String>> {
+    k.iter()
+        .map(|(name, v)| v.as_s().ok().map(|v| (name.clone(), v.clone())))
+        .collect()
+}
+
+fn attr_key(k: &BTreeMap<String, String>) -> HashMap<String, AttributeValue> {
+    k.iter().map(|(name, v)| (name.clone(), s(v))).collect()
+}
+
+fn fingerprint(parts: &[&str]) -> String {
+    let digest = sha2::Sha256::digest(parts.join("\u{1f}").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// How a listing is answered: one index, its partitions in order, and a filter.
+struct ListingPlan {
+    index: &'static str,
+    hash_attr: &'static str,
+    partitions: Vec<String>,
+    filter: Vec<&'static str>,
+    status_filter: Option<String>,
+}
+
+fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
+    let statuses = match &q.status {
+        Some(st) => vec![st.clone()],
+        None => vec![ACTIVE.to_owned(), STOPPED.to_owned()],
+    };
+    let reconnect_filter = match q.reconnect_needed {
+        Some(true) => Some("attribute_exists(reconnect_needed_since)"),
+        Some(false) => Some("attribute_not_exists(reconnect_needed_since)"),
+        None => None,
+    };
+    if let Some(owner) = &q.owner {
+        let mut filter: Vec<&'static str> = reconnect_filter.into_iter().collect();
+        if q.status.is_some() {
+            filter.push("monitoring_status = :status");
+        }
+        return ListingPlan {
+            index: OWNER_INDEX,
+            hash_attr: "owner",
+            partitions: vec![owner.clone()],
+            filter,
+            status_filter: q.status.clone(),
+        };
+    }
+    if q.reconnect_needed == Some(true) {
+        return ListingPlan {
+            index: RECONNECT_INDEX,
+            hash_attr: "monitoring_status",
+            partitions: statuses,
+            filter: Vec::new(),
+            status_filter: None,
+        };
+    }
+    ListingPlan {
+        index: STATUS_INDEX,
+        hash_attr: "monitoring_status",
+        partitions: statuses,
+        filter: reconnect_filter.into_iter().collect(),
+        status_filter: None,
+    }
+}
+
+impl DynamoStore {
+    async fn update_monitoring_guarded(
+        &self,
+        monitoring_id: &str,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Result<(), Option<MonitoringRecord>>, PortError> {
+        let mut request = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(monitoring_pk(monitoring_id), STATE_SK)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(Ok(())),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(Err(failed
+                    .item()
+                    .and_then(|item| serde_dynamo::from_item(item.clone()).ok()))),
+                _ => Err(port_error(SERVICE, err)),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl MonitoringStore for DynamoStore {
+    async fn monitoring(&self, monitoring_id: &str) -> Result<Option<MonitoringRecord>, PortError> {
+        self.get_monitoring(monitoring_id).await
+    }
+
+    async fn pull(&self, pull_id: &str) -> Result<Option<PullRecord>, PortError> {
+        self.get_pull(pull_id).await
+    }
+
+    async fn pull_meta_data(&self, pull_id: &str) -> Result<Option<serde_json::Value>, PortError> {
+        DynamoStore::pull_meta_data(self, pull_id).await
+    }
+
+    async fn record_canopy_view(
+        &self,
+        view: &CanopyMonitoring,
+        context: &ViewContext,
+        at: &str,
+    ) -> Result<MonitoringRecord, PortError> {
+        let mut b = UpdateBuilder::default();
+        b.set("monitoring_id", s(&view.monitoring_id))
+            .set("synced_at", s(at))
+            .set_if_absent("first_seen_at", s(at))
+            .set_opt("owner", context.owner.as_ref().map(s))
+            .set_opt("interval", view.interval.as_ref().map(s));
+        if let Some(status) = &view.status {
+            b.set("monitoring_status", s(status));
+            if status == STOPPED {
+                b.set_if_absent("stopped_at", s(at));
+            } else {
+                b.remove("stopped_at");
+            }
+        }
+        for (attr, date) in [
+            ("next_pull_date", &view.next_pull_date),
+            ("stop_after_date", &view.stop_after_date),
+        ] {
+            match crate::monitoring::stored_date(date) {
+                Some(d) => b.set(attr, s(d)),
+                None => b.remove(attr),
+            };
+        }
+        if let Some(pull_id) = &context.enabled_pull_id {
+            b.set_if_absent("initial_pull_id", s(pull_id))
+                .set_if_absent("enabled_at", s(at));
+        }
+        let written = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(monitoring_pk(&view.monitoring_id), STATE_SK)))
+            .update_expression(b.expression())
+            .set_expression_attribute_names(Some(b.names))
+            .set_expression_attribute_values(Some(b.values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        let record: MonitoringRecord =
+            serde_dynamo::from_item(written.attributes.unwrap_or_default()).map_err(|e| {
+                PortError::unavailable(SERVICE, format!("unreadable monitoring: {e}"))
+            })?;
+        if let Some(pull_id) = &context.enabled_pull_id {
+            // The pull names its monitoring: a second enable of it finds this one.
+            self.client()
+                .update_item()
+                .table_name(self.table())
+                .set_key(Some(key(pull_pk(pull_id), STATE_SK)))
+                .update_expression("SET pull_id = :pull, monitoring_id = :m")
+                .expression_attribute_values(":pull", s(pull_id))
+                .expression_attribute_values(":m", s(&view.monitoring_id))
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, e))?;
+        }
+        Ok(record)
+    }
+
+    async fn claim_refresh(
+        &self,
+        monitoring_id: &str,
+        request_id: &str,
+        now: &str,
+        cutoffs: Option<&RefreshCutoffs>,
+    ) -> Result<RefreshClaim, PortError> {
+        // `monitoring::refresh_decision`, as a condition: two requests cannot both pass.
+        let mut condition = String::from(
+            "attribute_exists(pk) AND (attribute_not_exists(monitoring_status) OR monitoring_status <> :stopped)",
+        );
+        let mut values = vec![
+            (":now", s(now)),
+            (":rid", s(request_id)),
+            (":stopped", s(STOPPED)),
+        ];
+        if let Some(cut) = cutoffs {
+            condition.push_str(
+                " AND (attribute_not_exists(refresh_requested_at) \
+                 OR refresh_requested_at < :in_flight_since \
+                 OR last_refresh_at >= refresh_requested_at \
+                 OR reconnect_needed_since >= refresh_requested_at) \
+                 AND (attribute_not_exists(last_refresh_at) OR last_refresh_at < :completed_before)",
+            );
+            values.push((":in_flight_since", s(&cut.in_flight_since)));
+            values.push((":completed_before", s(&cut.completed_before)));
+        }
+        let result = self
+            .update_monitoring_guarded(
+                monitoring_id,
+                "SET refresh_requested_at = :now, refresh_request_id = :rid REMOVE refresh_pull_id",
+                &condition,
+                values,
+            )
+            .await?;
+        Ok(match result {
+            Ok(()) => RefreshClaim::Claimed,
+            Err(old) => RefreshClaim::Refused(old.map(Box::new)),
+        })
+    }
+
+    async fn finish_refresh(
+        &self,
+        monitoring_id: &str,
+        request_id: &str,
+        pull_id: &str,
+    ) -> Result<(), PortError> {
+        // Refused only if a forced refresh took over since: it records its own pull.
+        let _ = self
+            .update_monitoring_guarded(
+                monitoring_id,
+                "SET refresh_pull_id = :pull",
+                "refresh_request_id = :rid",
+                vec![(":pull", s(pull_id)), (":rid", s(request_id))],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn release_refresh(
+        &self,
+        monitoring_id: &str,
+        request_id: &str,
+    ) -> Result<(), PortError> {
+        let _ = self
+            .update_monitoring_guarded(
+                monitoring_id,
+                "REMOVE refresh_requested_at, refresh_request_id",
+                "refresh_request_id = :rid",
+                vec![(":rid", s(request_id))],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn list_monitorings(
+        &self,
+        q: &MonitoringQuery,
+    ) -> Result<Result<Page<MonitoringRecord>, BadCursor>, PortError> {
+        let plan = listing_plan(q);
+        let reconnect = q
+            .reconnect_needed
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        let query_id = fingerprint(&[
+            plan.index,
+            q.status.as_deref().unwrap_or(""),
+            &reconnect,
+            q.owner.as_deref().unwrap_or(""),
+        ]);
+        let (mut partition, mut start) = match &q.cursor {
+            None => (0, None),
+            Some(text) => {
+                let Ok(c) = decode_cursor(text) else {
+                    return Ok(Err(BadCursor));
+                };
+                if c.q != query_id || c.p >= plan.partitions.len() {
+                    return Ok(Err(BadCursor));
+                }
+                (c.p, c.k.as_ref().map(attr_key))
+            }
+        };
+        let mut items = Vec::new();
+        let mut queries = 0;
+        while partition < plan.partitions.len() && items.len() < q.limit {
+            if queries == MAX_QUERIES_PER_PAGE {
+                break;
+            }
+            queries += 1;
+            let wanted = i32::try_from(q.limit - items.len()).unwrap_or(i32::MAX);
+            let mut request = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(plan.index)
+                .key_condition_expression("#hash = :hash")
+                .expression_attribute_names("#hash", plan.hash_attr)
+                .expression_attribute_values(":hash", s(&plan.partitions[partition]))
+                .limit(wanted)
+                .set_exclusive_start_key(start.take());
+            if !plan.filter.is_empty() {
+                request = request.filter_expression(plan.filter.join(" AND "));
+            }
+            if let Some(status) = &plan.status_filter {
+                request = request.expression_attribute_values(":status", s(status));
+            }
+            let page = request.send().await.map_err(|e| port_error(SERVICE, e))?;
+            for item in page.items.unwrap_or_default() {
+                items.push(serde_dynamo::from_item(item).map_err(|e| {
+                    PortError::unavailable(SERVICE, format!("unreadable monitoring: {e}"))
+                })?);
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => partition += 1,
+            }
+        }
+        let next_cursor = if partition < plan.partitions.len() {
+            Some(encode_cursor(&Cursor {
+                q: query_id,
+                p: partition,
+                k: start.as_ref().and_then(string_key),
+            }))
+        } else {
+            None
+        };
+        Ok(Ok(Page { items, next_cursor }))
+    }
+
+    async fn refresh_history(
+        &self,
+        monitoring_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Result<Page<RefreshEntry>, BadCursor>, PortError> {
+        let pk = monitoring_pk(monitoring_id);
+        let start = match cursor {
+            None => None,
+            Some(c) => {
+                let sk = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .filter(|sk| sk.starts_with("REFRESH#"));
+                match sk {
+                    Some(sk) => Some(key(pk.clone(), sk)),
+                    None => return Ok(Err(BadCursor)),
+                }
+            }
+        };
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s("REFRESH#"))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        let items = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| {
+                    PortError::unavailable(SERVICE, format!("unreadable refresh: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = page
+            .last_evaluated_key
+            .and_then(|k| text(&k, "sk"))
+            .map(|sk| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk));
+        Ok(Ok(Page { items, next_cursor }))
+    }
+
+    async fn pull_summary(
+        &self,
+        pull_id: &str,
+    ) -> Result<Option<(PullSummary, String)>, PortError> {
+        self.get_pull_summary(pull_id).await
+    }
+
+    async fn pull_gzip(&self, pull_id: &str) -> Result<Option<StoredGzip>, PortError> {
+        self.get_pull_gzip(pull_id).await
+    }
+
+    async fn stored_event(&self, dedupe_key: &str) -> Result<Option<StoredEvent>, PortError> {
+        let item = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(super::event_pk(dedupe_key), EVENT_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let body = match item.get("body_gz") {
+            Some(AttributeValue::B(gz)) => {
+                let mut body = Vec::new();
+                flate2::read::GzDecoder::new(gz.as_ref())
+                    .read_to_end(&mut body)
+                    .map_err(|_| {
+                        PortError::unavailable(SERVICE, "stored event body is not gzip")
+                    })?;
+                Some(body)
+            }
+            _ => None,
+        };
+        Ok(Some(StoredEvent {
+            completed: text(&item, "status").as_deref() == Some(super::STATUS_COMPLETED),
+            event_type: text(&item, "event_type"),
+            body,
+        }))
+    }
+
+    async fn claim_request(&self, claim: &RequestClaim) -> Result<RequestClaimResult, PortError> {
+        let mut item = key(request_pk(&claim.key), REQUEST_SK);
+        item.extend([
+            ("status".to_owned(), s(super::STATUS_IN_PROGRESS)),
+            ("fingerprint".to_owned(), s(&claim.fingerprint)),
+            ("lease_id".to_owned(), s(&claim.lease_id)),
+            ("lease_expires_at".to_owned(), n(claim.lease_expires_at)),
+            ("expires_at".to_owned(), n(claim.expires_at)),
+        ]);
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now \
+                 OR (#status = :in_progress AND lease_expires_at < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", n(claim.now))
+            .expression_attribute_values(":in_progress", s(super::STATUS_IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(RequestClaimResult::Claimed),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let old = failed.item().cloned().unwrap_or_default();
+                    let fingerprint = text(&old, "fingerprint").unwrap_or_default();
+                    let status = old
+                        .get("response_status")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok());
+                    Ok(match (text(&old, "status").as_deref(), status) {
+                        (Some(super::STATUS_COMPLETED), Some(status)) => {
+                            RequestClaimResult::Completed {
+                                fingerprint,
+                                response: StoredResponse {
+                                    status,
+                                    body: text(&old, "response_body").unwrap_or_default(),
+                                },
+                            }
+                        }
+                        _ => RequestClaimResult::InProgress { fingerprint },
+                    })
+                }
+                _ => Err(port_error(SERVICE, err)),
+            },
+        }
+    }
+
+    async fn complete_request(
+        &self,
+        key_: &str,
+        lease_id: &str,
+        response: &StoredResponse,
+    ) -> Result<(), PortError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(request_pk(key_), REQUEST_SK)))
+            .update_expression("SET #status = :done, response_status = :rs, response_body = :rb")
+            .condition_expression("lease_id = :lease")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s(super::STATUS_COMPLETED))
+            .expression_attribute_values(":rs", n(response.status))
+            .expression_attribute_values(":rb", s(&response.body))
+            .expression_attribute_values(":lease", s(lease_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The lease ran out and another attempt owns the key: its answer will be kept.
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(port_error(SERVICE, e)),
+        }
+    }
+
+    async fn release_request(&self, key_: &str, lease_id: &str) -> Result<(), PortError> {
+        let result = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(key(request_pk(key_), REQUEST_SK)))
+            .condition_expression("lease_id = :lease AND #status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":lease", s(lease_id))
+            .expression_attribute_values(":in_progress", s(super::STATUS_IN_PROGRESS))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(port_error(SERVICE, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_pick_the_most_selective_index() {
+        let plan = listing_plan(&MonitoringQuery {
+            owner: Some("c-1".into()),
+            status: Some(ACTIVE.into()),
+            reconnect_needed: Some(true),
+            ..MonitoringQuery::default()
+        });
+        assert_eq!(plan.index, OWNER_INDEX);
+        assert_eq!(plan.filter.len(), 2);
+        let plan = listing_plan(&MonitoringQuery {
+            reconnect_needed: Some(true),
+            ..MonitoringQuery::default()
+        });
+        assert_eq!(plan.index, RECONNECT_INDEX);
+        assert_eq!(plan.partitions, [ACTIVE, STOPPED]);
+        let plan = listing_plan(&MonitoringQuery {
+            status: Some(STOPPED.into()),
+            reconnect_needed: Some(false),
+            ..MonitoringQuery::default()
+        });
+        assert_eq!(plan.index, STATUS_INDEX);
+        assert_eq!(plan.partitions, [STOPPED]);
+        assert_eq!(
+            plan.filter,
+            ["attribute_not_exists(reconnect_needed_since)"]
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = Cursor {
+            q: "abc".into(),
+            p: 1,
+            k: Some(BTreeMap::from([("pk".into(), "MONITORING#x".into())])),
+        };
+        let back = decode_cursor(&encode_cursor(&c)).unwrap();
+        assert_eq!((back.q, back.p, back.k), (c.q, c.p, c.k));
+        assert!(decode_cursor("not a cursor!").is_err());
+        assert!(decode_cursor("e30").is_err(), "{{}} lacks fields");
+    }
+}
