@@ -4,6 +4,7 @@ mod events;
 mod faults;
 mod fetcher;
 mod intake;
+mod monitoring_api;
 mod notifier;
 mod reliability;
 mod template;

@@ -4,6 +4,7 @@
 pub mod counting;
 pub mod faults;
 pub mod logs;
+pub mod monitoring;
 pub mod rigs;
 
 use aws_sdk_dynamodb::types::AttributeValue;

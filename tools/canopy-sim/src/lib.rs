@@ -5,6 +5,9 @@
 //! malformed JSON, 404). It also sends signed webhooks, like Canopy's sender.
 
 pub mod fixtures;
+pub mod monitoring;
+
+pub use monitoring::{RefreshEnding, SimMonitoring};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -54,8 +57,15 @@ pub struct SimState {
     /// Faults per pull id or monitoring id; with `sticky`, the last one repeats forever.
     pub faults: HashMap<String, (VecDeque<Fault>, bool)>,
     pub requests: Vec<RecordedRequest>,
-    pub monitorings: HashMap<String, Value>,
+    pub monitorings: HashMap<String, SimMonitoring>,
+    /// Monitoring ids in creation order (listings are newest first).
+    pub monitoring_order: Vec<String>,
     pub tokens_issued: u64,
+    /// Refreshes started (each billed like a pull by the real Canopy).
+    pub refreshes: u64,
+    pub refresh_endings: HashMap<String, RefreshEnding>,
+    /// Where refreshes send their webhooks, and the signing secret.
+    pub webhook: Option<(String, String)>,
 }
 
 /// A running fake; clones share its state.
@@ -102,6 +112,53 @@ impl FakeCanopy {
             .insert(id.to_owned(), (faults.into(), sticky));
     }
 
+    /// Refreshes send their webhooks to `url`, signed with `secret`.
+    pub fn set_webhook(&self, url: &str, secret: &str) {
+        self.state().webhook = Some((url.to_owned(), secret.to_owned()));
+    }
+
+    /// How refreshes of `monitoring_id` end.
+    pub fn set_refresh_ending(&self, monitoring_id: &str, ending: RefreshEnding) {
+        self.state()
+            .refresh_endings
+            .insert(monitoring_id.to_owned(), ending);
+    }
+
+    /// A monitoring of `pull_id` made on Canopy's side only (as the dashboard or a lost
+    /// answer would leave it); returns its id.
+    pub fn add_monitoring(&self, pull_id: &str, interval: &str) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut s = self.state();
+        s.monitoring_order.push(id.clone());
+        s.monitorings.insert(
+            id.clone(),
+            SimMonitoring {
+                object: json!({"monitoring_id": id, "latest_pull_id": pull_id, "status": "ACTIVE",
+                    "interval": interval, "next_pull_date": "2027-01-01T00:00:00.000Z", "stop_after_date": null}),
+                pulls: vec![pull_id.to_owned()],
+                refreshing: false,
+            },
+        );
+        id
+    }
+
+    /// Changes a monitoring on Canopy's side only (as Canopy's dashboard would).
+    pub fn set_monitoring_field(&self, monitoring_id: &str, field: &str, value: Value) {
+        if let Some(m) = self.state().monitorings.get_mut(monitoring_id) {
+            m.object[field] = value;
+        }
+    }
+
+    /// Completes a refresh whose webhooks are lost; returns the new pull's id.
+    pub fn refresh_silently(&self, monitoring_id: &str) -> Option<String> {
+        let mut s = self.state();
+        s.refresh_endings
+            .insert(monitoring_id.to_owned(), RefreshEnding::Silent);
+        let started = monitoring::start_refresh(&mut s, monitoring_id).map(|(pull, _)| pull);
+        s.refresh_endings.remove(monitoring_id);
+        started
+    }
+
     /// Requests whose path ends with `suffix`.
     pub fn count(&self, method: &str, suffix: &str) -> usize {
         self.state()
@@ -115,10 +172,19 @@ impl FakeCanopy {
 fn router(state: Arc<Mutex<SimState>>) -> Router {
     let api = Router::new()
         .route("/teams/{team}/pulls/{pull}", get(get_pull))
-        .route("/teams/{team}/monitorings", post(enable_monitoring))
+        .route(
+            "/teams/{team}/monitorings",
+            post(monitoring::enable).get(monitoring::list),
+        )
         .route(
             "/teams/{team}/monitorings/{id}",
-            get(get_monitoring).delete(disable_monitoring),
+            get(monitoring::get)
+                .delete(monitoring::stop)
+                .patch(monitoring::patch),
+        )
+        .route(
+            "/teams/{team}/monitorings/{id}/refresh",
+            post(monitoring::refresh),
         )
         .route(
             "/teams/{team}/monitorings/{id}/reconnectToken",
@@ -129,19 +195,20 @@ fn router(state: Arc<Mutex<SimState>>) -> Router {
         .route("/_sim/pulls", post(admin_add_pull))
         .route("/_sim/faults/{id}", post(admin_faults))
         .route("/_sim/requests", get(admin_requests))
+        .route("/_sim/webhook", post(monitoring::admin_webhook))
         .with_state(state)
 }
 
-fn lock(state: &Arc<Mutex<SimState>>) -> MutexGuard<'_, SimState> {
+pub(crate) fn lock(state: &Arc<Mutex<SimState>>) -> MutexGuard<'_, SimState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn error(status: StatusCode, code: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str) -> Response {
     (status, Json(json!({"error": code}))).into_response()
 }
 
 /// Records the request, checks auth and team, and applies a pending fault for `id`.
-async fn gate(
+pub(crate) async fn gate(
     state: &Arc<Mutex<SimState>>,
     headers: &HeaderMap,
     method: &str,
@@ -233,92 +300,13 @@ async fn reconnect_token(
     let pull_id = s
         .monitorings
         .get(&id)
-        .and_then(|m| m["latest_pull_id"].as_str().map(str::to_owned));
+        .and_then(|m| m.object["latest_pull_id"].as_str().map(str::to_owned));
     Json(json!({
         "pull_id": pull_id,
         "reconnect_url": format!("https://app.usecanopy.com/c/demo/reconnect?reconnectToken={token}"),
         "reconnect_token": token
     }))
     .into_response()
-}
-
-async fn enable_monitoring(
-    State(state): State<Arc<Mutex<SimState>>>,
-    headers: HeaderMap,
-    Path(team): Path<String>,
-    Json(body): Json<Value>,
-) -> Response {
-    let pull_id = body["pull_id"].as_str().unwrap_or_default().to_owned();
-    if let Some(r) = gate(
-        &state,
-        &headers,
-        "POST",
-        format!("/teams/{team}/monitorings"),
-        &team,
-        &pull_id,
-    )
-    .await
-    {
-        return r;
-    }
-    let mut s = lock(&state);
-    if !s.pulls.contains_key(&pull_id) {
-        return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
-    }
-    let id = format!("mon-{pull_id}");
-    let monitoring = json!({"monitoring_id": id, "latest_pull_id": pull_id, "status": "ACTIVE",
-        "interval": body.get("interval").cloned().unwrap_or(json!("P1M")), "next_pull_date": null, "stop_after_date": null});
-    s.monitorings.insert(id, monitoring.clone());
-    Json(json!({"success": true, "monitoring": monitoring})).into_response()
-}
-
-async fn get_monitoring(
-    State(state): State<Arc<Mutex<SimState>>>,
-    headers: HeaderMap,
-    Path((team, id)): Path<(String, String)>,
-) -> Response {
-    if let Some(r) = gate(
-        &state,
-        &headers,
-        "GET",
-        format!("/teams/{team}/monitorings/{id}"),
-        &team,
-        &id,
-    )
-    .await
-    {
-        return r;
-    }
-    match lock(&state).monitorings.get(&id) {
-        Some(m) => Json(json!({"success": true, "monitoring": m})).into_response(),
-        None => error(StatusCode::NOT_FOUND, "NOT_FOUND"),
-    }
-}
-
-async fn disable_monitoring(
-    State(state): State<Arc<Mutex<SimState>>>,
-    headers: HeaderMap,
-    Path((team, id)): Path<(String, String)>,
-) -> Response {
-    if let Some(r) = gate(
-        &state,
-        &headers,
-        "DELETE",
-        format!("/teams/{team}/monitorings/{id}"),
-        &team,
-        &id,
-    )
-    .await
-    {
-        return r;
-    }
-    match lock(&state).monitorings.get_mut(&id) {
-        Some(m) => {
-            m["status"] = json!("STOPPED");
-            Json(json!({"success": true, "monitoring": m})).into_response()
-        }
-        None => error(StatusCode::NOT_FOUND, "NOT_FOUND"),
-    }
 }
 
 async fn admin_add_pull(

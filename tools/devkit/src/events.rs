@@ -42,8 +42,25 @@ pub fn resign(event: &mut Value, secret: &str, timestamp: i64) {
     event["requestContext"]["timeEpoch"] = json!(timestamp * 1000);
 }
 
-/// An API Gateway HTTP API v2 event for `method path` with `body` and `headers`.
+/// An API Gateway HTTP API v2 event for `method path` with `body` and `headers`; `path` may
+/// carry a query string (`/v1/monitorings?status=ACTIVE`).
 pub fn apigw_event(method: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    // As API Gateway does: decoded values, repeated names joined with commas.
+    let mut params = serde_json::Map::new();
+    if let Ok(url) = reqwest::Url::parse(&format!("http://local/?{query}")) {
+        for (k, v) in url.query_pairs() {
+            match params.get_mut(k.as_ref()) {
+                Some(Value::String(existing)) => {
+                    existing.push(',');
+                    existing.push_str(&v);
+                }
+                _ => {
+                    params.insert(k.into_owned(), json!(v));
+                }
+            }
+        }
+    }
     let header_map: serde_json::Map<String, Value> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), json!(v)))
@@ -53,11 +70,11 @@ pub fn apigw_event(method: &str, path: &str, headers: &[(String, String)], body:
         Ok(text) => (text.to_owned(), false),
         Err(_) => (BASE64.encode(body), true),
     };
-    json!({
+    let mut event = json!({
         "version": "2.0",
         "routeKey": "POST /webhooks/canopy",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": header_map,
         "requestContext": {
             "accountId": "123456789012",
@@ -73,7 +90,11 @@ pub fn apigw_event(method: &str, path: &str, headers: &[(String, String)], body:
         },
         "body": body,
         "isBase64Encoded": base64
-    })
+    });
+    if !params.is_empty() {
+        event["queryStringParameters"] = Value::Object(params);
+    }
+    event
 }
 
 /// A signed webhook delivery of `body` as API Gateway would hand it to the function.

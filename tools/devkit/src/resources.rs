@@ -166,7 +166,8 @@ pub async fn existing(
 }
 
 /// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`, the sparse reminder
-/// index `gsi1` (`gsi1pk`/`gsi1sk`).
+/// index `gsi1` (`gsi1pk`/`gsi1sk`) and the three monitoring indexes (see
+/// `canopy_monitor::store::dynamo::monitorings`), as template.yaml declares them.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
@@ -183,27 +184,46 @@ pub async fn create_table(
             .key_type(t)
             .build()
     };
-    let created = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk").map_err(fail(name))?)
-        .attribute_definitions(attr("sk").map_err(fail(name))?)
-        .attribute_definitions(attr("gsi1pk").map_err(fail(name))?)
-        .attribute_definitions(attr("gsi1sk").map_err(fail(name))?)
-        .global_secondary_indexes(
+    let index =
+        |index: &str, hash: &str, range: &str| -> Result<GlobalSecondaryIndex, ProvisionError> {
             GlobalSecondaryIndex::builder()
-                .index_name("gsi1")
-                .key_schema(key("gsi1pk", KeyType::Hash).map_err(fail(name))?)
-                .key_schema(key("gsi1sk", KeyType::Range).map_err(fail(name))?)
+                .index_name(index)
+                .key_schema(key(hash, KeyType::Hash).map_err(fail(name))?)
+                .key_schema(key(range, KeyType::Range).map_err(fail(name))?)
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::All)
                         .build(),
                 )
                 .build()
-                .map_err(fail(name))?,
-        )
+                .map_err(fail(name))
+        };
+    use canopy_monitor::store::dynamo::monitorings::{OWNER_INDEX, RECONNECT_INDEX, STATUS_INDEX};
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .global_secondary_indexes(index("gsi1", "gsi1pk", "gsi1sk")?)
+        .global_secondary_indexes(index(STATUS_INDEX, "monitoring_status", "monitoring_id")?)
+        .global_secondary_indexes(index(OWNER_INDEX, "owner", "monitoring_id")?)
+        .global_secondary_indexes(index(
+            RECONNECT_INDEX,
+            "monitoring_status",
+            "reconnect_needed_since",
+        )?);
+    for a in [
+        "pk",
+        "sk",
+        "gsi1pk",
+        "gsi1sk",
+        "monitoring_status",
+        "monitoring_id",
+        "owner",
+        "reconnect_needed_since",
+    ] {
+        request = request.attribute_definitions(attr(a).map_err(fail(name))?);
+    }
+    let created = request
         .key_schema(key("pk", KeyType::Hash).map_err(fail(name))?)
         .key_schema(key("sk", KeyType::Range).map_err(fail(name))?)
         .send()

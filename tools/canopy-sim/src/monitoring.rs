@@ -1,0 +1,409 @@
+//! The fake's Monitoring API, with state: enable, patch, stop, refresh (which then sends the
+//! refresh's webhooks), list with paging, and a monitoring with its pulls. Bodies are
+//! validated as the spec says: required fields, the interval pattern and its 30-day minimum,
+//! UUID path ids; errors are Canopy's codes.
+
+use crate::fixtures::{refresh_sequence, Subject};
+use crate::{error, gate, lock, send_webhooks, SimState};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A monitoring as the fake keeps it.
+#[derive(Debug, Clone)]
+pub struct SimMonitoring {
+    /// Canopy's Monitoring object.
+    pub object: Value,
+    /// Its pulls, newest first (the first is the one it was enabled on, at the end).
+    pub pulls: Vec<String>,
+    pub refreshing: bool,
+}
+
+/// How a refresh ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshEnding {
+    /// The refresh's webhooks (POLICY_AVAILABLE..., POLICIES_AVAILABLE, COMPLETE) are sent.
+    #[default]
+    Webhooks,
+    /// The refresh completes but its webhooks are lost (an outage on the receiver's side).
+    Silent,
+}
+
+type Shared = Arc<Mutex<SimState>>;
+
+fn now_text() -> String {
+    canopy_monitor::time_fmt::format_ts(time::OffsetDateTime::now_utc())
+}
+
+/// Canopy's interval rule: the spec's ISO-8601 pattern, days / months / years (weeks too),
+/// at least 30 days.
+fn interval_days(text: &str) -> Option<u64> {
+    canopy_monitor::monitoring::validate_interval(text)
+        .ok()
+        .map(|_| 30)
+        .or_else(|| {
+            // Valid syntax but too short: tell the two apart for the error code.
+            let rest = text.strip_prefix('P')?;
+            (!rest.is_empty()
+                && !rest.contains('T')
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || "YMWD".contains(c)))
+            .then_some(0)
+        })
+}
+
+fn is_uuid(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok()
+}
+
+fn is_date(text: &str) -> bool {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+fn date_field(body: &Value, field: &str) -> Result<Option<Value>, ()> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(Value::Null)),
+        Some(Value::String(s)) if is_date(s) => Ok(Some(json!(s))),
+        Some(_) => Err(()),
+    }
+}
+
+pub(crate) async fn enable(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(team): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    let pull_id = body["pull_id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/teams/{team}/monitorings");
+    if let Some(r) = gate(&state, &headers, "POST", path, &team, &pull_id).await {
+        return r;
+    }
+    let interval = body["interval"].as_str().unwrap_or_default();
+    if !is_uuid(&pull_id) || interval_days(interval).unwrap_or(0) < 30 {
+        return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
+    }
+    let (Ok(next), Ok(stop)) = (
+        date_field(&body, "next_pull_date"),
+        date_field(&body, "stop_after_date"),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
+    };
+    let mut s = lock(&state);
+    let Some(pull) = s.pulls.get(&pull_id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    };
+    if pull["status"] != "SUCCESS" {
+        return error(StatusCode::BAD_REQUEST, "PULL_NOT_SUCCESS");
+    }
+    if pull.get("_sim_too_old") == Some(&json!(true)) {
+        return error(StatusCode::BAD_REQUEST, "PULL_TOO_OLD");
+    }
+    // Canopy keeps one monitoring per account: enabling again answers the active one.
+    if let Some(existing) = s
+        .monitorings
+        .values()
+        .find(|m| m.object["status"] == "ACTIVE" && m.pulls.iter().any(|p| *p == pull_id))
+    {
+        return Json(json!({"success": true, "monitoring": existing.object})).into_response();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let object = json!({
+        "monitoring_id": id, "latest_pull_id": pull_id, "status": "ACTIVE", "interval": interval,
+        "next_pull_date": next.unwrap_or(json!("2027-01-01T00:00:00.000Z")),
+        "stop_after_date": stop.unwrap_or(Value::Null),
+    });
+    s.monitoring_order.push(id.clone());
+    s.monitorings.insert(
+        id,
+        SimMonitoring {
+            object: object.clone(),
+            pulls: vec![pull_id],
+            refreshing: false,
+        },
+    );
+    Json(json!({"success": true, "monitoring": object})).into_response()
+}
+
+/// Checks the path id; `Err` is the answer.
+fn known(s: &SimState, id: &str) -> Result<(), Response> {
+    if !is_uuid(id) {
+        return Err(error(StatusCode::BAD_REQUEST, "INVALID_MONITORING_ID"));
+    }
+    if !s.monitorings.contains_key(id) {
+        return Err(error(StatusCode::NOT_FOUND, "NOT_FOUND"));
+    }
+    Ok(())
+}
+
+pub(crate) async fn patch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((team, id)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let path = format!("/teams/{team}/monitorings/{id}");
+    if let Some(r) = gate(&state, &headers, "PATCH", path, &team, &id).await {
+        return r;
+    }
+    let body = body.map(|Json(b)| b).unwrap_or(json!({}));
+    let mut s = lock(&state);
+    if let Err(r) = known(&s, &id) {
+        return r;
+    }
+    if let Some(interval) = body.get("interval") {
+        match interval.as_str().and_then(interval_days) {
+            None => return error(StatusCode::BAD_REQUEST, "INVALID_INTERVAL"),
+            Some(days) if days < 30 => return error(StatusCode::BAD_REQUEST, "INTERVAL_TOO_SHORT"),
+            Some(_) => {}
+        }
+    }
+    let Ok(stop) = date_field(&body, "stop_after_date") else {
+        return error(StatusCode::BAD_REQUEST, "INVALID_STOP_AFTER");
+    };
+    let Ok(next) = date_field(&body, "next_pull_date") else {
+        return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
+    };
+    if let Some(status) = body.get("status") {
+        if status != "ACTIVE" && status != "STOPPED" {
+            return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
+        }
+    }
+    let Some(m) = s.monitorings.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    };
+    for (field, value) in [
+        ("interval", body.get("interval").cloned()),
+        ("status", body.get("status").cloned()),
+        ("next_pull_date", next),
+        ("stop_after_date", stop),
+    ] {
+        if let Some(v) = value {
+            m.object[field] = v;
+        }
+    }
+    Json(json!({"success": true, "monitoring": m.object})).into_response()
+}
+
+pub(crate) async fn stop(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((team, id)): Path<(String, String)>,
+) -> Response {
+    let path = format!("/teams/{team}/monitorings/{id}");
+    if let Some(r) = gate(&state, &headers, "DELETE", path, &team, &id).await {
+        return r;
+    }
+    let mut s = lock(&state);
+    if let Err(r) = known(&s, &id) {
+        return r;
+    }
+    let Some(m) = s.monitorings.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    };
+    m.object["status"] = json!("STOPPED");
+    m.object["next_pull_date"] = Value::Null;
+    Json(json!({"success": true, "monitoring": m.object})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+    pull_id: Option<String>,
+    account_identifier: Option<String>,
+    status: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(team): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let path = format!("/teams/{team}/monitorings");
+    if let Some(r) = gate(&state, &headers, "GET", path, &team, "").await {
+        return r;
+    }
+    if q.pull_id.is_some() && q.account_identifier.is_some() {
+        return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
+    }
+    if q.before.as_deref().is_some_and(|b| !is_uuid(b)) {
+        return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
+    }
+    let s = lock(&state);
+    // Newest first; `before` continues after the named monitoring.
+    let matching: Vec<&SimMonitoring> = s
+        .monitoring_order
+        .iter()
+        .rev()
+        .filter_map(|id| s.monitorings.get(id))
+        .filter(|m| q.status.as_ref().is_none_or(|st| m.object["status"] == *st))
+        .filter(|m| {
+            q.pull_id
+                .as_ref()
+                .is_none_or(|p| m.pulls.iter().any(|x| x == p))
+        })
+        .collect();
+    let start = match &q.before {
+        Some(b) => matching
+            .iter()
+            .position(|m| m.object["monitoring_id"] == *b)
+            .map_or(matching.len(), |i| i + 1),
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page: Vec<&Value> = matching
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|m| &m.object)
+        .collect();
+    Json(json!({"monitorings_count": matching.len(), "monitorings": page})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct GetQuery {
+    with_pulls: Option<bool>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn get(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((team, id)): Path<(String, String)>,
+    Query(q): Query<GetQuery>,
+) -> Response {
+    let path = format!("/teams/{team}/monitorings/{id}");
+    if let Some(r) = gate(&state, &headers, "GET", path, &team, &id).await {
+        return r;
+    }
+    let s = lock(&state);
+    if let Err(r) = known(&s, &id) {
+        return r;
+    }
+    let Some(m) = s.monitorings.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    };
+    let mut answer = json!({"monitoring": m.object});
+    if q.with_pulls == Some(true) {
+        let pulls: Vec<Value> = m
+            .pulls
+            .iter()
+            .take(q.limit.unwrap_or(100))
+            .filter_map(|p| s.pulls.get(p))
+            .map(|p| {
+                json!({"pull_id": p["pull_id"], "widget_id": p.get("widget_id"),
+                    "created_at": p["created_at"], "status": p["status"],
+                    "monitoring_status": m.object["status"]})
+            })
+            .collect();
+        answer["pulls"] = json!(pulls);
+    }
+    Json(answer).into_response()
+}
+
+pub(crate) async fn refresh(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((team, id)): Path<(String, String)>,
+) -> Response {
+    let path = format!("/teams/{team}/monitorings/{id}/refresh");
+    if let Some(r) = gate(&state, &headers, "POST", path, &team, &id).await {
+        return r;
+    }
+    let started = {
+        let mut s = lock(&state);
+        if let Err(r) = known(&s, &id) {
+            return r;
+        }
+        let Some(m) = s.monitorings.get(&id) else {
+            return error(StatusCode::NOT_FOUND, "NOT_FOUND");
+        };
+        if m.object["status"] != "ACTIVE" {
+            return error(StatusCode::BAD_REQUEST, "MONITORING_INACTIVE");
+        }
+        if m.refreshing {
+            return error(StatusCode::BAD_REQUEST, "CURRENTLY_REFRESHING");
+        }
+        s.refreshes += 1;
+        start_refresh(&mut s, &id)
+    };
+    let Some((pull_id, sending)) = started else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND");
+    };
+    if let Some((url, secret, bodies)) = sending {
+        let state = state.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            // Canopy's refresh takes a while; the answer comes first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Err(e) = send_webhooks(&url, &secret, &bodies).await {
+                eprintln!("canopy-sim: refresh webhooks not delivered: {e}");
+            }
+            if let Some(m) = lock(&state).monitorings.get_mut(&id) {
+                m.refreshing = false;
+            }
+        });
+    }
+    Json(json!({"pull_id": pull_id})).into_response()
+}
+
+/// The webhooks a refresh sends: target URL, secret, bodies.
+type Sending = Option<(String, String, Vec<Value>)>;
+
+/// Makes the refresh's new pull (a copy of the latest, new id, created now) and decides what
+/// is sent. Without a webhook target, or with [`RefreshEnding::Silent`], it completes at once.
+pub fn start_refresh(s: &mut SimState, id: &str) -> Option<(String, Sending)> {
+    let m = s.monitorings.get(id)?;
+    let latest = m.pulls.first()?.clone();
+    let initial = m.pulls.last()?.clone();
+    let mut pull = s.pulls.get(&latest)?.clone();
+    let pull_id = uuid::Uuid::new_v4().to_string();
+    pull["pull_id"] = json!(pull_id);
+    pull["created_at"] = json!(now_text());
+    pull["status"] = json!("SUCCESS");
+    let subject = Subject {
+        pull_id: pull_id.clone(),
+        monitoring_id: Some(id.to_owned()),
+        initial_pull_id: Some(initial),
+        meta_data: pull.get("meta_data").cloned().unwrap_or(Value::Null),
+    };
+    let bodies = refresh_sequence(&subject, &pull);
+    s.pulls.insert(pull_id.clone(), pull);
+    let ending = s.refresh_endings.get(id).copied().unwrap_or_default();
+    let webhook = s.webhook.clone();
+    let m = s.monitorings.get_mut(id)?;
+    m.pulls.insert(0, pull_id.clone());
+    m.object["latest_pull_id"] = json!(pull_id);
+    let sending = match (webhook, ending) {
+        (Some((url, secret)), RefreshEnding::Webhooks) => {
+            m.refreshing = true;
+            Some((url, secret, bodies))
+        }
+        _ => None,
+    };
+    Some((pull_id, sending))
+}
+
+/// Admin: `POST /_sim/webhook {"url": ..., "secret": ...}`: where refreshes send webhooks.
+pub(crate) async fn admin_webhook(
+    State(state): State<Shared>,
+    Json(body): Json<HashMap<String, String>>,
+) -> Response {
+    match (body.get("url"), body.get("secret")) {
+        (Some(url), Some(secret)) => {
+            lock(&state).webhook = Some((url.clone(), secret.clone()));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => error(StatusCode::BAD_REQUEST, "url and secret required"),
+    }
+}
