@@ -422,18 +422,21 @@ where
     }
 
     async fn enable_now(&self, request: &EnableRequest) -> Result<Answer, ApiError> {
-        if let Some(existing) = self.active_monitoring_of(&request.pull_id).await? {
+        let pull = self.store.pull(&request.pull_id).await?;
+        if let Some(existing) = self.active_monitoring_of(pull.as_ref()).await? {
             return Ok(answer(
                 200,
                 json!({"monitoring": monitoring_json(&existing), "created": false}),
             ));
         }
         let view = self.canopy.enable_monitoring(request).await?;
-        let owner = self
-            .store
-            .pull_meta_data(&request.pull_id)
-            .await?
-            .and_then(|meta| owner_of(Some(&meta), &self.config.plan.owner_key));
+        // The pull item holds small meta_data inline; large values are read from their parts.
+        let meta = match &pull {
+            Some(p) if p.meta_data.is_some() => p.meta_data.clone(),
+            Some(_) => self.store.pull_meta_data(&request.pull_id).await?,
+            None => None,
+        };
+        let owner = owner_of(meta.as_ref(), &self.config.plan.owner_key);
         let context = ViewContext {
             enabled_pull_id: Some(request.pull_id.clone()),
             owner,
@@ -452,14 +455,9 @@ where
     /// The pull's monitoring, if we know it and it is active.
     async fn active_monitoring_of(
         &self,
-        pull_id: &str,
+        pull: Option<&crate::records::PullRecord>,
     ) -> Result<Option<MonitoringRecord>, ApiError> {
-        let Some(monitoring_id) = self
-            .store
-            .pull(pull_id)
-            .await?
-            .and_then(|p| p.monitoring_id)
-        else {
+        let Some(monitoring_id) = pull.and_then(|p| p.monitoring_id.clone()) else {
             return Ok(None);
         };
         Ok(self

@@ -5,6 +5,7 @@ mod faults;
 mod fetcher;
 mod intake;
 mod monitoring_api;
+mod monitoring_sync;
 mod notifier;
 mod reliability;
 mod template;
