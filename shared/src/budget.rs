@@ -99,6 +99,17 @@ pub const SEND_LEASE: Duration = Duration::from_secs(45);
 /// webhook-intake: everything of one delivery; the function `Timeout` leaves a margin.
 pub const INTAKE_BUDGET: Duration = Duration::from_secs(12);
 pub const INTAKE_FUNCTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Everything of one Monitoring API request; past it the handler answers 503.
+pub const API_BUDGET: Duration = Duration::from_secs(20);
+/// monitoring-api's function timeout: inside API Gateway's 30 s integration limit.
+pub const API_FUNCTION_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long a Monitoring API request owns its idempotency key: longer than the function can
+/// run, so a live request never loses it.
+pub const API_IDEMPOTENCY_LEASE: Duration = Duration::from_secs(60);
+/// monitoring-sync's function timeout (Lambda's most); a pass stops starting monitorings
+/// before it ends.
+pub const SYNC_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long intake owns an event: longer than the function timeout, shorter than Canopy's
 /// first retry (60 s + 1^4 s), so a crashed attempt never blocks a retry.
 pub const INTAKE_LEASE: Duration = Duration::from_secs(30);
@@ -158,6 +169,13 @@ mod tests {
         );
         assert!(INTAKE_BUDGET + Duration::from_secs(2) <= INTAKE_FUNCTION_TIMEOUT);
         assert!(INTAKE_LEASE > INTAKE_FUNCTION_TIMEOUT && INTAKE_LEASE < Duration::from_secs(61));
+        assert!(CANOPY_TIMEOUT + Duration::from_secs(5) <= API_BUDGET);
+        assert!(API_BUDGET + Duration::from_secs(2) <= API_FUNCTION_TIMEOUT);
+        assert!(
+            API_FUNCTION_TIMEOUT < Duration::from_secs(30),
+            "API Gateway waits 30 s"
+        );
+        assert!(API_IDEMPOTENCY_LEASE > API_FUNCTION_TIMEOUT);
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl Default for ApiConfig {
             refresh: RefreshPolicy::default(),
             plan: PlanConfig::default(),
             idempotency_retention: Duration::from_secs(24 * 3600),
-            idempotency_lease: Duration::from_secs(60),
+            idempotency_lease: crate::budget::API_IDEMPOTENCY_LEASE,
         }
     }
 }

@@ -42,6 +42,14 @@ fn every_setting_is_set_by_the_template() {
             "ReconnectReminderFunction",
             canopy_monitor::config::REMINDER_ENV_VARS,
         ),
+        (
+            "MonitoringApiFunction",
+            canopy_monitor::config::API_ENV_VARS,
+        ),
+        (
+            "MonitoringSyncFunction",
+            canopy_monitor::config::SYNC_ENV_VARS,
+        ),
     ] {
         let block = resource(&t, function);
         for name in names {
@@ -68,6 +76,9 @@ fn the_table_and_queues_match_what_the_code_expects() {
         "IndexName: gsi1",
         "AttributeName: gsi1pk",
         "AttributeName: gsi1sk",
+        "Binary: monitoring-api",
+        "Binary: monitoring-sync",
+        "ScheduleExpression: !Ref SyncSchedule",
     ] {
         assert!(t.contains(needle), "template.yaml lacks {needle:?}");
     }
@@ -148,4 +159,126 @@ fn the_time_budgets_in_the_template_are_the_codes() {
         number(&resource(&t, "ReconnectReminderFunction"), "Timeout"),
         budget::REMINDER_FUNCTION_TIMEOUT.as_secs()
     );
+    assert_eq!(
+        number(&resource(&t, "MonitoringApiFunction"), "Timeout"),
+        budget::API_FUNCTION_TIMEOUT.as_secs()
+    );
+    assert_eq!(
+        number(&resource(&t, "MonitoringSyncFunction"), "Timeout"),
+        budget::SYNC_FUNCTION_TIMEOUT.as_secs()
+    );
+}
+
+/// The HttpApi events of a function: (method, path, authorizer) each.
+fn http_events(block: &str) -> Vec<(String, String, Option<String>)> {
+    let mut events = Vec::new();
+    let mut current: Option<(String, String, Option<String>)> = None;
+    for line in block.lines().map(str::trim) {
+        if line.starts_with("Type: ") {
+            events.extend(current.take());
+            if line == "Type: HttpApi" {
+                current = Some(Default::default());
+            }
+        } else if let Some(event) = current.as_mut() {
+            if let Some(path) = line.strip_prefix("Path: ") {
+                event.1 = path.to_owned();
+            } else if let Some(method) = line.strip_prefix("Method: ") {
+                event.0 = method.to_owned();
+            } else if let Some(auth) = line.strip_prefix("Authorizer: ") {
+                event.2 = Some(auth.to_owned());
+            }
+        }
+    }
+    events.extend(current);
+    events
+}
+
+#[test]
+fn every_monitoring_api_route_is_wired_and_iam_authorized() {
+    let t = template();
+    let events = http_events(&resource(&t, "MonitoringApiFunction"));
+    let mut wired: Vec<(String, String)> = events
+        .iter()
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    let mut served: Vec<(String, String)> = monitoring_api::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    wired.sort();
+    served.sort();
+    assert_eq!(wired, served, "template routes = the handler's routes");
+    for (method, path, auth) in &events {
+        assert_eq!(
+            auth.as_deref(),
+            Some("AWS_IAM"),
+            "{method} {path} must be IAM-authorized"
+        );
+    }
+    // The webhook stays open (Canopy signs its bodies; it cannot sign SigV4).
+    let intake = http_events(&resource(&t, "WebhookIntakeFunction"));
+    assert_eq!(intake.len(), 1);
+    assert_eq!(intake[0].2, None);
+}
+
+#[test]
+fn the_openapi_document_describes_exactly_the_served_routes() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/monitoring-api.openapi.json"
+    ))
+    .expect("docs/monitoring-api.openapi.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert!(doc["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1")));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            if !["get", "post", "patch", "delete", "put"].contains(&method.as_str()) {
+                continue;
+            }
+            documented.push((method.to_ascii_uppercase(), path.clone()));
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path}: a success answer"
+            );
+            assert!(
+                responses.contains_key("400") && responses.contains_key("403"),
+                "{method} {path}: bad input and IAM refusals are documented"
+            );
+            // Path parameters are declared.
+            for name in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            {
+                let params = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .chain(item["parameters"].as_array())
+                    .flatten();
+                let mut found = false;
+                for p in params {
+                    let p = match p.get("$ref").and_then(|r| r.as_str()) {
+                        Some(r) => {
+                            &doc["components"]["parameters"]
+                                [r.rsplit('/').next().unwrap_or_default()]
+                        }
+                        None => p,
+                    };
+                    found |= p["name"] == name && p["in"] == "path";
+                }
+                assert!(found, "{method} {path}: parameter {name}");
+            }
+        }
+    }
+    let mut served: Vec<(String, String)> = monitoring_api::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    assert!(doc["components"]["securitySchemes"]["sigv4"].is_object());
 }

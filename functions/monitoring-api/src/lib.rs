@@ -169,8 +169,35 @@ fn json_body(request: &Request) -> Result<Value, ApiError> {
     serde_json::from_slice(raw).map_err(|e| invalid(format!("not valid JSON ({e})")))
 }
 
-/// Handles one API Gateway request.
+/// Handles one API Gateway request. A hung dependency ends in a 503 within
+/// [`API_BUDGET`](canopy_monitor::budget::API_BUDGET), never a function timeout: an
+/// idempotency key left behind runs out with its lease, a refresh guard with its window.
 pub async fn handle<S, Q, K, C>(api: &MonitoringApi<S, Q, K, C>, request: Request) -> Response<Body>
+where
+    S: MonitoringStore + IntakeStore,
+    Q: WorkQueue,
+    K: MonitoringControl,
+    C: Clock,
+{
+    let budget = canopy_monitor::budget::API_BUDGET;
+    match tokio::time::timeout(budget, dispatch(api, request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(budget_secs = budget.as_secs(), "request timed out");
+            let mut response = error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timed_out",
+                "the request did not finish in time; retry later (with the same Idempotency-Key)",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+        }
+    }
+}
+
+async fn dispatch<S, Q, K, C>(api: &MonitoringApi<S, Q, K, C>, request: Request) -> Response<Body>
 where
     S: MonitoringStore + IntakeStore,
     Q: WorkQueue,

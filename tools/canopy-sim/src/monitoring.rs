@@ -111,7 +111,7 @@ pub(crate) async fn enable(
     if let Some(existing) = s
         .monitorings
         .values()
-        .find(|m| m.object["status"] == "ACTIVE" && m.pulls.iter().any(|p| *p == pull_id))
+        .find(|m| m.object["status"] == "ACTIVE" && m.pulls.contains(&pull_id))
     {
         return Json(json!({"success": true, "monitoring": existing.object})).into_response();
     }
@@ -133,15 +133,15 @@ pub(crate) async fn enable(
     Json(json!({"success": true, "monitoring": object})).into_response()
 }
 
-/// Checks the path id; `Err` is the answer.
-fn known(s: &SimState, id: &str) -> Result<(), Response> {
+/// Checks the path id: the error answer, if any.
+fn refuse_id(s: &SimState, id: &str) -> Option<Response> {
     if !is_uuid(id) {
-        return Err(error(StatusCode::BAD_REQUEST, "INVALID_MONITORING_ID"));
+        return Some(error(StatusCode::BAD_REQUEST, "INVALID_MONITORING_ID"));
     }
     if !s.monitorings.contains_key(id) {
-        return Err(error(StatusCode::NOT_FOUND, "NOT_FOUND"));
+        return Some(error(StatusCode::NOT_FOUND, "NOT_FOUND"));
     }
-    Ok(())
+    None
 }
 
 pub(crate) async fn patch(
@@ -156,7 +156,7 @@ pub(crate) async fn patch(
     }
     let body = body.map(|Json(b)| b).unwrap_or(json!({}));
     let mut s = lock(&state);
-    if let Err(r) = known(&s, &id) {
+    if let Some(r) = refuse_id(&s, &id) {
         return r;
     }
     if let Some(interval) = body.get("interval") {
@@ -203,7 +203,7 @@ pub(crate) async fn stop(
         return r;
     }
     let mut s = lock(&state);
-    if let Err(r) = known(&s, &id) {
+    if let Some(r) = refuse_id(&s, &id) {
         return r;
     }
     let Some(m) = s.monitorings.get_mut(&id) else {
@@ -287,7 +287,7 @@ pub(crate) async fn get(
         return r;
     }
     let s = lock(&state);
-    if let Err(r) = known(&s, &id) {
+    if let Some(r) = refuse_id(&s, &id) {
         return r;
     }
     let Some(m) = s.monitorings.get(&id) else {
@@ -322,7 +322,7 @@ pub(crate) async fn refresh(
     }
     let started = {
         let mut s = lock(&state);
-        if let Err(r) = known(&s, &id) {
+        if let Some(r) = refuse_id(&s, &id) {
             return r;
         }
         let Some(m) = s.monitorings.get(&id) else {
