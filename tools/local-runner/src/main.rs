@@ -9,6 +9,7 @@
 //! `--demo` sends sample webhooks once up (a redelivery included), waits for the pull to be
 //! fetched, and shows what was stored and queued. `inspect` shows the state at any time.
 
+mod api;
 mod consumers;
 mod inspect;
 
@@ -117,16 +118,28 @@ async fn run(cli: Cli) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let monitoring_api = api::build_api(&aws, &resources, &canopy).await?;
             let app = axum::Router::new()
-                .fallback(invoke_intake)
-                .with_state(Arc::new(intake));
+                .route("/v1/{*rest}", axum::routing::any(api::invoke_api))
+                .with_state(Arc::new(monitoring_api))
+                .merge(
+                    axum::Router::new()
+                        .fallback(invoke_intake)
+                        .with_state(Arc::new(intake)),
+                );
             let url = format!("http://{addr}{}", webhook_intake::WEBHOOK_PATH);
+            let api_base = format!("http://{addr}");
             tracing::info!(%url, "webhook-intake is serving; signing secret is the documented local one");
+            tracing::info!(
+                url = %format!("{api_base}/v1/monitorings"),
+                "monitoring-api is serving; in AWS, API Gateway admits only SigV4-signed callers (AWS_IAM), here requests are not authenticated"
+            );
             let server = tokio::spawn(async move { axum::serve(listener, app).await });
             if demo {
                 run_demo(&url).await?;
                 consumers::demo_reconnect(&aws, &resources, &receiver, &url, &cli.endpoint).await?;
                 consumers::demo_refresh(&aws, &resources, &canopy, &url).await?;
+                api::demo(&aws, &resources, &canopy, &api_base, &url).await?;
                 inspect::show(&aws, &resources).await?;
                 if exit_after_demo {
                     return Ok(());
