@@ -869,6 +869,34 @@ async fn requests_per_route_are_counted() {
     measure("GET /v1/monitorings/{id}", &counter);
     call(&api, "GET", &format!("/v1/pulls/{pull_id}"), &[], None).await;
     measure("GET /v1/pulls/{id}", &counter);
+    let fetcher = consumer(&env, &canopy, Duration::from_secs(5)).await;
+    drain_into(&env, &fetcher).await;
+    counter.reset();
+    let full = call(
+        &api,
+        "GET",
+        &format!("/v1/pulls/{pull_id}?full=true"),
+        &[("Accept-Encoding", "gzip")],
+        None,
+    )
+    .await;
+    assert_eq!(full.status, StatusCode::OK);
+    measure("GET /v1/pulls/{id}?full=true", &counter);
+    let key = integration_tests::attr(
+        env.event_records()
+            .await
+            .iter()
+            .find(|r| integration_tests::attr(r, "event_type") == Some("COMPLETE"))
+            .expect("COMPLETE record"),
+        "pk",
+    )
+    .expect("pk")
+    .trim_start_matches("EVENT#")
+    .to_owned();
+    counter.reset();
+    let replayed = call(&api, "POST", &format!("/v1/events/{key}/replay"), &[], None).await;
+    assert_eq!(replayed.status, StatusCode::OK);
+    measure("POST /v1/events/{key}/replay (COMPLETE)", &counter);
     call(&api, "DELETE", &format!("/v1/monitorings/{id}"), &[], None).await;
     measure("DELETE /v1/monitorings/{id}", &counter);
     let by = |label: &str| table.iter().find(|(l, _)| l == label).map(|(_, n)| *n);
@@ -886,5 +914,10 @@ async fn requests_per_route_are_counted() {
         by("GET /v1/monitorings"),
         Some(2),
         "one Query per status partition"
+    );
+    assert_eq!(
+        by("GET /v1/pulls/{id}?full=true"),
+        Some(2),
+        "the summary's part count, then the parts"
     );
 }
