@@ -31,12 +31,22 @@ fn every_sample_event_is_a_valid_payload() {
                     assert!(matches!(message, WorkMessage::NotifyReconnect(_)), "{name}");
                 }
             }
+        } else if name.starts_with("api-") {
+            // Monitoring API requests as API Gateway passes them (IAM authorizer context).
+            let method = event["requestContext"]["http"]["method"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let path = event["rawPath"].as_str().unwrap().to_owned();
+            to_lambda_request(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let method = lambda_http::http::Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(monitoring_api::route(&method, &path).is_ok(), "{name}");
         } else if name.starts_with("schedule-") {
             // The reminder function ignores the schedule's payload; it must still be an
             // EventBridge event.
             assert_eq!(event["detail-type"], "Scheduled Event", "{name}");
         } else {
-            panic!("unexpected sample {name}: name it webhook-*, sqs-* or schedule-*");
+            panic!("unexpected sample {name}: name it webhook-*, api-*, sqs-* or schedule-*");
         }
         seen += 1;
     }
