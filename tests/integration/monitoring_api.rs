@@ -752,6 +752,19 @@ async fn a_monitoring_and_its_pulls_read_back_as_stored() {
     assert_eq!(wrong_method.headers["allow"], "GET, POST");
 }
 
+/// The dedupe key of the (only) COMPLETE event recorded in `env`.
+async fn complete_event_key(env: &TestEnv) -> String {
+    let records = env.event_records().await;
+    let complete = records
+        .iter()
+        .find(|r| integration_tests::attr(r, "event_type") == Some("COMPLETE"))
+        .expect("COMPLETE record");
+    integration_tests::attr(complete, "pk")
+        .expect("pk")
+        .trim_start_matches("EVENT#")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_stored_event_replays_through_the_same_plan() {
     let (env, canopy, _, api) = rig("api-replay").await;
@@ -759,17 +772,7 @@ async fn a_stored_event_replays_through_the_same_plan() {
     // The seed's COMPLETE queued one fetch; an operator lost it downstream.
     let first = env.drain(&env.resources.fetch_queue_url).await;
     assert_eq!(first.len(), 1);
-    let key = integration_tests::attr(
-        env.event_records()
-            .await
-            .iter()
-            .find(|r| integration_tests::attr(r, "event_type") == Some("COMPLETE"))
-            .expect("COMPLETE record"),
-        "pk",
-    )
-    .expect("pk")
-    .trim_start_matches("EVENT#")
-    .to_owned();
+    let key = complete_event_key(&env).await;
 
     let reply = call(&api, "POST", &format!("/v1/events/{key}/replay"), &[], None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
@@ -882,17 +885,7 @@ async fn requests_per_route_are_counted() {
     .await;
     assert_eq!(full.status, StatusCode::OK);
     measure("GET /v1/pulls/{id}?full=true", &counter);
-    let key = integration_tests::attr(
-        env.event_records()
-            .await
-            .iter()
-            .find(|r| integration_tests::attr(r, "event_type") == Some("COMPLETE"))
-            .expect("COMPLETE record"),
-        "pk",
-    )
-    .expect("pk")
-    .trim_start_matches("EVENT#")
-    .to_owned();
+    let key = complete_event_key(&env).await;
     counter.reset();
     let replayed = call(&api, "POST", &format!("/v1/events/{key}/replay"), &[], None).await;
     assert_eq!(replayed.status, StatusCode::OK);

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use canopy_monitor::config::{ApiEnv, SyncEnv};
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
-use devkit::events::{apigw_event, to_lambda_request};
 use devkit::resources::Resources;
 use devkit::LOCAL_SIGNING_SECRET;
 use monitoring_api::AwsMonitoringApi;
@@ -75,13 +74,7 @@ pub async fn invoke_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let event = apigw_event(method.as_str(), target, &header_pairs, &body);
-    let request = match to_lambda_request(event) {
+    let request = match crate::lambda_request(&method, &uri, &headers, &body) {
         Ok(r) => r,
         Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
     };

@@ -237,6 +237,21 @@ fn intake_env(resources: &Resources) -> IntakeEnv {
     }
 }
 
+/// The request a function gets from API Gateway (HTTP API v2) for this HTTP request.
+pub fn lambda_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<lambda_http::Request, String> {
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    to_lambda_request(apigw_event(method.as_str(), target, &header_pairs, body))
+}
+
 /// Turns an HTTP request into the API Gateway v2 event Lambda would get and runs the handler.
 async fn invoke_intake(
     State(intake): State<Arc<AwsIntake>>,
@@ -245,12 +260,7 @@ async fn invoke_intake(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let event = apigw_event(method.as_str(), uri.path(), &header_pairs, &body);
-    let request = match to_lambda_request(event) {
+    let request = match lambda_request(&method, &uri, &headers, &body) {
         Ok(r) => r,
         Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
     };
