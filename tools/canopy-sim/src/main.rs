@@ -148,7 +148,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
             println!(
-                "fake Canopy at {} (client id {}, secret {}); add pulls with POST /_sim/pulls",
+                "fake Canopy at {} (client id {}, secret {}); add pulls with POST /_sim/pulls, point refresh webhooks with POST /_sim/webhook {{\"url\": ..., \"secret\": ...}}",
                 sim.base_url(),
                 canopy_sim::CLIENT_ID,
                 canopy_sim::CLIENT_SECRET
