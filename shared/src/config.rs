@@ -377,3 +377,52 @@ impl SyncEnv {
         })
     }
 }
+
+/// The variables [`ReconnectEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const RECONNECT_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "SUBJECT_CLAIM",
+    "RECONNECT_SESSION_MINUTES",
+    "RECONNECT_MAX_ATTEMPTS",
+];
+
+/// Everything reconnect-api reads from its environment.
+#[derive(Debug, Clone)]
+pub struct ReconnectEnv {
+    pub table_name: String,
+    pub canopy: CanopyEnv,
+    /// The JWT claim that names the caller: compared with a monitoring's owner.
+    pub subject_claim: String,
+    pub reconnect: crate::reconnect::ReconnectConfig,
+}
+
+impl ReconnectEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::reconnect::ReconnectConfig::default();
+        let minutes: u64 = parsed_or(
+            "RECONNECT_SESSION_MINUTES",
+            defaults.session_ttl.as_secs() / 60,
+        )?;
+        let attempts: u32 = parsed_or("RECONNECT_MAX_ATTEMPTS", defaults.max_attempts)?;
+        if minutes == 0 || attempts == 0 {
+            return Err(ConfigError::Invalid {
+                name: "RECONNECT_SESSION_MINUTES",
+                detail: "sessions need at least a minute and one attempt".into(),
+            });
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            canopy: CanopyEnv::from_env()?,
+            subject_claim: parsed_or("SUBJECT_CLAIM", "sub".to_owned())?,
+            reconnect: crate::reconnect::ReconnectConfig {
+                session_ttl: Duration::from_secs(minutes * 60),
+                max_attempts: attempts,
+                ..defaults
+            },
+        })
+    }
+}

@@ -120,6 +120,10 @@ pub struct WebhookEvent {
     pub data_type: Option<String>,
     /// `data.login_error_message` of an AUTH_STATUS.
     pub login_error_message: Option<String>,
+    /// `data.mfa_options` of an AUTH_STATUS (IDENTITY_VERIFICATION_OPTIONS): the choices a
+    /// consumer picks from, keyed by the `optionKey` to send back. At most
+    /// [`MAX_MFA_OPTIONS_BYTES`] of JSON; larger is dropped.
+    pub mfa_options: Option<Value>,
     pub reconnect: Option<ReconnectLink>,
     /// See [`dedupe_key`].
     pub dedupe_key: String,
@@ -160,6 +164,9 @@ pub enum ParseError {
 }
 
 /// Parses a webhook body leniently. See the module docs for what is required.
+/// The largest `mfa_options` kept (they are a handful of short labels).
+pub const MAX_MFA_OPTIONS_BYTES: usize = 4096;
+
 pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         // serde_json's messages name a position, not the content.
@@ -213,6 +220,11 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, ParseError> {
         sequence,
         data_type: data_str("type"),
         login_error_message: data_str("login_error_message"),
+        mfa_options: data
+            .and_then(|d| d.get("mfa_options"))
+            .filter(|o| o.is_object() || o.is_array())
+            .filter(|o| serde_json::to_vec(o).map_or(0, |j| j.len()) <= MAX_MFA_OPTIONS_BYTES)
+            .cloned(),
         reconnect,
         dedupe_key: dedupe_key(&value),
         event_type,

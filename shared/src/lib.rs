@@ -28,6 +28,7 @@ pub mod plan;
 pub mod ports;
 pub mod pull_data;
 pub mod queue;
+pub mod reconnect;
 pub mod records;
 pub mod reminders;
 pub mod retry;

@@ -71,6 +71,16 @@ pub struct Progress {
     pub sequence: Option<i64>,
     pub error_type: Option<String>,
     pub milestone: Option<Milestone>,
+    /// What an AUTH_STATUS asks the consumer (set, or cleared, by every AUTH_STATUS).
+    pub auth_prompt: Option<AuthPrompt>,
+}
+
+/// The prompt details of an AUTH_STATUS: Canopy's message after a failed login, and the MFA
+/// options to choose from. Nothing secret.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthPrompt {
+    pub login_error_message: Option<String>,
+    pub mfa_options: Option<Value>,
 }
 
 /// Changes to the pull item.
@@ -194,6 +204,13 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
         },
         error_type: match event.event_type {
             EventType::Error => event.data_type.clone(),
+            _ => None,
+        },
+        auth_prompt: match event.event_type {
+            EventType::AuthStatus => Some(AuthPrompt {
+                login_error_message: event.login_error_message.clone(),
+                mfa_options: event.mfa_options.clone(),
+            }),
             _ => None,
         },
         milestone: match event.event_type {
@@ -407,6 +424,7 @@ mod tests {
             sequence,
             error_type: None,
             milestone: None,
+            auth_prompt: None,
         };
         assert!(progress_applies(None, &p(1, None)));
         assert!(progress_applies(Some((3, None)), &p(4, None)));

@@ -32,6 +32,11 @@ pub struct PullRecord {
     pub auth_sequence: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_type: Option<String>,
+    /// The latest AUTH_STATUS's prompt details (see [`crate::plan::AuthPrompt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_options: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies_available_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +158,11 @@ impl PullRecord {
             set_some(&mut self.auth_status, &progress.auth_status);
             set_some(&mut self.auth_sequence, &progress.sequence);
             set_some(&mut self.error_type, &progress.error_type);
+            if let Some(prompt) = &progress.auth_prompt {
+                self.login_error_message
+                    .clone_from(&prompt.login_error_message);
+                self.mfa_options.clone_from(&prompt.mfa_options);
+            }
             let at = Some(update.at.clone());
             match progress.milestone {
                 Some(Milestone::PoliciesAvailable) => {

@@ -7,5 +7,6 @@ mod intake;
 mod monitoring_api;
 mod monitoring_sync;
 mod notifier;
+mod reconnect;
 mod reliability;
 mod template;

@@ -5,6 +5,7 @@ pub mod counting;
 pub mod faults;
 pub mod logs;
 pub mod monitoring;
+pub mod reconnect;
 pub mod rigs;
 
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,8 +1,9 @@
 //! The Canopy API over HTTPS (reqwest).
 
 use super::{
-    classify, CanopyApi, CanopyCredentials, CanopyError, CanopyMonitoring, EnableRequest,
-    MonitoredPull, MonitoringControl, PatchRequest, PullJson, ReconnectToken, MAX_PULL_BYTES,
+    classify, CanopyApi, CanopyCredentials, CanopyError, CanopyMonitoring, ConnectRequest,
+    EnableRequest, MonitoredPull, MonitoringControl, PatchRequest, PullJson, PullJwt, PullSession,
+    ReconnectToken, WidgetApi, MAX_PULL_BYTES,
 };
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -88,22 +89,61 @@ impl CanopyClient {
         })
     }
 
+    /// Sends with the team's credentials (Basic auth).
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
         limit: usize,
     ) -> Result<Vec<u8>, CanopyError> {
-        let mut response = request
-            .basic_auth(
-                &self.credentials.client_id,
-                Some(&self.credentials.client_secret),
-            )
-            .send()
-            .await
-            .map_err(|e| CanopyError::RetryLater {
-                reason: transport_reason(&e),
-                retry_after: None,
-            })?;
+        let request = request.basic_auth(
+            &self.credentials.client_id,
+            Some(&self.credentials.client_secret),
+        );
+        self.send_as_is(request, limit).await
+    }
+
+    /// `{base}/widget/pull/{segments...}`, each segment percent-encoded.
+    fn widget_url(&self, segments: &[&str]) -> Result<reqwest::Url, CanopyError> {
+        let invalid = || CanopyError::Misconfigured {
+            status: 0,
+            code: "INVALID_BASE_URL".to_owned(),
+        };
+        let mut url = reqwest::Url::parse(&self.base_url).map_err(|_| invalid())?;
+        url.path_segments_mut()
+            .map_err(|_| invalid())?
+            .pop_if_empty()
+            .extend(["widget", "pull"])
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// A whitelabel call on a pull, authorized by its `pull-jwt` (no team credentials).
+    async fn pull_call(
+        &self,
+        pull_id: &str,
+        action: &str,
+        jwt: &PullJwt,
+        body: &dyn erased_json::Json,
+    ) -> Result<(), CanopyError> {
+        let request = self
+            .http
+            .post(self.widget_url(&[pull_id, action])?)
+            .header("pull-jwt", jwt.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_json());
+        self.send_as_is(request, MONITORING_ANSWER_LIMIT).await?;
+        Ok(())
+    }
+
+    async fn send_as_is(
+        &self,
+        request: reqwest::RequestBuilder,
+        limit: usize,
+    ) -> Result<Vec<u8>, CanopyError> {
+        let mut response = request.send().await.map_err(|e| CanopyError::RetryLater {
+            reason: transport_reason(&e),
+            retry_after: None,
+        })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -253,6 +293,59 @@ impl MonitoringControl for CanopyClient {
             )
             .await?;
         Ok(answer.pulls.into_iter().next())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ExchangeAnswer {
+    pull_id: String,
+    pull_jwt: String,
+}
+
+#[async_trait]
+impl WidgetApi for CanopyClient {
+    async fn exchange_reconnect_token(
+        &self,
+        reconnect_token: &str,
+    ) -> Result<PullSession, CanopyError> {
+        let request = self
+            .http
+            .post(self.widget_url(&["reconnectToken"])?)
+            .json(&serde_json::json!({"reconnect_token": reconnect_token}));
+        let answer = self.send(request, MONITORING_ANSWER_LIMIT).await?;
+        let answer: ExchangeAnswer =
+            serde_json::from_slice(&answer).map_err(|_| CanopyError::RetryLater {
+                reason: "reconnectToken answer without pull_id and pull_jwt".to_owned(),
+                retry_after: None,
+            })?;
+        Ok(PullSession {
+            pull_id: answer.pull_id,
+            pull_jwt: PullJwt::new(answer.pull_jwt),
+        })
+    }
+
+    async fn connect(
+        &self,
+        pull_id: &str,
+        jwt: &PullJwt,
+        request: &ConnectRequest,
+    ) -> Result<(), CanopyError> {
+        self.pull_call(pull_id, "connect", jwt, request).await
+    }
+
+    async fn idv_options(
+        &self,
+        pull_id: &str,
+        jwt: &PullJwt,
+        option_key: &str,
+    ) -> Result<(), CanopyError> {
+        let body = serde_json::json!({"optionKey": option_key});
+        self.pull_call(pull_id, "idvoptions", jwt, &body).await
+    }
+
+    async fn idv(&self, pull_id: &str, jwt: &PullJwt, mfa_value: &str) -> Result<(), CanopyError> {
+        let body = serde_json::json!({"mfaValue": mfa_value});
+        self.pull_call(pull_id, "idv", jwt, &body).await
     }
 }
 

@@ -140,6 +140,81 @@ pub trait MonitoringControl: Send + Sync {
     async fn latest_pull(&self, monitoring_id: &str) -> Result<Option<MonitoredPull>, CanopyError>;
 }
 
+/// A pull's whitelabel credential (`pull_jwt`): kept server-side, never logged (`Debug`
+/// hides it) and never serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullJwt(String);
+
+impl PullJwt {
+    pub fn new(jwt: String) -> Self {
+        Self(jwt)
+    }
+    /// The value, for the `pull-jwt` header and the session item only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PullJwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PullJwt(<redacted>)")
+    }
+}
+
+/// `POST /widget/pull/reconnectToken`'s answer.
+#[derive(Debug, Clone)]
+pub struct PullSession {
+    pub pull_id: String,
+    pub pull_jwt: PullJwt,
+}
+
+/// `POST /widget/pull/{id}/connect`: the insurer and the credential tokens from Canopy's
+/// Components library (not raw passwords). `Debug` hides the tokens.
+#[derive(Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectRequest {
+    pub insurer_name: String,
+    pub insurer_username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer_third_field: Option<String>,
+}
+
+impl fmt::Debug for ConnectRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectRequest")
+            .field("insurer_name", &self.insurer_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Canopy's whitelabel reconnect calls (`/widget/pull/...`).
+#[async_trait]
+pub trait WidgetApi: Send + Sync {
+    /// `POST /widget/pull/reconnectToken` (team credentials): the pull to reconnect and its JWT.
+    async fn exchange_reconnect_token(
+        &self,
+        reconnect_token: &str,
+    ) -> Result<PullSession, CanopyError>;
+    /// `POST /widget/pull/{id}/connect` with `pull-jwt`.
+    async fn connect(
+        &self,
+        pull_id: &str,
+        jwt: &PullJwt,
+        request: &ConnectRequest,
+    ) -> Result<(), CanopyError>;
+    /// `POST /widget/pull/{id}/idvoptions {optionKey}` with `pull-jwt`.
+    async fn idv_options(
+        &self,
+        pull_id: &str,
+        jwt: &PullJwt,
+        option_key: &str,
+    ) -> Result<(), CanopyError>;
+    /// `POST /widget/pull/{id}/idv {mfaValue}` with `pull-jwt`.
+    async fn idv(&self, pull_id: &str, jwt: &PullJwt, mfa_value: &str) -> Result<(), CanopyError>;
+}
+
 /// API credentials, from Secrets Manager: `{"client_id": "...", "client_secret": "..."}`.
 #[derive(Clone, Deserialize)]
 pub struct CanopyCredentials {

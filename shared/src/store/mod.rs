@@ -342,3 +342,49 @@ pub struct RefreshEntry {
     pub created_at: Option<String>,
     pub fetched_at: String,
 }
+
+/// A browser's reconnect session (see [`crate::reconnect`]). The `pull_jwt` stays here,
+/// server-side, sealed ([`crate::reconnect::SessionKey`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectSession {
+    pub session_id: String,
+    /// The JWT subject that started it; only it may use the session.
+    pub owner: String,
+    pub monitoring_id: String,
+    pub pull_id: String,
+    /// The pull's JWT, sealed: `base64(nonce || AES-256-GCM ciphertext)`.
+    pub sealed_jwt: String,
+    pub created_at: String,
+    /// Unix seconds; the table's TTL attribute, also checked on every read.
+    pub expires_at: i64,
+}
+
+/// What taking an attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptTaken {
+    Taken,
+    /// The session's limit for this kind of call is used up.
+    LimitReached,
+    /// The session is gone or expired.
+    NoSession,
+}
+
+/// Storage of reconnect sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn put_session(&self, session: &ReconnectSession) -> Result<(), PortError>;
+    /// The session, if it exists and has not expired at `now` (Unix seconds).
+    async fn session(
+        &self,
+        session_id: &str,
+        now: i64,
+    ) -> Result<Option<ReconnectSession>, PortError>;
+    /// Counts one call of `kind` (`connect`, `idvoptions`, `idv`) unless `max` are used.
+    async fn take_attempt(
+        &self,
+        session_id: &str,
+        kind: &str,
+        max: u32,
+        now: i64,
+    ) -> Result<AttemptTaken, PortError>;
+}

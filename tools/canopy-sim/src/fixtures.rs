@@ -137,6 +137,23 @@ pub fn refresh_sequence(subject: &Subject, pull: &Value) -> Vec<Value> {
     out
 }
 
+/// An AUTH_STATUS of `auth_status` with its `sequence`; `extra` adds to `data`
+/// (`login_error_message`, `mfa_options`).
+pub fn auth_status_webhook(
+    subject: &Subject,
+    auth_status: &str,
+    sequence: i64,
+    extra: Value,
+) -> Value {
+    let mut data = json!({"auth_status": auth_status});
+    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    let mut b = body(subject, "AUTH_STATUS", auth_status, data);
+    b["sequence"] = json!(sequence);
+    b
+}
+
 /// A MONITORING_RECONNECT with the given link.
 pub fn reconnect_webhook(subject: &Subject, reconnect_url: &str, reconnect_token: &str) -> Value {
     body(

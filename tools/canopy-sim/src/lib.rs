@@ -6,6 +6,7 @@
 
 pub mod fixtures;
 pub mod monitoring;
+pub mod widget;
 
 pub use monitoring::{RefreshEnding, SimMonitoring};
 
@@ -66,6 +67,17 @@ pub struct SimState {
     pub refresh_endings: HashMap<String, RefreshEnding>,
     /// Where refreshes send their webhooks, and the signing secret.
     pub webhook: Option<(String, String)>,
+    /// The pull awaiting a reconnect, per monitoring.
+    pub reconnect_pulls: HashMap<String, String>,
+    /// Reconnect tokens handed out: monitoring and the pull they lead to.
+    pub issued_tokens: HashMap<String, (String, Option<String>)>,
+    /// `pull_jwt` -> pull.
+    pub pull_jwts: HashMap<String, String>,
+    /// Whitelabel logins in progress, per pull.
+    pub logins: HashMap<String, widget::SimLogin>,
+    /// When set, the next reconnect-token exchange is refused with this code (a token that
+    /// expired or was overtaken between our two calls).
+    pub exchange_refusal: Option<String>,
 }
 
 /// A running fake; clones share its state.
@@ -110,6 +122,14 @@ impl FakeCanopy {
         self.state()
             .faults
             .insert(id.to_owned(), (faults.into(), sticky));
+    }
+
+    /// Makes `monitoring_id` need a reconnect (see [`widget::need_reconnect`]); returns the
+    /// pull to reconnect. Its MONITORING_RECONNECT goes to the webhook target, if set.
+    pub fn need_reconnect(&self, monitoring_id: &str) -> Option<String> {
+        let (pull_id, sending) = widget::need_reconnect(&self.state, monitoring_id)?;
+        widget::send_later(sending);
+        Some(pull_id)
     }
 
     /// Refreshes send their webhooks to `url`, signed with `secret`.
@@ -186,6 +206,10 @@ fn router(state: Arc<Mutex<SimState>>) -> Router {
             "/teams/{team}/monitorings/{id}/refresh",
             post(monitoring::refresh),
         )
+        .route("/widget/pull/reconnectToken", post(widget::exchange))
+        .route("/widget/pull/{pull}/connect", post(widget::connect))
+        .route("/widget/pull/{pull}/idvoptions", post(widget::idv_options))
+        .route("/widget/pull/{pull}/idv", post(widget::idv))
         .route(
             "/teams/{team}/monitorings/{id}/reconnectToken",
             get(reconnect_token),
@@ -297,10 +321,14 @@ async fn reconnect_token(
     let mut s = lock(&state);
     s.tokens_issued += 1;
     let token = format!("rt_fresh_{}", s.tokens_issued);
-    let pull_id = s
-        .monitorings
-        .get(&id)
-        .and_then(|m| m.object["latest_pull_id"].as_str().map(str::to_owned));
+    // The pull awaiting a reconnect, else the monitoring's latest.
+    let pull_id = s.reconnect_pulls.get(&id).cloned().or_else(|| {
+        s.monitorings
+            .get(&id)
+            .and_then(|m| m.object["latest_pull_id"].as_str().map(str::to_owned))
+    });
+    s.issued_tokens
+        .insert(token.clone(), (id.clone(), pull_id.clone()));
     Json(json!({
         "pull_id": pull_id,
         "reconnect_url": format!("https://app.usecanopy.com/c/demo/reconnect?reconnectToken={token}"),

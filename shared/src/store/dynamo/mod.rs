@@ -14,6 +14,7 @@
 pub mod episodes;
 pub mod monitorings;
 pub mod pulls;
+pub mod sessions;
 
 use crate::aws::port_error;
 use crate::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullApplied, PullUpdate};
@@ -381,6 +382,16 @@ impl IntakeStore for DynamoStore {
                 .set_opt("auth_status", p.auth_status.as_ref().map(s))
                 .set_opt("auth_sequence", p.sequence.map(n))
                 .set_opt("error_type", p.error_type.as_ref().map(s));
+            if let Some(prompt) = &p.auth_prompt {
+                match &prompt.login_error_message {
+                    Some(m) => b.set("login_error_message", s(m)),
+                    None => b.remove("login_error_message"),
+                };
+                match prompt.mfa_options.as_ref().and_then(json_attr) {
+                    Some(o) => b.set("mfa_options", o),
+                    None => b.remove("mfa_options"),
+                };
+            }
             match p.milestone {
                 Some(Milestone::PoliciesAvailable) => {
                     b.set_if_absent("policies_available_at", s(&update.at));

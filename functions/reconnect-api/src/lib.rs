@@ -1,0 +1,307 @@
+//! The reconnect-api handler: routes to [`ReconnectService`], errors to statuses. Called by
+//! the consumer's browser; API Gateway's JWT authorizer has checked the token and put its
+//! claims in the request context before a request gets here.
+
+use canopy_monitor::canopy::http::CanopyClient;
+use canopy_monitor::canopy::{CanopyApi, WidgetApi};
+use canopy_monitor::config::{ConfigError, ReconnectEnv};
+use canopy_monitor::ports::{Clock, SystemClock};
+use canopy_monitor::reconnect::{ReconnectError, ReconnectService, SessionKey};
+use canopy_monitor::secrets;
+use canopy_monitor::store::dynamo::DynamoStore;
+use canopy_monitor::store::{MonitoringStore, SessionStore};
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Every route this function serves, as template.yaml wires them (a test holds the two
+/// together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/reconnect/sessions"),
+    ("POST", "/v1/reconnect/token"),
+    ("GET", "/v1/reconnect/sessions/{session_id}"),
+    ("POST", "/v1/reconnect/sessions/{session_id}/connect"),
+    ("POST", "/v1/reconnect/sessions/{session_id}/idvoptions"),
+    ("POST", "/v1/reconnect/sessions/{session_id}/idv"),
+];
+
+/// Largest request body read.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub type AwsReconnectService = ReconnectService<DynamoStore, CanopyClient, SystemClock>;
+
+/// The service and the claim that names the caller.
+pub struct ReconnectApi<S, K, C> {
+    pub service: ReconnectService<S, K, C>,
+    pub subject_claim: String,
+}
+
+pub type AwsReconnectApi = ReconnectApi<DynamoStore, CanopyClient, SystemClock>;
+
+/// Builds the API from the environment (see the README's configuration table).
+pub async fn api_from_env(aws: &aws_config::SdkConfig) -> Result<AwsReconnectApi, ConfigError> {
+    api_from(ReconnectEnv::from_env()?, aws).await
+}
+
+/// Builds the API from explicit settings (the local runner's and the tests' way in).
+pub async fn api_from(
+    env: ReconnectEnv,
+    aws: &aws_config::SdkConfig,
+) -> Result<AwsReconnectApi, ConfigError> {
+    let credentials = secrets::load_canopy_credentials(
+        &aws_sdk_secretsmanager::Client::new(aws),
+        &env.canopy.api_secret_id,
+    )
+    .await?;
+    let key = SessionKey::derive(&credentials);
+    let canopy = CanopyClient::new(
+        &env.canopy.base_url,
+        &env.canopy.team_id,
+        credentials,
+        env.canopy.timeout,
+    )
+    .map_err(|e| ConfigError::Invalid {
+        name: "CANOPY_BASE_URL",
+        detail: e.to_string(),
+    })?;
+    Ok(ReconnectApi {
+        service: ReconnectService::new(
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
+            canopy,
+            SystemClock,
+            key,
+            env.reconnect,
+        ),
+        subject_claim: env.subject_claim,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Start,
+    Token,
+    Poll(String),
+    Connect(String),
+    ChooseOption(String),
+    SubmitCode(String),
+}
+
+/// Resolves a request; `Err` carries the methods the path takes (empty: no such path).
+pub fn route(method: &Method, path: &str) -> Result<Route, &'static str> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (route, allow) = match segments.as_slice() {
+        ["v1", "reconnect", "sessions"] => {
+            ((*method == Method::POST).then_some(Route::Start), "POST")
+        }
+        ["v1", "reconnect", "token"] => ((*method == Method::POST).then_some(Route::Token), "POST"),
+        ["v1", "reconnect", "sessions", id] => (
+            (*method == Method::GET).then(|| Route::Poll((*id).to_owned())),
+            "GET",
+        ),
+        ["v1", "reconnect", "sessions", id, action] => {
+            let id = (*id).to_owned();
+            let route = match *action {
+                "connect" => Route::Connect(id),
+                "idvoptions" => Route::ChooseOption(id),
+                "idv" => Route::SubmitCode(id),
+                _ => return Err(""),
+            };
+            ((*method == Method::POST).then_some(route), "POST")
+        }
+        _ => return Err(""),
+    };
+    route.ok_or(allow)
+}
+
+/// The caller's subject: the configured claim of the JWT API Gateway verified.
+pub fn subject(request: &Request, claim: &str) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx
+            .authorizer
+            .as_ref()?
+            .jwt
+            .as_ref()?
+            .claims
+            .get(claim)
+            .filter(|s| !s.is_empty())
+            .cloned(),
+        _ => None,
+    }
+}
+
+fn body_json(request: &Request) -> Result<Value, ReconnectError> {
+    let raw = request.body().as_ref();
+    let invalid = |problem: &str| ReconnectError::Invalid {
+        field: "body",
+        problem: problem.to_owned(),
+    };
+    if raw.len() > MAX_BODY_BYTES {
+        return Err(invalid("too large"));
+    }
+    serde_json::from_slice(raw).map_err(|_| invalid("a JSON object is required"))
+}
+
+fn query_number(request: &Request, name: &'static str, max: i64) -> Result<i64, ReconnectError> {
+    let params = request.query_string_parameters();
+    match params.first(name) {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=max).contains(n))
+            .ok_or(ReconnectError::Invalid {
+                field: name,
+                problem: format!("must be a number from 0 to {max}"),
+            }),
+    }
+}
+
+/// Handles one API Gateway request.
+pub async fn handle<S, K, C>(api: &ReconnectApi<S, K, C>, request: Request) -> Response<Body>
+where
+    S: MonitoringStore + SessionStore,
+    K: CanopyApi + WidgetApi,
+    C: Clock,
+{
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    let route = match route(request.method(), &path) {
+        Ok(r) => r,
+        Err("") => {
+            return respond(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not_found", "message": format!("no route for {path}")}),
+            )
+        }
+        Err(allow) => {
+            let mut r = respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method_not_allowed", "message": format!("{path} takes {allow}")}),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            return r;
+        }
+    };
+    // API Gateway's authorizer refuses requests without a valid JWT; a missing claim here is
+    // a misconfigured claim name or a route left without the authorizer.
+    let Some(subject) = subject(&request, &api.subject_claim) else {
+        tracing::warn!(claim = %api.subject_claim, "request without the subject claim");
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "unauthorized", "message": "sign in again"}),
+        );
+    };
+    let s = &api.service;
+    let result = match route {
+        Route::Start => match body_json(&request) {
+            Ok(body) => s
+                .start(&subject, &body)
+                .await
+                .map(|v| (StatusCode::CREATED, v)),
+            Err(e) => Err(e),
+        },
+        Route::Token => match body_json(&request) {
+            Ok(body) => s
+                .fresh_token(&subject, &body)
+                .await
+                .map(|v| (StatusCode::OK, v)),
+            Err(e) => Err(e),
+        },
+        Route::Connect(id) => match body_json(&request) {
+            Ok(body) => s
+                .connect(&subject, &id, &body)
+                .await
+                .map(|v| (StatusCode::ACCEPTED, v)),
+            Err(e) => Err(e),
+        },
+        Route::ChooseOption(id) => match body_json(&request) {
+            Ok(body) => s
+                .choose_option(&subject, &id, &body)
+                .await
+                .map(|v| (StatusCode::ACCEPTED, v)),
+            Err(e) => Err(e),
+        },
+        Route::SubmitCode(id) => match body_json(&request) {
+            Ok(body) => s
+                .submit_code(&subject, &id, &body)
+                .await
+                .map(|v| (StatusCode::ACCEPTED, v)),
+            Err(e) => Err(e),
+        },
+        Route::Poll(id) => {
+            match (
+                query_number(&request, "after", i64::MAX / 2),
+                query_number(&request, "wait", 20),
+            ) {
+                (Ok(after), Ok(wait)) => s
+                    .poll(
+                        &subject,
+                        &id,
+                        after,
+                        Duration::from_secs(wait.unsigned_abs()),
+                    )
+                    .await
+                    .map(|v| (StatusCode::OK, v)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok((status, body)) => respond(status, &body),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The one place reconnect errors become responses.
+pub fn error_response(err: &ReconnectError) -> Response<Body> {
+    let (status, code) = err.status_and_code();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::error!(error = %err, status = status.as_u16(), "reconnect request failed");
+    } else {
+        tracing::info!(error = %err, status = status.as_u16(), "reconnect request refused");
+    }
+    let mut body = json!({"error": code, "message": err.message()});
+    if let ReconnectError::Invalid { field, .. } = err {
+        body["field"] = json!(field);
+    }
+    respond(status, &body)
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Answers name a consumer's session: never cached.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_route_resolves() {
+        for (method, template) in ROUTES {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let path = template.replace("{session_id}", "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e");
+            assert!(route(&method, &path).is_ok(), "{method} {template}");
+        }
+        assert_eq!(route(&Method::GET, "/v1/reconnect/sessions"), Err("POST"));
+        assert_eq!(
+            route(&Method::POST, "/v1/reconnect/sessions/x/other"),
+            Err("")
+        );
+        assert_eq!(route(&Method::GET, "/v1/monitorings"), Err(""));
+    }
+}

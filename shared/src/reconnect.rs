@@ -1,0 +1,597 @@
+//! In-app reconnect: the consumer's browser walks through Canopy's AUTH_STATUS steps inside
+//! the integrator's app. The `reconnect-api` function maps routes to these methods and
+//! [`ReconnectError`] to statuses.
+//!
+//! The team's credentials and the pull's `pull_jwt` never reach the browser: a session keeps the
+//! JWT server-side and the browser holds only the session id. Canopy tells us each AUTH_STATUS by
+//! webhook; intake stores it on the pull (status, `sequence`, the prompt's message and MFA
+//! options), and the browser long-polls for the step to show ([`step_of`]).
+//!
+//! Ownership: the caller's JWT subject must equal the monitoring's owner (the configured
+//! `meta_data` key); anything else is "not found", so that a monitoring's existence is not
+//! revealed to someone else.
+
+use crate::canopy::{CanopyApi, CanopyError, ConnectRequest, WidgetApi};
+use crate::ports::{Clock, PortError};
+use crate::records::PullRecord;
+use crate::store::{AttemptTaken, MonitoringStore, ReconnectSession, SessionStore};
+use crate::time_fmt::format_ts;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ReconnectConfig {
+    /// How long a session lives (Canopy's whitelabel flow takes minutes).
+    pub session_ttl: Duration,
+    /// Calls of each kind (`connect`, `idvoptions`, `idv`) a session may make.
+    pub max_attempts: u32,
+    /// The longest a poll waits for the next step (API Gateway gives up after 30 s).
+    pub max_wait: Duration,
+    /// How often a waiting poll reads the pull.
+    pub poll_every: Duration,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(30 * 60),
+            max_attempts: 5,
+            max_wait: Duration::from_secs(20),
+            poll_every: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconnectError {
+    #[error("{field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+    /// Unknown, or not the caller's: the same answer either way.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the reconnect session expired; start a new one")]
+    Expired,
+    #[error("too many attempts in this session; start a new one")]
+    TooManyAttempts,
+    #[error("Canopy answered {0}")]
+    Canopy(#[from] CanopyError),
+    #[error(transparent)]
+    Storage(#[from] PortError),
+}
+
+impl ReconnectError {
+    /// Status and `error` code: the one place they are decided.
+    pub fn status_and_code(&self) -> (u16, String) {
+        match self {
+            ReconnectError::Invalid { .. } => (400, "invalid_request".into()),
+            ReconnectError::NotFound(_) => (404, "not_found".into()),
+            ReconnectError::Expired => (410, "session_expired".into()),
+            ReconnectError::TooManyAttempts => (429, "too_many_attempts".into()),
+            ReconnectError::Canopy(CanopyError::Permanent { status, code }) => {
+                let status = match code.as_str() {
+                    "INVALID_RECONNECT_TOKEN" => 410,
+                    "MONITORING_INACTIVE"
+                    | "NEWER_PULL_AVAILABLE"
+                    | "ALREADY_RECONNECTED"
+                    | "PULL_NOT_SUPPORTED"
+                    | "UNSUPPORTED_CARRIER"
+                    | "INVALID_ACTION" => 409,
+                    "UNAUTHORIZED" | "NOT_FOUND" => 410,
+                    _ if (400..500).contains(status) => 400,
+                    _ => 502,
+                };
+                (status, code.clone())
+            }
+            ReconnectError::Canopy(CanopyError::Misconfigured { .. }) => {
+                (502, "canopy_misconfigured".into())
+            }
+            ReconnectError::Canopy(CanopyError::RetryLater { .. }) => {
+                (503, "canopy_unavailable".into())
+            }
+            ReconnectError::Storage(_) => (503, "unavailable".into()),
+        }
+    }
+
+    /// A message a UI can show to the consumer.
+    pub fn message(&self) -> String {
+        match self {
+            ReconnectError::Canopy(CanopyError::Permanent { code, .. }) => match code.as_str() {
+                "INVALID_RECONNECT_TOKEN" => "This reconnect link has expired. Please start again.",
+                "MONITORING_INACTIVE" => "Updates for this account are switched off.",
+                "NEWER_PULL_AVAILABLE" => {
+                    "A newer update of this account is under way. Please start again."
+                }
+                "ALREADY_RECONNECTED" => "This account is already reconnected. Nothing more to do.",
+                "UNSUPPORTED_CARRIER" | "PULL_NOT_SUPPORTED" => {
+                    "This insurer cannot be reconnected here."
+                }
+                "INVALID_ACTION" => {
+                    "That step is not expected now. Please follow the current prompt."
+                }
+                "UNAUTHORIZED" | "NOT_FOUND" => {
+                    "This reconnect session is no longer valid. Please start again."
+                }
+                _ => "The insurer's details were not accepted. Please check them and try again.",
+            }
+            .to_owned(),
+            ReconnectError::Canopy(CanopyError::RetryLater { .. }) => {
+                "The service is busy. Please try again in a moment.".to_owned()
+            }
+            ReconnectError::Canopy(CanopyError::Misconfigured { .. })
+            | ReconnectError::Storage(_) => {
+                "Something went wrong on our side. Please try again later.".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The step to show for a pull, by the guide's table. `sequence` is the latest AUTH_STATUS's
+/// (0 before any): a poll waits for a higher one.
+pub fn step_of(pull: Option<&PullRecord>) -> Value {
+    let sequence = pull.and_then(|p| p.auth_sequence).unwrap_or(0);
+    let Some(p) = pull else {
+        return json!({"step": "enter_credentials", "sequence": 0});
+    };
+    if p.policies_available_at.is_some() || p.completed_at.is_some() {
+        return json!({"step": "data_ready", "sequence": sequence, "complete": p.completed_at.is_some()});
+    }
+    match p.auth_status.as_deref() {
+        Some("SUCCESS") => json!({"step": "authenticated", "sequence": sequence}),
+        Some("IDENTITY_VERIFICATION_OPTIONS") => json!({
+            "step": "choose_mfa_option",
+            "sequence": sequence,
+            "options": mfa_choices(p.mfa_options.as_ref()),
+        }),
+        Some("IDENTITY_VERIFICATION") => json!({
+            "step": "enter_code",
+            "sequence": sequence,
+            "message": p.login_error_message,
+        }),
+        _ => json!({
+            "step": "enter_credentials",
+            "sequence": sequence,
+            "message": p.login_error_message,
+        }),
+    }
+}
+
+/// MFA options as `[{key, label}]`, from an object `{key: label}` or an array of strings or
+/// of `{key|optionKey, label|name}`.
+pub fn mfa_choices(options: Option<&Value>) -> Vec<Value> {
+    match options {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| json!({"key": k, "label": v.as_str().map_or_else(|| v.to_string(), str::to_owned)}))
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::String(s) => Some(json!({"key": s, "label": s})),
+                Value::Object(o) => {
+                    let key = o.get("key").or_else(|| o.get("optionKey"))?.as_str()?;
+                    let label = o
+                        .get("label")
+                        .or_else(|| o.get("name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(key);
+                    Some(json!({"key": key, "label": label}))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn invalid(field: &'static str, problem: &str) -> ReconnectError {
+    ReconnectError::Invalid {
+        field,
+        problem: problem.to_owned(),
+    }
+}
+
+fn required_text(body: &Value, field: &'static str, max: usize) -> Result<String, ReconnectError> {
+    match body.get(field) {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
+        Some(Value::String(_)) => Err(invalid(field, &format!("must be 1 to {max} characters"))),
+        _ => Err(invalid(field, "is required (a string)")),
+    }
+}
+
+/// The service, generic over its ports.
+pub struct ReconnectService<S, K, C> {
+    store: S,
+    canopy: K,
+    clock: C,
+    key: SessionKey,
+    config: ReconnectConfig,
+}
+
+impl<S, K, C> ReconnectService<S, K, C>
+where
+    S: MonitoringStore + SessionStore,
+    K: CanopyApi + WidgetApi,
+    C: Clock,
+{
+    pub fn new(store: S, canopy: K, clock: C, key: SessionKey, config: ReconnectConfig) -> Self {
+        Self {
+            store,
+            canopy,
+            clock,
+            key,
+            config,
+        }
+    }
+
+    /// The monitoring id of a request body, if it is the caller's.
+    async fn owned_monitoring(
+        &self,
+        subject: &str,
+        body: &Value,
+    ) -> Result<String, ReconnectError> {
+        let id = required_text(body, "monitoring_id", 64)?;
+        let id = crate::monitoring::validate_id("monitoring_id", &id).map_err(|e| {
+            ReconnectError::Invalid {
+                field: e.field,
+                problem: e.problem,
+            }
+        })?;
+        let monitoring = self.store.monitoring(&id).await?;
+        match monitoring.and_then(|m| m.owner) {
+            Some(owner) if owner == subject => Ok(id),
+            _ => Err(ReconnectError::NotFound("monitoring")),
+        }
+    }
+
+    /// The caller's live session.
+    async fn owned_session(
+        &self,
+        subject: &str,
+        session_id: &str,
+    ) -> Result<ReconnectSession, ReconnectError> {
+        if uuid::Uuid::parse_str(session_id).is_err() {
+            return Err(ReconnectError::NotFound("session"));
+        }
+        let now = self.clock.now().unix_timestamp();
+        match self.store.session(session_id, now).await? {
+            Some(s) if s.owner == subject => Ok(s),
+            // Expired sessions read as absent; the browser starts a new one either way.
+            Some(_) => Err(ReconnectError::NotFound("session")),
+            None => Err(ReconnectError::Expired),
+        }
+    }
+
+    /// `POST /v1/reconnect/sessions {monitoring_id}`.
+    pub async fn start(&self, subject: &str, body: &Value) -> Result<Value, ReconnectError> {
+        let monitoring_id = self.owned_monitoring(subject, body).await?;
+        let token = self.canopy.reconnect_token(&monitoring_id).await?;
+        let pull = self
+            .canopy
+            .exchange_reconnect_token(&token.reconnect_token)
+            .await?;
+        if !crate::ids::is_valid_id(&pull.pull_id) {
+            return Err(ReconnectError::Canopy(CanopyError::RetryLater {
+                reason: "reconnectToken answered an unusable pull id".to_owned(),
+                retry_after: None,
+            }));
+        }
+        let now = self.clock.now();
+        let session = ReconnectSession {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            owner: subject.to_owned(),
+            monitoring_id: monitoring_id.clone(),
+            pull_id: pull.pull_id.clone(),
+            sealed_jwt: self.key.seal(&pull.pull_jwt),
+            created_at: format_ts(now),
+            expires_at: now.unix_timestamp()
+                + i64::try_from(self.config.session_ttl.as_secs()).unwrap_or(1800),
+        };
+        self.store.put_session(&session).await?;
+        tracing::info!(monitoring_id = %monitoring_id, pull_id = %session.pull_id, session_id = %session.session_id, "reconnect session started");
+        let step = step_of(self.store.pull(&session.pull_id).await?.as_ref());
+        Ok(json!({
+            "session_id": session.session_id,
+            "pull_id": session.pull_id,
+            "expires_at": session.expires_at,
+            "step": step,
+        }))
+    }
+
+    /// `POST /v1/reconnect/token {monitoring_id}`: a fresh token for Canopy's SDK.
+    pub async fn fresh_token(&self, subject: &str, body: &Value) -> Result<Value, ReconnectError> {
+        let monitoring_id = self.owned_monitoring(subject, body).await?;
+        let token = self.canopy.reconnect_token(&monitoring_id).await?;
+        tracing::info!(monitoring_id = %monitoring_id, "reconnect token handed to its owner");
+        Ok(json!({
+            "monitoring_id": monitoring_id,
+            "pull_id": token.pull_id,
+            "reconnect_token": token.reconnect_token,
+            "reconnect_url": token.reconnect_url,
+        }))
+    }
+
+    /// Counts an attempt, then forwards a step to Canopy; answers where to poll from.
+    async fn forward<F, Fut>(
+        &self,
+        subject: &str,
+        session_id: &str,
+        kind: &str,
+        call: F,
+    ) -> Result<Value, ReconnectError>
+    where
+        F: FnOnce(String, crate::canopy::PullJwt) -> Fut,
+        Fut: std::future::Future<Output = Result<(), CanopyError>>,
+    {
+        let session = self.owned_session(subject, session_id).await?;
+        let now = self.clock.now().unix_timestamp();
+        match self
+            .store
+            .take_attempt(session_id, kind, self.config.max_attempts, now)
+            .await?
+        {
+            AttemptTaken::Taken => {}
+            AttemptTaken::LimitReached => return Err(ReconnectError::TooManyAttempts),
+            AttemptTaken::NoSession => return Err(ReconnectError::Expired),
+        }
+        // A session sealed under an earlier key (the Canopy keys were rotated) is over.
+        let jwt = self
+            .key
+            .open(&session.sealed_jwt)
+            .ok_or(ReconnectError::Expired)?;
+        let before = step_of(self.store.pull(&session.pull_id).await?.as_ref());
+        let pull_id = session.pull_id.clone();
+        call(session.pull_id, jwt).await?;
+        tracing::info!(session_id, pull_id = %pull_id, kind, "reconnect step forwarded");
+        Ok(json!({"accepted": true, "poll_after": before["sequence"]}))
+    }
+
+    /// `POST /v1/reconnect/sessions/{id}/connect`: the Components tokens, forwarded.
+    pub async fn connect(
+        &self,
+        subject: &str,
+        session_id: &str,
+        body: &Value,
+    ) -> Result<Value, ReconnectError> {
+        let request: ConnectRequest = serde_json::from_value(body.clone()).map_err(|_| {
+            invalid(
+                "body",
+                "expected insurerName, insurerUsername and optionally insurerPassword, insurerThirdField (strings)",
+            )
+        })?;
+        if request.insurer_name.is_empty() || request.insurer_name.len() > 100 {
+            return Err(invalid("insurerName", "must be 1 to 100 characters"));
+        }
+        for (field, value) in [
+            ("insurerUsername", Some(&request.insurer_username)),
+            ("insurerPassword", request.insurer_password.as_ref()),
+        ] {
+            if value.is_some_and(|v| !(5..=200).contains(&v.len())) {
+                return Err(invalid(
+                    field,
+                    "must be a Components token of 5 to 200 characters",
+                ));
+            }
+        }
+        self.forward(subject, session_id, "connect", |pull, jwt| async move {
+            self.canopy.connect(&pull, &jwt, &request).await
+        })
+        .await
+    }
+
+    /// `POST /v1/reconnect/sessions/{id}/idvoptions {optionKey}`.
+    pub async fn choose_option(
+        &self,
+        subject: &str,
+        session_id: &str,
+        body: &Value,
+    ) -> Result<Value, ReconnectError> {
+        let key = required_text(body, "optionKey", 200)?;
+        self.forward(subject, session_id, "idvoptions", |pull, jwt| async move {
+            self.canopy.idv_options(&pull, &jwt, &key).await
+        })
+        .await
+    }
+
+    /// `POST /v1/reconnect/sessions/{id}/idv {mfaValue}`.
+    pub async fn submit_code(
+        &self,
+        subject: &str,
+        session_id: &str,
+        body: &Value,
+    ) -> Result<Value, ReconnectError> {
+        let code = required_text(body, "mfaValue", 64)?;
+        self.forward(subject, session_id, "idv", |pull, jwt| async move {
+            self.canopy.idv(&pull, &jwt, &code).await
+        })
+        .await
+    }
+
+    /// `GET /v1/reconnect/sessions/{id}?after=&wait=`: the step to show, once an AUTH_STATUS
+    /// newer than `after` is stored (or the data is ready), or after `wait` seconds.
+    pub async fn poll(
+        &self,
+        subject: &str,
+        session_id: &str,
+        after: i64,
+        wait: Duration,
+    ) -> Result<Value, ReconnectError> {
+        let session = self.owned_session(subject, session_id).await?;
+        let wait = wait.min(self.config.max_wait);
+        let started = tokio::time::Instant::now();
+        loop {
+            let step = step_of(self.store.pull(&session.pull_id).await?.as_ref());
+            let newer = step["sequence"].as_i64().unwrap_or(0) > after;
+            let done = step["step"] == "data_ready";
+            if newer || done || started.elapsed() + self.config.poll_every > wait {
+                return Ok(json!({
+                    "session_id": session.session_id,
+                    "pull_id": session.pull_id,
+                    "changed": newer || done,
+                    "step": step,
+                }));
+            }
+            tokio::time::sleep(self.config.poll_every).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(status: &str, seq: i64) -> PullRecord {
+        PullRecord {
+            pull_id: "p".into(),
+            auth_status: Some(status.into()),
+            auth_sequence: Some(seq),
+            ..PullRecord::default()
+        }
+    }
+
+    #[test]
+    fn steps_follow_the_guides_table() {
+        assert_eq!(step_of(None)["step"], "enter_credentials");
+        let mut p = pull("NOT_AUTHENTICATED", 1);
+        p.login_error_message = Some("Account locked".into());
+        let s = step_of(Some(&p));
+        assert_eq!(
+            (s["step"].as_str(), s["message"].as_str()),
+            (Some("enter_credentials"), Some("Account locked"))
+        );
+        let mut p = pull("IDENTITY_VERIFICATION_OPTIONS", 2);
+        p.mfa_options = Some(json!({"sms": "Text ***0000"}));
+        let s = step_of(Some(&p));
+        assert_eq!(s["step"], "choose_mfa_option");
+        assert_eq!(
+            s["options"],
+            json!([{"key": "sms", "label": "Text ***0000"}])
+        );
+        assert_eq!(
+            step_of(Some(&pull("IDENTITY_VERIFICATION", 3)))["step"],
+            "enter_code"
+        );
+        assert_eq!(step_of(Some(&pull("SUCCESS", 4)))["step"], "authenticated");
+        let mut p = pull("SUCCESS", 4);
+        p.policies_available_at = Some("t".into());
+        assert_eq!(step_of(Some(&p))["step"], "data_ready");
+        assert_eq!(step_of(Some(&p))["sequence"], 4);
+    }
+
+    #[test]
+    fn mfa_options_take_several_shapes() {
+        assert_eq!(
+            mfa_choices(Some(
+                &json!(["sms", {"optionKey": "email", "name": "Email"}, 3])
+            )),
+            vec![
+                json!({"key": "sms", "label": "sms"}),
+                json!({"key": "email", "label": "Email"})
+            ]
+        );
+        assert!(mfa_choices(None).is_empty());
+    }
+
+    #[test]
+    fn canopy_refusals_map_to_ui_statuses() {
+        let e = |code: &str| {
+            ReconnectError::Canopy(CanopyError::Permanent {
+                status: 400,
+                code: code.into(),
+            })
+        };
+        assert_eq!(e("INVALID_RECONNECT_TOKEN").status_and_code().0, 410);
+        for code in [
+            "MONITORING_INACTIVE",
+            "NEWER_PULL_AVAILABLE",
+            "ALREADY_RECONNECTED",
+        ] {
+            assert_eq!(e(code).status_and_code(), (409, code.to_owned()));
+            assert!(!e(code).message().contains('_'), "a sentence, not a code");
+        }
+    }
+}
+
+/// Seals a session's `pull_jwt` for storage (AES-256-GCM, a fresh nonce each time), so that a
+/// table export or backup holds no usable credential. The key is derived from the team's
+/// Canopy client secret, which the function holds anyway: no extra secret to provision, and
+/// rotating the Canopy keys retires every open session (they last 30 minutes).
+#[derive(Clone)]
+pub struct SessionKey(aes_gcm::Aes256Gcm);
+
+impl SessionKey {
+    pub fn derive(credentials: &crate::canopy::CanopyCredentials) -> Self {
+        use aes_gcm::KeyInit;
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"canopy-monitor reconnect session key v1\0");
+        hasher.update(credentials.client_secret.as_bytes());
+        let key = hasher.finalize();
+        Self(aes_gcm::Aes256Gcm::new(&key))
+    }
+
+    /// `base64(nonce || ciphertext)`.
+    pub fn seal(&self, jwt: &crate::canopy::PullJwt) -> String {
+        use aes_gcm::aead::{Aead, AeadCore, OsRng};
+        use base64::Engine;
+        let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = self
+            .0
+            .encrypt(&nonce, jwt.expose().as_bytes())
+            .unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// The JWT back, or `None` if the text was not sealed with this key.
+    pub fn open(&self, sealed: &str) -> Option<crate::canopy::PullJwt> {
+        use aes_gcm::aead::Aead;
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
+        if raw.len() < 12 {
+            return None;
+        }
+        let (nonce, text) = raw.split_at(12);
+        let plain = self
+            .0
+            .decrypt(aes_gcm::Nonce::from_slice(nonce), text)
+            .ok()?;
+        String::from_utf8(plain)
+            .ok()
+            .map(crate::canopy::PullJwt::new)
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::*;
+    use crate::canopy::{CanopyCredentials, PullJwt};
+
+    fn key(secret: &str) -> SessionKey {
+        SessionKey::derive(&CanopyCredentials {
+            client_id: "id".into(),
+            client_secret: secret.into(),
+        })
+    }
+
+    #[test]
+    fn sealed_jwts_open_with_their_key_only() {
+        let jwt = PullJwt::new("eyJhbGciOi.payload.sig".into());
+        let sealed = key("s1").seal(&jwt);
+        assert!(!sealed.contains("payload"));
+        assert_ne!(sealed, key("s1").seal(&jwt), "a fresh nonce each time");
+        assert_eq!(key("s1").open(&sealed), Some(jwt));
+        assert_eq!(key("s2").open(&sealed), None);
+        assert_eq!(key("s1").open("not sealed"), None);
+    }
+}
