@@ -50,6 +50,10 @@ fn every_setting_is_set_by_the_template() {
             "MonitoringSyncFunction",
             canopy_monitor::config::SYNC_ENV_VARS,
         ),
+        (
+            "ReconnectApiFunction",
+            canopy_monitor::config::RECONNECT_ENV_VARS,
+        ),
     ] {
         let block = resource(&t, function);
         for name in names {
@@ -219,6 +223,38 @@ fn every_monitoring_api_route_is_wired_and_iam_authorized() {
     let intake = http_events(&resource(&t, "WebhookIntakeFunction"));
     assert_eq!(intake.len(), 1);
     assert_eq!(intake[0].2, None);
+}
+
+#[test]
+fn every_reconnect_route_is_wired_behind_the_jwt_authorizer() {
+    let t = template();
+    let events = http_events(&resource(&t, "ReconnectApiFunction"));
+    let mut wired: Vec<(String, String)> = events
+        .iter()
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    let mut served: Vec<(String, String)> = reconnect_api::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    wired.sort();
+    served.sort();
+    assert_eq!(wired, served, "template routes = the handler's routes");
+    for (method, path, auth) in &events {
+        assert_eq!(auth.as_deref(), Some("ConsumerJwt"), "{method} {path}");
+    }
+    let api = resource(&t, "HttpApi");
+    for needle in [
+        "ConsumerJwt:",
+        "issuer: !Ref ConsumerJwtIssuer",
+        "- !Ref ConsumerJwtAudience",
+    ] {
+        assert!(api.contains(needle), "HttpApi lacks {needle:?}");
+    }
+    assert_eq!(
+        number(&resource(&t, "ReconnectApiFunction"), "Timeout"),
+        canopy_monitor::budget::API_FUNCTION_TIMEOUT.as_secs()
+    );
 }
 
 #[test]
