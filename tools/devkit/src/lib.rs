@@ -3,6 +3,7 @@
 //! (created here the same way), sample events and their signing.
 
 pub mod events;
+pub mod jwt;
 pub mod receiver;
 pub mod resources;
 pub mod sqs_driver;

@@ -12,6 +12,7 @@
 mod api;
 mod consumers;
 mod inspect;
+mod reconnect;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -118,21 +119,40 @@ async fn run(cli: Cli) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let monitoring_api = api::build_api(&aws, &resources, &canopy).await?;
+            let url = format!("http://{addr}{}", webhook_intake::WEBHOOK_PATH);
+            let api_base = format!("http://{addr}");
+            let monitoring_api = Arc::new(api::build_api(&aws, &resources, &canopy).await?);
+            let reconnect_state =
+                reconnect::build(&aws, &resources, &canopy, monitoring_api.clone(), &url).await?;
             let app = axum::Router::new()
                 .route("/v1/{*rest}", axum::routing::any(api::invoke_api))
-                .with_state(Arc::new(monitoring_api))
+                .with_state(monitoring_api)
+                .merge(
+                    axum::Router::new()
+                        .route(
+                            "/v1/reconnect/{*rest}",
+                            axum::routing::any(reconnect::invoke),
+                        )
+                        .route("/demo/reconnect", axum::routing::get(reconnect::page))
+                        .route(
+                            "/demo/session",
+                            axum::routing::post(reconnect::demo_session),
+                        )
+                        .with_state(Arc::new(reconnect_state)),
+                )
                 .merge(
                     axum::Router::new()
                         .fallback(invoke_intake)
                         .with_state(Arc::new(intake)),
                 );
-            let url = format!("http://{addr}{}", webhook_intake::WEBHOOK_PATH);
-            let api_base = format!("http://{addr}");
             tracing::info!(%url, "webhook-intake is serving; signing secret is the documented local one");
             tracing::info!(
                 url = %format!("{api_base}/v1/monitorings"),
                 "monitoring-api is serving; in AWS, API Gateway admits only SigV4-signed callers (AWS_IAM), here requests are not authenticated"
+            );
+            tracing::info!(
+                url = %format!("{api_base}/demo/reconnect"),
+                "reconnect-api is serving at /v1/reconnect behind a local stand-in for API Gateway's JWT authorizer (HS256, the documented local key); open the demo page"
             );
             let server = tokio::spawn(async move { axum::serve(listener, app).await });
             if demo {
