@@ -31,6 +31,20 @@ fn every_sample_event_is_a_valid_payload() {
                     assert!(matches!(message, WorkMessage::NotifyReconnect(_)), "{name}");
                 }
             }
+        } else if name.starts_with("api-reconnect-") {
+            // Browser requests as API Gateway passes them (JWT authorizer claims).
+            let method = event["requestContext"]["http"]["method"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let path = event["rawPath"].as_str().unwrap().to_owned();
+            let request = to_lambda_request(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                reconnect_api::subject(&request, "sub").as_deref(),
+                Some("cust-1042")
+            );
+            let method = lambda_http::http::Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(reconnect_api::route(&method, &path).is_ok(), "{name}");
         } else if name.starts_with("api-") {
             // Monitoring API requests as API Gateway passes them (IAM authorizer context).
             let method = event["requestContext"]["http"]["method"]
