@@ -107,6 +107,10 @@ pub const API_FUNCTION_TIMEOUT: Duration = Duration::from_secs(25);
 /// How long a Monitoring API request owns its idempotency key: longer than the function can
 /// run, so a live request never loses it.
 pub const API_IDEMPOTENCY_LEASE: Duration = Duration::from_secs(60);
+/// Everything of one reconnect-api request: a long poll's 20 s wait, or a session start's two
+/// Canopy calls, plus a read; past it the handler answers 503. Inside the 25 s function timeout.
+pub const RECONNECT_BUDGET: Duration = Duration::from_secs(23);
+
 /// monitoring-sync's function timeout (Lambda's most); a pass stops starting monitorings
 /// before it ends.
 pub const SYNC_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
@@ -176,6 +180,10 @@ mod tests {
             "API Gateway waits 30 s"
         );
         assert!(API_IDEMPOTENCY_LEASE > API_FUNCTION_TIMEOUT);
+        let poll = crate::reconnect::ReconnectConfig::default().max_wait;
+        assert!(poll + Duration::from_secs(2) <= RECONNECT_BUDGET);
+        assert!(CANOPY_TIMEOUT * 2 + Duration::from_secs(2) <= RECONNECT_BUDGET);
+        assert!(RECONNECT_BUDGET + Duration::from_secs(2) <= API_FUNCTION_TIMEOUT);
     }
 
     #[test]

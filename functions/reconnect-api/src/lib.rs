@@ -158,8 +158,31 @@ fn query_number(request: &Request, name: &'static str, max: i64) -> Result<i64, 
     }
 }
 
-/// Handles one API Gateway request.
+/// Handles one API Gateway request; a hung dependency ends in a 503 within
+/// [`RECONNECT_BUDGET`](canopy_monitor::budget::RECONNECT_BUDGET), never a function timeout.
 pub async fn handle<S, K, C>(api: &ReconnectApi<S, K, C>, request: Request) -> Response<Body>
+where
+    S: MonitoringStore + SessionStore,
+    K: CanopyApi + WidgetApi,
+    C: Clock,
+{
+    let budget = canopy_monitor::budget::RECONNECT_BUDGET;
+    match tokio::time::timeout(budget, dispatch(api, request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(
+                budget_secs = budget.as_secs(),
+                "reconnect request timed out"
+            );
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "timed_out", "message": "The service is busy. Please try again in a moment."}),
+            )
+        }
+    }
+}
+
+async fn dispatch<S, K, C>(api: &ReconnectApi<S, K, C>, request: Request) -> Response<Body>
 where
     S: MonitoringStore + SessionStore,
     K: CanopyApi + WidgetApi,
