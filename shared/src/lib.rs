@@ -12,6 +12,7 @@
 pub mod aws;
 pub mod budget;
 pub mod canopy;
+pub mod changes;
 pub mod channel;
 pub mod config;
 pub mod consumer;
