@@ -227,18 +227,22 @@ struct Matching<'a> {
     added: Vec<&'a Value>,
 }
 
+/// Matches in linear time: the previous items are indexed by id, then (for what is left) by
+/// natural key.
 fn match_items<'a>(kind: Kind, before: &'a [Value], after: &'a [Value]) -> Matching<'a> {
+    use std::collections::HashMap;
     let mut used = vec![false; before.len()];
     let mut pairs = Vec::new();
     let mut pending = Vec::new();
+    let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, b) in before.iter().enumerate() {
+        if let Some(id) = id_field(kind, b) {
+            by_id.entry(id).or_default().push(i);
+        }
+    }
     for cur in after {
-        let found = id_field(kind, cur).and_then(|id| {
-            before
-                .iter()
-                .enumerate()
-                .find(|(i, b)| !used[*i] && id_field(kind, b).as_deref() == Some(id.as_str()))
-                .map(|(i, _)| i)
-        });
+        let found =
+            id_field(kind, cur).and_then(|id| by_id.get(&id)?.iter().copied().find(|i| !used[*i]));
         match found {
             Some(i) => {
                 used[i] = true;
@@ -248,14 +252,21 @@ fn match_items<'a>(kind: Kind, before: &'a [Value], after: &'a [Value]) -> Match
         }
     }
     let mut added = Vec::new();
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    if !pending.is_empty() {
+        for (i, b) in before.iter().enumerate() {
+            if !used[i] {
+                if let Some(k) = natural_key(kind, b) {
+                    by_key.entry(k).or_default().push(i);
+                }
+            }
+        }
+    }
     for cur in pending {
-        let key = natural_key(kind, cur);
-        let candidates: Vec<usize> = match &key {
-            Some(k) => (0..before.len())
-                .filter(|i| !used[*i] && natural_key(kind, &before[*i]).as_ref() == Some(k))
-                .collect(),
-            None => Vec::new(),
-        };
+        let candidates: Vec<usize> = natural_key(kind, cur)
+            .and_then(|k| by_key.get(&k))
+            .map(|c| c.iter().copied().filter(|i| !used[*i]).collect())
+            .unwrap_or_default();
         // Only an unambiguous natural key matches.
         if let [i] = candidates.as_slice() {
             used[*i] = true;
