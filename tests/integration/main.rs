@@ -1,5 +1,6 @@
 //! Integration tests against the moto server that scripts/test.sh starts.
 
+mod changes;
 mod events;
 mod faults;
 mod fetcher;

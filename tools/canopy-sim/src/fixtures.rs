@@ -154,6 +154,11 @@ pub fn auth_status_webhook(
     b
 }
 
+/// A MONITORING_EVENTS webhook: one monitoring event (`type`, `changes`, `documents`).
+pub fn monitoring_events_webhook(subject: &Subject, event: Value) -> Value {
+    body(subject, "MONITORING_EVENTS", "SUCCESS", event)
+}
+
 /// A MONITORING_RECONNECT with the given link.
 pub fn reconnect_webhook(subject: &Subject, reconnect_url: &str, reconnect_token: &str) -> Value {
     body(

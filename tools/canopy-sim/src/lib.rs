@@ -8,7 +8,7 @@ pub mod fixtures;
 pub mod monitoring;
 pub mod widget;
 
-pub use monitoring::{RefreshEnding, SimMonitoring};
+pub use monitoring::{RefreshEnding, SimChange, SimMonitoring};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -75,6 +75,8 @@ pub struct SimState {
     pub pull_jwts: HashMap<String, String>,
     /// Whitelabel logins in progress, per pull.
     pub logins: HashMap<String, widget::SimLogin>,
+    /// What the next refresh of a monitoring changes.
+    pub refresh_changes: HashMap<String, Vec<monitoring::SimChange>>,
     /// When set, the next reconnect-token exchange is refused with this code (a token that
     /// expired or was overtaken between our two calls).
     pub exchange_refusal: Option<String>,
@@ -130,6 +132,14 @@ impl FakeCanopy {
         let (pull_id, sending) = widget::need_reconnect(&self.state, monitoring_id)?;
         widget::send_later(sending);
         Some(pull_id)
+    }
+
+    /// The next refresh of `monitoring_id` makes these changes and reports them as
+    /// MONITORING_EVENTS.
+    pub fn set_refresh_changes(&self, monitoring_id: &str, changes: Vec<SimChange>) {
+        self.state()
+            .refresh_changes
+            .insert(monitoring_id.to_owned(), changes);
     }
 
     /// Refreshes send their webhooks to `url`, signed with `secret`.

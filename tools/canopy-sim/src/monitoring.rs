@@ -24,6 +24,101 @@ pub struct SimMonitoring {
     pub refreshing: bool,
 }
 
+/// What the next refresh of a monitoring changes, as a carrier would (and then Canopy reports
+/// as MONITORING_EVENTS, one per webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimChange {
+    /// The first policy is cancelled (CANCELED).
+    CancelPolicy,
+    /// The first policy's premium rises (ENDORSEMENT).
+    RaisePremium { cents: i64 },
+    /// The first vehicle's first coverage is dropped (ENDORSEMENT).
+    DropCoverage,
+    /// A vehicle is added to the first policy with vehicles (ENDORSEMENT).
+    AddVehicle,
+    /// The first policy renews: dates move a year on (RENEWAL).
+    Renew,
+}
+
+/// Applies `change` to `pull`; returns the monitoring event Canopy would send for it.
+pub fn apply_change(pull: &mut Value, change: &SimChange) -> Option<Value> {
+    let policy = pull["policies"].get_mut(0)?;
+    let policy_id = policy["policy_id"].clone();
+    let (kind, changes) = match change {
+        SimChange::CancelPolicy => {
+            let before = policy["status"].clone();
+            policy["status"] = json!("CANCELLED");
+            (
+                "CANCELED",
+                json!([{"schema": "POLICY", "type": "UPDATE",
+                "before": {"policy_id": policy_id, "status": before},
+                "after": {"policy_id": policy_id, "status": "CANCELLED"}}]),
+            )
+        }
+        SimChange::RaisePremium { cents } => {
+            let before = policy["total_premium_cents"].as_i64().unwrap_or(0);
+            policy["total_premium_cents"] = json!(before + cents);
+            (
+                "ENDORSEMENT",
+                json!([{"schema": "POLICY", "type": "UPDATE",
+                "before": {"policy_id": policy_id, "total_premium_cents": before},
+                "after": {"policy_id": policy_id, "total_premium_cents": before + cents}}]),
+            )
+        }
+        SimChange::Renew => {
+            let shift = |v: &Value| {
+                v.as_str()
+                    .and_then(|d| {
+                        d.get(..4)?
+                            .parse::<i32>()
+                            .ok()
+                            .map(|y| format!("{}{}", y + 1, &d[4..]))
+                    })
+                    .map_or(Value::Null, Value::String)
+            };
+            let (eff, exp) = (
+                policy["effective_date"].clone(),
+                policy["expiry_date"].clone(),
+            );
+            policy["effective_date"] = shift(&eff);
+            policy["expiry_date"] = shift(&exp);
+            (
+                "RENEWAL",
+                json!([{"schema": "POLICY", "type": "UPDATE",
+                "before": {"policy_id": policy_id, "effective_date": eff, "expiry_date": exp},
+                "after": {"policy_id": policy_id, "effective_date": policy["effective_date"], "expiry_date": policy["expiry_date"]}}]),
+            )
+        }
+        SimChange::DropCoverage => {
+            let vehicle = policy["vehicles"].get_mut(0)?;
+            let vehicle_id = vehicle["vehicle_id"].clone();
+            let coverages = vehicle["coverages"].as_array_mut()?;
+            if coverages.is_empty() {
+                return None;
+            }
+            let dropped = coverages.remove(0);
+            (
+                "ENDORSEMENT",
+                json!([{"schema": "VEHICLECOVERAGE", "type": "DELETE",
+                "before": {"vehicle_coverage_id": dropped["vehicle_coverage_id"], "vehicle_id": vehicle_id, "policy_id": policy_id},
+                "after": null}]),
+            )
+        }
+        SimChange::AddVehicle => {
+            let vehicle_id = uuid::Uuid::new_v4().to_string();
+            policy["vehicles"].as_array_mut()?.push(json!({
+                "vehicle_id": vehicle_id, "year": 2024, "make": "TESLA", "model": "MODEL 3",
+                "vin": format!("5YJ3E1EA{}", &vehicle_id.replace('-', "")[..9].to_uppercase()), "coverages": []}));
+            (
+                "ENDORSEMENT",
+                json!([{"schema": "VEHICLE", "type": "CREATE", "before": null,
+                "after": {"vehicle_id": vehicle_id, "policy_id": policy_id}}]),
+            )
+        }
+    };
+    Some(json!({"type": kind, "changes": changes, "documents": []}))
+}
+
 /// How a refresh ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RefreshEnding {
@@ -377,7 +472,20 @@ pub fn start_refresh(s: &mut SimState, id: &str) -> Option<(String, Sending)> {
         initial_pull_id: Some(initial),
         meta_data: pull.get("meta_data").cloned().unwrap_or(Value::Null),
     };
-    let bodies = refresh_sequence(&subject, &pull);
+    let events: Vec<Value> = s
+        .refresh_changes
+        .remove(id)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|change| apply_change(&mut pull, change))
+        .collect();
+    let mut bodies = refresh_sequence(&subject, &pull);
+    // Canopy compares the refresh with the previous pull and reports each event once it is in.
+    bodies.extend(
+        events
+            .into_iter()
+            .map(|e| crate::fixtures::monitoring_events_webhook(&subject, e)),
+    );
     s.pulls.insert(pull_id.clone(), pull);
     let ending = s.refresh_endings.get(id).copied().unwrap_or_default();
     let webhook = s.webhook.clone();
