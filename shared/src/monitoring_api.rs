@@ -280,6 +280,24 @@ pub fn validate_dedupe_key(key: &str) -> Result<String, Invalid> {
     }
 }
 
+/// Canopy's answer, if the monitoring it names can become a key (and is the one asked about):
+/// outside ids are checked before they are stored (DESIGN principle 10).
+fn checked(
+    view: crate::canopy::CanopyMonitoring,
+    asked: Option<&str>,
+) -> Result<crate::canopy::CanopyMonitoring, ApiError> {
+    let usable = crate::ids::is_valid_id(&view.monitoring_id)
+        && asked.is_none_or(|id| id.eq_ignore_ascii_case(&view.monitoring_id));
+    if usable {
+        Ok(view)
+    } else {
+        Err(ApiError::Canopy(CanopyError::RetryLater {
+            reason: "Canopy's answer named an unusable monitoring id".to_owned(),
+            retry_after: None,
+        }))
+    }
+}
+
 /// Whether a Canopy call surely did nothing (so a refresh guard may be given back). A timeout
 /// or 5xx may hide a refresh that started: it stays in flight rather than risk a second bill.
 fn surely_not_applied(err: &CanopyError) -> bool {
@@ -429,7 +447,7 @@ where
                 json!({"monitoring": monitoring_json(&existing), "created": false}),
             ));
         }
-        let view = self.canopy.enable_monitoring(request).await?;
+        let view = checked(self.canopy.enable_monitoring(request).await?, None)?;
         // The pull item holds small meta_data inline; large values are read from their parts.
         let meta = match &pull {
             Some(p) if p.meta_data.is_some() => p.meta_data.clone(),
@@ -471,7 +489,7 @@ where
     pub async fn update(&self, monitoring_id: &str, body: &Value) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
         let patch = PatchRequest::parse(body)?;
-        let view = self.canopy.update_monitoring(&id, &patch).await?;
+        let view = checked(self.canopy.update_monitoring(&id, &patch).await?, Some(&id))?;
         let record = self
             .store
             .record_canopy_view(&view, &ViewContext::default(), &self.now())
@@ -482,7 +500,7 @@ where
     /// `DELETE /v1/monitorings/{id}`: stops monitoring (Canopy keeps the record, as we do).
     pub async fn stop(&self, monitoring_id: &str) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
-        let view = self.canopy.stop_monitoring(&id).await?;
+        let view = checked(self.canopy.stop_monitoring(&id).await?, Some(&id))?;
         let record = self
             .store
             .record_canopy_view(&view, &ViewContext::default(), &self.now())
@@ -740,6 +758,23 @@ mod tests {
         ] {
             assert!(validate_dedupe_key(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn canopys_monitoring_ids_are_checked_before_they_become_keys() {
+        let view = |id: &str| crate::canopy::CanopyMonitoring {
+            monitoring_id: id.to_owned(),
+            ..Default::default()
+        };
+        let id = "b7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c";
+        assert!(checked(view(id), None).is_ok());
+        assert!(checked(view(&id.to_uppercase()), Some(id)).is_ok());
+        assert!(checked(view("../../x"), None).is_err());
+        assert!(checked(view(""), None).is_err());
+        assert!(
+            checked(view("a7a3c1e2-5d4f-4e6a-8b9c-0d1e2f3a4b5c"), Some(id)).is_err(),
+            "another monitoring than asked"
+        );
     }
 
     #[test]
