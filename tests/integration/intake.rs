@@ -429,3 +429,42 @@ async fn aws_requests_per_webhook() {
     // claim + pull update + complete; no work.
     assert_eq!(unmonitored, (3, 0));
 }
+
+#[tokio::test]
+async fn auth_status_prompts_are_kept_in_sequence_order() {
+    let env = TestEnv::new("prompts").await;
+    let (_, body) = env
+        .deliver_file("webhook-auth-status-mfa-options.json")
+        .await;
+    assert_eq!(body["status"], "accepted", "{body}");
+    let p = pull(&env, REFRESH_PULL).await;
+    assert_eq!(
+        p.auth_status.as_deref(),
+        Some("IDENTITY_VERIFICATION_OPTIONS")
+    );
+    assert_eq!(
+        p.mfa_options.as_ref().and_then(|o| o.get("sms_0000")),
+        Some(&json!("Text message to (***) ***-0000"))
+    );
+    // The next AUTH_STATUS (sequence 2) replaces the prompt; the options are gone.
+    env.deliver_file("webhook-auth-status.json").await;
+    let p = pull(&env, REFRESH_PULL).await;
+    assert_eq!(p.auth_status.as_deref(), Some("IDENTITY_VERIFICATION"));
+    assert_eq!(p.mfa_options, None);
+    // A late redelivery of sequence 1 is older news: the prompt stays as it is.
+    let mut late = integration_tests::signed_sample("webhook-auth-status-mfa-options.json");
+    let mut b: serde_json::Value = serde_json::from_str(late["body"].as_str().unwrap()).unwrap();
+    b["data"]["login_error_message"] = json!(null);
+    b["redelivered"] = json!(true);
+    late["body"] = json!(b.to_string());
+    devkit::events::resign(
+        &mut late,
+        devkit::LOCAL_SIGNING_SECRET,
+        integration_tests::now(),
+    );
+    let (_, body) = integration_tests::deliver_to(&env.intake, late).await;
+    assert_eq!(body["status"], "stale", "{body}");
+    let p = pull(&env, REFRESH_PULL).await;
+    assert_eq!(p.auth_status.as_deref(), Some("IDENTITY_VERIFICATION"));
+    assert_eq!(p.mfa_options, None);
+}
