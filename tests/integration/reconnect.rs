@@ -129,6 +129,25 @@ async fn until_step(rig: &Rig, session: &str, want: &str) -> Value {
     panic!("step {want} never came");
 }
 
+/// Long-polls until a step newer than sequence `after` comes; returns it.
+async fn next_step(rig: &Rig, session: &str, after: i64) -> Value {
+    for _ in 0..10 {
+        let (status, body, _) = call(
+            &rig.api,
+            OWNER,
+            "GET",
+            &format!("/v1/reconnect/sessions/{session}?after={after}&wait=5"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["step"]["sequence"].as_i64() > Some(after) {
+            return body["step"].clone();
+        }
+    }
+    panic!("no step after sequence {after}");
+}
+
 async fn post(rig: &Rig, session: &str, action: &str, body: Value) -> (StatusCode, Value) {
     let (status, body, _) = call(
         &rig.api,
@@ -191,24 +210,7 @@ async fn user_mfa_walks_through_options_and_code() {
     let ask = until_step(&rig, &session, "enter_code").await;
     // A wrong code: asked again, with Canopy's message.
     post(&rig, &session, "idv", json!({"mfaValue": "000000"})).await;
-    let mut retry = ask.clone();
-    for _ in 0..50 {
-        let (_, body, _) = call(
-            &rig.api,
-            OWNER,
-            "GET",
-            &format!(
-                "/v1/reconnect/sessions/{session}?after={}&wait=5",
-                ask["sequence"]
-            ),
-            None,
-        )
-        .await;
-        retry = body["step"].clone();
-        if retry["sequence"].as_i64() > ask["sequence"].as_i64() {
-            break;
-        }
-    }
+    let retry = next_step(&rig, &session, ask["sequence"].as_i64().unwrap_or(0)).await;
     assert_eq!(retry["step"], "enter_code");
     assert!(
         retry["message"]
@@ -226,21 +228,7 @@ async fn user_locked_is_asked_again_with_canopys_message() {
     let rig = rig("rc-locked", test_config()).await;
     let (session, _) = start(&rig).await;
     post(&rig, &session, "connect", login("user_locked")).await;
-    let mut step = Value::Null;
-    for _ in 0..10 {
-        let (_, body, _) = call(
-            &rig.api,
-            OWNER,
-            "GET",
-            &format!("/v1/reconnect/sessions/{session}?after=0&wait=5"),
-            None,
-        )
-        .await;
-        step = body["step"].clone();
-        if step["sequence"].as_i64() > Some(0) {
-            break;
-        }
-    }
+    let step = next_step(&rig, &session, 0).await;
     assert_eq!(step["step"], "enter_credentials");
     assert!(
         step["message"]

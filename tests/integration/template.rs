@@ -197,28 +197,41 @@ fn http_events(block: &str) -> Vec<(String, String, Option<String>)> {
     events
 }
 
-#[test]
-fn every_monitoring_api_route_is_wired_and_iam_authorized() {
-    let t = template();
-    let events = http_events(&resource(&t, "MonitoringApiFunction"));
+/// `function`'s HttpApi routes are exactly the handler's `served` ones, each behind `authorizer`.
+fn assert_routes(t: &str, function: &str, served: &[(&str, &str)], authorizer: &str) {
+    let events = http_events(&resource(t, function));
     let mut wired: Vec<(String, String)> = events
         .iter()
         .map(|(m, p, _)| (m.clone(), p.clone()))
         .collect();
-    let mut served: Vec<(String, String)> = monitoring_api::ROUTES
+    let mut served: Vec<(String, String)> = served
         .iter()
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     wired.sort();
     served.sort();
-    assert_eq!(wired, served, "template routes = the handler's routes");
+    assert_eq!(
+        wired, served,
+        "{function}: template routes = the handler's routes"
+    );
     for (method, path, auth) in &events {
         assert_eq!(
             auth.as_deref(),
-            Some("AWS_IAM"),
-            "{method} {path} must be IAM-authorized"
+            Some(authorizer),
+            "{function}: {method} {path}"
         );
     }
+}
+
+#[test]
+fn every_monitoring_api_route_is_wired_and_iam_authorized() {
+    let t = template();
+    assert_routes(
+        &t,
+        "MonitoringApiFunction",
+        monitoring_api::ROUTES,
+        "AWS_IAM",
+    );
     // The webhook stays open (Canopy signs its bodies; it cannot sign SigV4).
     let intake = http_events(&resource(&t, "WebhookIntakeFunction"));
     assert_eq!(intake.len(), 1);
@@ -228,21 +241,12 @@ fn every_monitoring_api_route_is_wired_and_iam_authorized() {
 #[test]
 fn every_reconnect_route_is_wired_behind_the_jwt_authorizer() {
     let t = template();
-    let events = http_events(&resource(&t, "ReconnectApiFunction"));
-    let mut wired: Vec<(String, String)> = events
-        .iter()
-        .map(|(m, p, _)| (m.clone(), p.clone()))
-        .collect();
-    let mut served: Vec<(String, String)> = reconnect_api::ROUTES
-        .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
-        .collect();
-    wired.sort();
-    served.sort();
-    assert_eq!(wired, served, "template routes = the handler's routes");
-    for (method, path, auth) in &events {
-        assert_eq!(auth.as_deref(), Some("ConsumerJwt"), "{method} {path}");
-    }
+    assert_routes(
+        &t,
+        "ReconnectApiFunction",
+        reconnect_api::ROUTES,
+        "ConsumerJwt",
+    );
     let api = resource(&t, "HttpApi");
     for needle in [
         "ConsumerJwt:",

@@ -28,11 +28,8 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let request = match to_lambda_request(apigw_event(method.as_str(), uri.path(), &pairs, &body)) {
+    let event = devkit::events::http_event(method.as_str(), uri.path(), &headers, &body);
+    let request = match to_lambda_request(event) {
         Ok(r) => r,
         Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
     };

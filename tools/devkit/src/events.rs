@@ -97,6 +97,21 @@ pub fn apigw_event(method: &str, path: &str, headers: &[(String, String)], body:
     event
 }
 
+/// The API Gateway v2 event of an HTTP request as a local server received it (`target` is the
+/// path with its query string): how the local runner and the tests put functions behind HTTP.
+pub fn http_event(
+    method: &str,
+    target: &str,
+    headers: &lambda_http::http::HeaderMap,
+    body: &[u8],
+) -> Value {
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    apigw_event(method, target, &pairs, body)
+}
+
 /// A signed webhook delivery of `body` as API Gateway would hand it to the function.
 pub fn webhook_request(body: &[u8], secret: &str, timestamp: i64) -> Value {
     let headers = [

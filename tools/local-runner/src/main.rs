@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use canopy_monitor::config::IntakeEnv;
 use canopy_monitor::intake::IntakeConfig;
 use clap::{Parser, Subcommand};
-use devkit::events::{apigw_event, events_dir, to_lambda_request};
+use devkit::events::{events_dir, to_lambda_request};
 use devkit::resources::{provision, Resources};
 use devkit::{local_aws_config, LOCAL_SIGNING_SECRET};
 use std::net::SocketAddr;
@@ -264,12 +264,13 @@ pub fn lambda_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<lambda_http::Request, String> {
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
     let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    to_lambda_request(apigw_event(method.as_str(), target, &header_pairs, body))
+    to_lambda_request(devkit::events::http_event(
+        method.as_str(),
+        target,
+        headers,
+        body,
+    ))
 }
 
 /// Turns an HTTP request into the API Gateway v2 event Lambda would get and runs the handler.

@@ -86,12 +86,8 @@ pub async fn invoke(
                 .into_response()
         }
     };
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
     let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let mut event = devkit::events::apigw_event(method.as_str(), target, &pairs, &body);
+    let mut event = devkit::events::http_event(method.as_str(), target, &headers, &body);
     event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
     let request = match devkit::events::to_lambda_request(event) {
         Ok(r) => r,
