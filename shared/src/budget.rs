@@ -121,6 +121,12 @@ pub const INTAKE_LEASE: Duration = Duration::from_secs(30);
 /// The reminder pass.
 pub const REMINDER_FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A duration as whole Unix seconds, for lease and TTL arithmetic (saturating far beyond any
+/// real setting).
+pub fn unix_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
 /// How long until a lease that runs to `expires_at` (Unix seconds, inclusive) is free at `now`:
 /// a message that found it held is retried then (DESIGN principle 8).
 pub fn until_lease_ends(expires_at: i64, now: i64) -> Duration {

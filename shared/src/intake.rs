@@ -166,8 +166,9 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
                 lease_id: lease_id.clone(),
                 received_at: format_ts(now),
                 now: now.unix_timestamp(),
-                lease_expires_at: now.unix_timestamp() + secs(self.config.lease),
-                expires_at: now.unix_timestamp() + secs(self.config.retention),
+                lease_expires_at: now.unix_timestamp()
+                    + crate::budget::unix_secs(self.config.lease),
+                expires_at: now.unix_timestamp() + crate::budget::unix_secs(self.config.retention),
                 body: stored_body.clone(),
             };
             match self.store.claim_event(&claim).await? {
@@ -238,8 +239,4 @@ pub async fn apply_event<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
         queue.enqueue(work).await?;
     }
     Ok((pull.applied, plan.work.len()))
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }

@@ -9,9 +9,11 @@
 //! key. An enable without a key still holds a short lock on its pull, so that two concurrent
 //! enables of one pull make one Canopy call.
 
+use crate::budget::unix_secs;
 use crate::canopy::{CanopyError, MonitoringControl};
 use crate::event::parse_event;
 use crate::intake::apply_event;
+use crate::monitoring::fingerprint;
 use crate::monitoring::{
     owner_of, refresh_decision, validate_id, EnableRequest, Invalid, PatchRequest, RefreshPolicy,
     RefreshRefusal, ACTIVE, STOPPED,
@@ -26,7 +28,6 @@ use crate::store::{
 };
 use crate::time_fmt::format_ts;
 use serde_json::{json, Value};
-use sha2::Digest;
 use std::time::Duration;
 
 /// Settings of the Monitoring API.
@@ -151,6 +152,14 @@ impl ApiError {
     fn is_final(&self) -> bool {
         self.status_and_code().0 < 500 && !matches!(self, ApiError::RequestInProgress)
     }
+}
+
+/// How a request is kept to one run.
+enum RequestKey {
+    /// The caller's `Idempotency-Key`: its answer is kept and replayed.
+    Remember(String),
+    /// A lock held while the request runs (concurrent enables of one pull), then released.
+    Lock(String),
 }
 
 /// An answer: status and JSON body.
@@ -303,7 +312,7 @@ fn checked(
 fn surely_not_applied(err: &CanopyError) -> bool {
     match err {
         CanopyError::Permanent { .. } | CanopyError::Misconfigured { .. } => true,
-        CanopyError::RetryLater { reason, .. } => reason.starts_with("429"),
+        retry @ CanopyError::RetryLater { .. } => retry.is_throttled(),
     }
 }
 
@@ -337,11 +346,11 @@ where
         format_ts(self.clock.now())
     }
 
-    /// Runs `work` once per idempotency key: replays a stored answer, refuses a reused key.
-    /// `lock_only` keys are released afterwards (a mutex, not a memory).
+    /// Runs `work` once per key (module docs): a [`RequestKey::Remember`] key replays its
+    /// stored answer and refuses reuse; a [`RequestKey::Lock`] is released afterwards.
     async fn once<F, Fut>(
         &self,
-        key: Option<(String, bool)>,
+        key: Option<RequestKey>,
         fingerprint: &str,
         work: F,
     ) -> Result<Answer, ApiError>
@@ -349,8 +358,10 @@ where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Answer, ApiError>>,
     {
-        let Some((key, lock_only)) = key else {
-            return work().await;
+        let (key, lock_only) = match key {
+            None => return work().await,
+            Some(RequestKey::Remember(key)) => (key, false),
+            Some(RequestKey::Lock(key)) => (key, true),
         };
         let now = self.clock.now().unix_timestamp();
         let lease_id = uuid::Uuid::new_v4().to_string();
@@ -359,8 +370,8 @@ where
             fingerprint: fingerprint.to_owned(),
             lease_id: lease_id.clone(),
             now,
-            lease_expires_at: now + secs(self.config.idempotency_lease),
-            expires_at: now + secs(self.config.idempotency_retention),
+            lease_expires_at: now + unix_secs(self.config.idempotency_lease),
+            expires_at: now + unix_secs(self.config.idempotency_retention),
         };
         match self.store.claim_request(&claim).await? {
             RequestClaimResult::Claimed => {}
@@ -432,8 +443,8 @@ where
             &serde_json::to_string(&request).unwrap_or_default(),
         ]);
         let key = match idempotency_key {
-            Some(k) => (format!("enable#{k}"), false),
-            None => (format!("enable-pull#{}", request.pull_id), true),
+            Some(k) => RequestKey::Remember(format!("enable#{k}")),
+            None => RequestKey::Lock(format!("enable-pull#{}", request.pull_id)),
         };
         self.once(Some(key), &fingerprint, || self.enable_now(&request))
             .await
@@ -518,7 +529,7 @@ where
     ) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
         let fingerprint = fingerprint(&["refresh", &id, &force.to_string()]);
-        let key = idempotency_key.map(|k| (format!("refresh#{k}"), false));
+        let key = idempotency_key.map(|k| RequestKey::Remember(format!("refresh#{k}")));
         self.once(key, &fingerprint, || self.refresh_now(&id, force))
             .await
     }
@@ -698,14 +709,6 @@ where
             }),
         ))
     }
-}
-
-fn fingerprint(parts: &[&str]) -> String {
-    hex::encode(sha2::Sha256::digest(parts.join("\u{1f}").as_bytes()))
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
 #[cfg(test)]

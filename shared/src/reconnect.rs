@@ -287,8 +287,7 @@ where
             pull_id: pull.pull_id.clone(),
             sealed_jwt: self.key.seal(&pull.pull_jwt),
             created_at: format_ts(now),
-            expires_at: now.unix_timestamp()
-                + i64::try_from(self.config.session_ttl.as_secs()).unwrap_or(1800),
+            expires_at: now.unix_timestamp() + crate::budget::unix_secs(self.config.session_ttl),
         };
         self.store.put_session(&session).await?;
         tracing::info!(monitoring_id = %monitoring_id, pull_id = %session.pull_id, session_id = %session.session_id, "reconnect session started");

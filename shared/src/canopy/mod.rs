@@ -42,6 +42,12 @@ pub enum CanopyError {
 }
 
 impl CanopyError {
+    /// A 429: Canopy refused the request before doing anything with it.
+    pub fn is_throttled(&self) -> bool {
+        // `classify` writes the status first in the reason.
+        matches!(self, CanopyError::RetryLater { reason, .. } if reason.starts_with("429 "))
+    }
+
     pub fn code(&self) -> &str {
         match self {
             CanopyError::RetryLater { .. } => "RETRY_LATER",

@@ -36,7 +36,6 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use base64::Engine;
-use sha2::Digest;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
@@ -90,9 +89,9 @@ fn attr_key(k: &BTreeMap<String, String>) -> HashMap<String, AttributeValue> {
     k.iter().map(|(name, v)| (name.clone(), s(v))).collect()
 }
 
+/// A listing's id in its cursors: the first 8 bytes of its fingerprint are plenty.
 fn fingerprint(parts: &[&str]) -> String {
-    let digest = sha2::Sha256::digest(parts.join("\u{1f}").as_bytes());
-    hex::encode(&digest[..8])
+    crate::monitoring::fingerprint(parts)[..16].to_owned()
 }
 
 /// How a listing is answered: one index, its partitions in order, and a filter.
