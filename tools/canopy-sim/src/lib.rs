@@ -8,7 +8,7 @@ pub mod fixtures;
 pub mod monitoring;
 pub mod widget;
 
-pub use monitoring::{RefreshEnding, SimChange, SimMonitoring};
+pub use monitoring::{SimChange, SimMonitoring};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -64,7 +64,6 @@ pub struct SimState {
     pub tokens_issued: u64,
     /// Refreshes started (each billed like a pull by the real Canopy).
     pub refreshes: u64,
-    pub refresh_endings: HashMap<String, RefreshEnding>,
     /// Where refreshes send their webhooks, and the signing secret.
     pub webhook: Option<(String, String)>,
     /// The pull awaiting a reconnect, per monitoring.
@@ -147,13 +146,6 @@ impl FakeCanopy {
         self.state().webhook = Some((url.to_owned(), secret.to_owned()));
     }
 
-    /// How refreshes of `monitoring_id` end.
-    pub fn set_refresh_ending(&self, monitoring_id: &str, ending: RefreshEnding) {
-        self.state()
-            .refresh_endings
-            .insert(monitoring_id.to_owned(), ending);
-    }
-
     /// A monitoring of `pull_id` made on Canopy's side only (as the dashboard or a lost
     /// answer would leave it); returns its id.
     pub fn add_monitoring(&self, pull_id: &str, interval: &str) -> String {
@@ -181,12 +173,7 @@ impl FakeCanopy {
 
     /// Completes a refresh whose webhooks are lost; returns the new pull's id.
     pub fn refresh_silently(&self, monitoring_id: &str) -> Option<String> {
-        let mut s = self.state();
-        s.refresh_endings
-            .insert(monitoring_id.to_owned(), RefreshEnding::Silent);
-        let started = monitoring::start_refresh(&mut s, monitoring_id).map(|(pull, _)| pull);
-        s.refresh_endings.remove(monitoring_id);
-        started
+        monitoring::start_refresh(&mut self.state(), monitoring_id, false).map(|(pull, _)| pull)
     }
 
     /// Requests whose path ends with `suffix`.

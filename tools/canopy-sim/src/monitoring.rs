@@ -119,16 +119,6 @@ pub fn apply_change(pull: &mut Value, change: &SimChange) -> Option<Value> {
     Some(json!({"type": kind, "changes": changes, "documents": []}))
 }
 
-/// How a refresh ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RefreshEnding {
-    /// The refresh's webhooks (POLICY_AVAILABLE..., POLICIES_AVAILABLE, COMPLETE) are sent.
-    #[default]
-    Webhooks,
-    /// The refresh completes but its webhooks are lost (an outage on the receiver's side).
-    Silent,
-}
-
 type Shared = Arc<Mutex<SimState>>;
 
 fn now_text() -> String {
@@ -430,7 +420,7 @@ pub(crate) async fn refresh(
             return error(StatusCode::BAD_REQUEST, "CURRENTLY_REFRESHING");
         }
         s.refreshes += 1;
-        start_refresh(&mut s, &id)
+        start_refresh(&mut s, &id, true)
     };
     let Some((pull_id, sending)) = started else {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND");
@@ -455,23 +445,29 @@ pub(crate) async fn refresh(
 /// The webhooks a refresh sends: target URL, secret, bodies.
 type Sending = Option<(String, String, Vec<Value>)>;
 
-/// Makes the refresh's new pull (a copy of the latest, new id, created now) and decides what
-/// is sent. Without a webhook target, or with [`RefreshEnding::Silent`], it completes at once.
-pub fn start_refresh(s: &mut SimState, id: &str) -> Option<(String, Sending)> {
+/// A new pull of monitoring `id`: a copy of its latest, with a new id, created now, of
+/// `status`; and whom its webhooks are about. Refreshes and reconnects start with one.
+pub fn next_pull(s: &SimState, id: &str, status: &str) -> Option<(String, Value, Subject)> {
     let m = s.monitorings.get(id)?;
-    let latest = m.pulls.first()?.clone();
     let initial = m.pulls.last()?.clone();
-    let mut pull = s.pulls.get(&latest)?.clone();
+    let mut pull = s.pulls.get(m.pulls.first()?)?.clone();
     let pull_id = uuid::Uuid::new_v4().to_string();
     pull["pull_id"] = json!(pull_id);
     pull["created_at"] = json!(now_text());
-    pull["status"] = json!("SUCCESS");
+    pull["status"] = json!(status);
     let subject = Subject {
         pull_id: pull_id.clone(),
         monitoring_id: Some(id.to_owned()),
         initial_pull_id: Some(initial),
         meta_data: pull.get("meta_data").cloned().unwrap_or(Value::Null),
     };
+    Some((pull_id, pull, subject))
+}
+
+/// Makes the refresh's new pull and decides what is sent: its webhooks, to the target if one
+/// is set and `send` (else the refresh completes at once, its webhooks lost).
+pub fn start_refresh(s: &mut SimState, id: &str, send: bool) -> Option<(String, Sending)> {
+    let (pull_id, mut pull, subject) = next_pull(s, id, "SUCCESS")?;
     let events: Vec<Value> = s
         .refresh_changes
         .remove(id)
@@ -487,18 +483,14 @@ pub fn start_refresh(s: &mut SimState, id: &str) -> Option<(String, Sending)> {
             .map(|e| crate::fixtures::monitoring_events_webhook(&subject, e)),
     );
     s.pulls.insert(pull_id.clone(), pull);
-    let ending = s.refresh_endings.get(id).copied().unwrap_or_default();
-    let webhook = s.webhook.clone();
+    let webhook = s.webhook.clone().filter(|_| send);
     let m = s.monitorings.get_mut(id)?;
     m.pulls.insert(0, pull_id.clone());
     m.object["latest_pull_id"] = json!(pull_id);
-    let sending = match (webhook, ending) {
-        (Some((url, secret)), RefreshEnding::Webhooks) => {
-            m.refreshing = true;
-            Some((url, secret, bodies))
-        }
-        _ => None,
-    };
+    let sending = webhook.map(|(url, secret)| {
+        m.refreshing = true;
+        (url, secret, bodies)
+    });
     Some((pull_id, sending))
 }
 

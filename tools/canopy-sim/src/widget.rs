@@ -49,22 +49,8 @@ pub const MFA_OPTIONS: &[(&str, &str)] = &[
 /// next reconnect token leads to, and the MONITORING_RECONNECT webhook (when a target is set).
 pub fn need_reconnect(state: &Shared, monitoring_id: &str) -> Option<(String, Option<Sending>)> {
     let mut s = lock(state);
-    let m = s.monitorings.get(monitoring_id)?;
-    let latest = m.pulls.first()?.clone();
-    let initial = m.pulls.last()?.clone();
-    let mut pull = s.pulls.get(&latest)?.clone();
-    let pull_id = uuid::Uuid::new_v4().to_string();
-    pull["pull_id"] = json!(pull_id);
-    pull["status"] = json!("NOT_AUTHENTICATED");
-    pull["created_at"] = json!(canopy_monitor::time_fmt::format_ts(
-        time::OffsetDateTime::now_utc()
-    ));
-    let subject = Subject {
-        pull_id: pull_id.clone(),
-        monitoring_id: Some(monitoring_id.to_owned()),
-        initial_pull_id: Some(initial),
-        meta_data: pull.get("meta_data").cloned().unwrap_or(Value::Null),
-    };
+    let (pull_id, pull, subject) =
+        crate::monitoring::next_pull(&s, monitoring_id, "NOT_AUTHENTICATED")?;
     s.pulls.insert(pull_id.clone(), pull);
     s.reconnect_pulls
         .insert(monitoring_id.to_owned(), pull_id.clone());
