@@ -179,11 +179,23 @@ impl DynamoStore {
         &self,
         pk: String,
     ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
+        self.get_item(pk, STATE_SK, None).await
+    }
+
+    /// One item by key, read consistently; `projection` names the attributes wanted (all if
+    /// `None`).
+    pub(crate) async fn get_item(
+        &self,
+        pk: String,
+        sk: &str,
+        projection: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(pk, STATE_SK)))
+            .set_key(Some(key(pk, sk)))
+            .set_projection_expression(projection.map(str::to_owned))
             .consistent_read(true)
             .send()
             .await

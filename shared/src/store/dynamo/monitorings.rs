@@ -467,15 +467,8 @@ impl MonitoringStore for DynamoStore {
 
     async fn stored_event(&self, dedupe_key: &str) -> Result<Option<StoredEvent>, PortError> {
         let item = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key(super::event_pk(dedupe_key), EVENT_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?
-            .item;
+            .get_item(super::event_pk(dedupe_key), EVENT_SK, None)
+            .await?;
         let Some(item) = item else {
             return Ok(None);
         };

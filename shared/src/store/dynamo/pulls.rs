@@ -112,16 +112,12 @@ impl DynamoStore {
     /// one gzip of the pull's JSON text): a GetItem and one Query.
     pub async fn get_pull_gzip(&self, pull_id: &str) -> Result<Option<StoredGzip>, PortError> {
         let summary_item = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key(pull_pk(pull_id), DATA_SK)))
-            .projection_expression("parts, version, json_bytes")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?
-            .item;
+            .get_item(
+                pull_pk(pull_id),
+                DATA_SK,
+                Some("parts, version, json_bytes"),
+            )
+            .await?;
         let Some(item) = summary_item else {
             return Ok(None);
         };

@@ -56,15 +56,8 @@ impl SessionStore for DynamoStore {
         now: i64,
     ) -> Result<Option<ReconnectSession>, PortError> {
         let item = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key(session_pk(session_id), SESSION_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?
-            .item;
+            .get_item(session_pk(session_id), SESSION_SK, None)
+            .await?;
         let Some(item) = item else {
             return Ok(None);
         };
