@@ -103,6 +103,46 @@ pub enum Change {
     ContactChanged { fields: Vec<&'static str> },
 }
 
+impl Change {
+    /// The policy this change belongs to; `None` for the account's own changes (drivers,
+    /// contact fields).
+    pub fn policy(&self) -> Option<&ItemRef> {
+        match self {
+            Change::Added {
+                item: ItemKind::Policy,
+                reference,
+                ..
+            }
+            | Change::Removed {
+                item: ItemKind::Policy,
+                reference,
+                ..
+            } => Some(reference),
+            Change::Added { policy, .. } | Change::Removed { policy, .. } => policy.as_ref(),
+            Change::PolicyFieldChanged { policy, .. }
+            | Change::PremiumChanged { policy, .. }
+            | Change::CoverageAdded { policy, .. }
+            | Change::CoverageRemoved { policy, .. }
+            | Change::CoverageChanged { policy, .. } => Some(policy),
+            Change::ContactChanged { .. } => None,
+        }
+    }
+
+    /// The `kind` tag this change serialises with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Added { .. } => "added",
+            Change::Removed { .. } => "removed",
+            Change::PolicyFieldChanged { .. } => "policy_field_changed",
+            Change::PremiumChanged { .. } => "premium_changed",
+            Change::CoverageAdded { .. } => "coverage_added",
+            Change::CoverageRemoved { .. } => "coverage_removed",
+            Change::CoverageChanged { .. } => "coverage_changed",
+            Change::ContactChanged { .. } => "contact_changed",
+        }
+    }
+}
+
 /// The changes from one refresh to the next.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChangeSet {

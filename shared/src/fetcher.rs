@@ -14,14 +14,16 @@
 //!
 //! After the GET the data is written (parts under a fresh version, then the summary that
 //! commits that version, then the superseded version's parts are removed), the monitoring is
-//! linked, and the fetch is marked done. Retryable failures release the lease and go back to
+//! linked, its change set recorded ([`crate::change_log`]), and the fetch is marked done. Retryable failures release the lease and go back to
 //! the queue with a delay; permanent ones are recorded on the pull and the message is deleted.
 
+use crate::business_events::fetch_failed;
 use crate::canopy::{CanopyApi, CanopyError};
+use crate::change_log::{ChangeRecorder, StoredRefresh, MAX_COMPARED_BYTES};
 use crate::ports::{Clock, PortError};
 use crate::pull_data::{prepare, PreparedPull};
 use crate::records::PullRecord;
-use crate::store::PullDataStore;
+use crate::store::{ChangeStore, PullDataStore};
 use crate::time_fmt::format_ts;
 use crate::work::{FetchPullJob, FetchTrigger};
 use std::time::Duration;
@@ -142,7 +144,7 @@ pub struct PullFetcher<S, A, C> {
     config: FetcherConfig,
 }
 
-impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
+impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
     pub fn new(store: S, canopy: A, clock: C, config: FetcherConfig) -> Self {
         Self {
             store,
@@ -173,8 +175,15 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
         match self.canopy.get_pull(&job.pull_id).await {
             Ok(pull) => {
                 let prepared = prepare(&job.pull_id, &pull);
+                // Only a monitoring's refresh is compared with its predecessor.
+                let parsed = (job.monitoring_id.is_some()
+                    && prepared.json_bytes <= MAX_COMPARED_BYTES)
+                    .then(|| serde_json::from_slice::<serde_json::Value>(pull.as_bytes()).ok())
+                    .flatten();
                 drop(pull);
-                let stored = self.store_all(job, &lease_id, &prepared, &at()).await;
+                let stored = self
+                    .store_all(job, &lease_id, &prepared, parsed.as_ref(), &at())
+                    .await;
                 if let Err(err) = stored {
                     self.release(job, &lease_id, "store_failed", &at()).await;
                     return Err(err.into());
@@ -185,8 +194,10 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
                 })
             }
             Err(CanopyError::Permanent { code, .. }) => {
+                let at = at();
+                let event = fetch_failed(&job.pull_id, job.monitoring_id.as_deref(), &code, &at);
                 self.store
-                    .fail_fetch(&job.pull_id, &lease_id, &code, &at())
+                    .fail_fetch(&job.pull_id, &lease_id, &code, &at, &[event])
                     .await?;
                 Ok(FetchOutcome::FailedPermanently { code })
             }
@@ -202,6 +213,7 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
         job: &FetchPullJob,
         lease_id: &str,
         prepared: &PreparedPull,
+        parsed: Option<&serde_json::Value>,
         at: &str,
     ) -> Result<(), PortError> {
         // The lease id is unique per attempt: a fresh version for this attempt's parts.
@@ -217,6 +229,24 @@ impl<S: PullDataStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
                     at,
                 )
                 .await?;
+            // Before the fetch is marked done: a failure here retries the whole fetch.
+            let recorded = ChangeRecorder::new(&self.store)
+                .record(&StoredRefresh {
+                    monitoring_id,
+                    pull_id: &job.pull_id,
+                    summary: &prepared.summary,
+                    pull: parsed,
+                    at,
+                })
+                .await?;
+            tracing::info!(
+                pull_id = %job.pull_id,
+                monitoring_id = %monitoring_id,
+                changes = recorded.changes,
+                previous_pull_id = recorded.previous_pull_id.as_deref().unwrap_or(""),
+                recomputed_next = recorded.recomputed_next.as_deref().unwrap_or(""),
+                "change set recorded"
+            );
         }
         self.store
             .finish_fetch(&job.pull_id, lease_id, job.trigger, at)

@@ -1,9 +1,9 @@
 //! The common crate of canopy-monitor: the domain (webhook events, state decisions, work
 //! messages) and the ports it talks through, each in one folder with its adapters and its
 //! in-memory fake: `store/` (DynamoDB), `queue/` (SQS), `channel/` (SES, SNS, webhook),
-//! `canopy/` (HTTPS).
+//! `canopy/` (HTTPS), `bus/` (EventBridge).
 //!
-//! Each AWS adapter is behind a Cargo feature (`dynamodb`, `sqs`, `secrets`, `email`, `sms`),
+//! Each AWS adapter is behind a Cargo feature (`dynamodb`, `sqs`, `secrets`, `email`, `sms`, `eventbridge`),
 //! and the HTTPS clients behind `http`, so that each function links only the SDKs it calls.
 //! Function crates stay thin: they build a config and adapters once per cold start and hand
 //! Lambda events to the services defined here.
@@ -11,7 +11,10 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod budget;
+pub mod bus;
+pub mod business_events;
 pub mod canopy;
+pub mod change_log;
 pub mod changes;
 pub mod channel;
 pub mod config;
@@ -25,6 +28,7 @@ pub mod monitoring;
 pub mod monitoring_api;
 pub mod notifier;
 pub mod observability;
+pub mod outbox;
 pub mod plan;
 pub mod ports;
 pub mod pull_data;

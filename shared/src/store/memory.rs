@@ -1,6 +1,7 @@
 //! The in-memory store for unit tests and benchmarks: the same port contracts, no I/O.
 //! Failures can be injected to exercise the error paths.
 
+use crate::business_events::BusinessEvent;
 use crate::fetcher::{fetch_decision, FetchClaim, FAILED, FETCHED};
 use crate::notifier::{Episode, NoticeRecord, SendClaim, SendKey};
 use crate::plan::{MonitoringUpdate, PullApplied, PullUpdate};
@@ -8,8 +9,8 @@ use crate::pull_data::PreparedPull;
 use crate::pull_data::PullSummary;
 use crate::records::{MonitoringRecord, PullRecord};
 use crate::store::{
-    ClaimResult, DueReminder, EpisodeStore, EventClaim, IntakeStore, PortError, PullDataStore,
-    ReminderStore,
+    ChangeSetRecord, ChangeStore, ClaimResult, DueReminder, EpisodeStore, EventClaim, IntakeStore,
+    PortError, PullDataStore, RefreshEntry, ReminderStore,
 };
 use crate::work::FetchTrigger;
 use crate::work::ReconnectJob;
@@ -47,6 +48,10 @@ pub struct MemoryState {
     pub sends: HashMap<String, SendRecord>,
     /// Large `meta_data` kept apart, by pull id.
     pub meta_data: HashMap<String, serde_json::Value>,
+    /// Change sets by (monitoring id, pull id).
+    pub change_sets: HashMap<(String, String), ChangeSetRecord>,
+    /// Business events recorded by the writes above, in order.
+    pub outbox: Vec<BusinessEvent>,
 }
 
 /// A stored reconnect episode.
@@ -280,14 +285,71 @@ impl PullDataStore for MemoryStore {
         lease_id: &str,
         code: &str,
         at: &str,
+        events: &[BusinessEvent],
     ) -> Result<(), PortError> {
         let mut state = self.enter("fail_fetch")?;
+        state.outbox.extend(events.iter().cloned());
         let record = leased(&mut state, pull_id, lease_id)?;
         record.fetch_status = Some(FAILED.to_owned());
         record.fetch_error = Some(code.to_owned());
         record.fetch_error_at = Some(at.to_owned());
         record.fetch_lease_id = None;
         record.fetch_lease_expires_at = None;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChangeStore for MemoryStore {
+    async fn refreshes(&self, monitoring_id: &str) -> Result<Vec<RefreshEntry>, PortError> {
+        let state = self.enter("refreshes")?;
+        let mut entries: Vec<RefreshEntry> = state
+            .refreshes
+            .iter()
+            .filter(|(m, _)| m == monitoring_id)
+            .filter_map(|(_, p)| {
+                let data = state.pull_data.get(p)?;
+                Some(RefreshEntry {
+                    pull_id: p.clone(),
+                    created_at: data.summary.created_at.clone(),
+                    fetched_at: String::new(),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.created_at, &a.pull_id).cmp(&(&b.created_at, &b.pull_id)));
+        entries.dedup_by(|a, b| a.pull_id == b.pull_id);
+        Ok(entries)
+    }
+
+    async fn initial_pull_id(&self, monitoring_id: &str) -> Result<Option<String>, PortError> {
+        let state = self.enter("initial_pull_id")?;
+        Ok(state
+            .monitorings
+            .get(monitoring_id)
+            .and_then(|m| m.initial_pull_id.clone()))
+    }
+
+    async fn stored_pull(&self, pull_id: &str) -> Result<Option<serde_json::Value>, PortError> {
+        let state = self.enter("stored_pull")?;
+        state
+            .pull_data
+            .get(pull_id)
+            .map(|d| crate::pull_data::reassemble(&d.parts, &d.sha256))
+            .transpose()
+            .map_err(|e| PortError::unavailable("memory", e.to_string()))
+    }
+
+    async fn put_change_set(
+        &self,
+        record: &ChangeSetRecord,
+        events: &[BusinessEvent],
+    ) -> Result<(), PortError> {
+        let mut state = self.enter("put_change_set")?;
+        state.change_sets.insert(
+            (record.monitoring_id.clone(), record.pull_id.clone()),
+            record.clone(),
+        );
+        state.outbox.extend(events.iter().cloned());
         Ok(())
     }
 }

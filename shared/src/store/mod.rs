@@ -110,13 +110,15 @@ pub trait PullDataStore: Send + Sync {
         reason: &str,
         at: &str,
     ) -> Result<(), PortError>;
-    /// Records a permanent failure; no further fetch of this pull will be tried.
+    /// Records a permanent failure, with its `events`; no further fetch of this pull will be
+    /// tried.
     async fn fail_fetch(
         &self,
         pull_id: &str,
         lease_id: &str,
         code: &str,
         at: &str,
+        events: &[crate::business_events::BusinessEvent],
     ) -> Result<(), PortError>;
 }
 
@@ -387,4 +389,76 @@ pub trait SessionStore: Send + Sync {
         max: u32,
         now: i64,
     ) -> Result<AttemptTaken, PortError>;
+}
+
+/// An item holding business events that wait to be published (see [`crate::outbox`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingOutbox {
+    pub pk: String,
+    pub sk: String,
+    /// Changes with every write that adds events: the pending mark is cleared only if no
+    /// event was added since this was read.
+    pub version: String,
+    pub events: Vec<crate::business_events::BusinessEvent>,
+}
+
+/// The outbox side of the table: events recorded with the writes that caused them.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Items whose events have waited since before `cutoff` (RFC 3339), oldest first.
+    async fn pending(&self, cutoff: &str, limit: usize) -> Result<Vec<PendingOutbox>, PortError>;
+    /// Removes the published events from `item`, and its pending mark if nothing was added
+    /// since it was read.
+    async fn acknowledge(
+        &self,
+        item: &PendingOutbox,
+        published_ids: &[String],
+    ) -> Result<(), PortError>;
+}
+
+/// One refresh's stored change set, compared with the previous stored pull of its monitoring
+/// (see [`crate::change_log`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSetRecord {
+    pub monitoring_id: String,
+    pub pull_id: String,
+    /// The pull's `created_at` (or, lacking it, when it was fetched): the history's order.
+    pub order: String,
+    pub previous_pull_id: Option<String>,
+    pub computed_at: String,
+    /// `Some` when compared; `None` with `not_compared` saying why.
+    pub changes: Option<crate::changes::ChangeSet>,
+    pub not_compared: Option<&'static str>,
+    pub counts: serde_json::Value,
+}
+
+/// Canopy's own MONITORING_EVENTS webhook, kept next to our change sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanopyChangeRecord {
+    pub monitoring_id: String,
+    pub pull_id: String,
+    /// When the pull was first seen: orders it within the monitoring's history.
+    pub pull_seen_at: String,
+    pub dedupe_key: String,
+    pub data_type: Option<String>,
+    /// `data.changes` as Canopy sent it.
+    pub changes: serde_json::Value,
+    pub received_at: String,
+}
+
+/// What the change log reads and writes.
+#[async_trait]
+pub trait ChangeStore: Send + Sync {
+    /// The monitoring's refreshes with stored data, oldest first.
+    async fn refreshes(&self, monitoring_id: &str) -> Result<Vec<RefreshEntry>, PortError>;
+    /// The pull monitoring was enabled on, if known.
+    async fn initial_pull_id(&self, monitoring_id: &str) -> Result<Option<String>, PortError>;
+    /// A stored pull, parsed; `None` if not stored.
+    async fn stored_pull(&self, pull_id: &str) -> Result<Option<serde_json::Value>, PortError>;
+    /// Writes (or rewrites) a refresh's change set with its events, in one write.
+    async fn put_change_set(
+        &self,
+        record: &ChangeSetRecord,
+        events: &[crate::business_events::BusinessEvent],
+    ) -> Result<(), PortError>;
 }

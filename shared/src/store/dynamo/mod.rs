@@ -11,8 +11,10 @@
 //! event record (gzip inline up to 300 KB, else only its state and work are kept), and a large
 //! `meta_data` is kept once, compressed and split, with the pull item pointing at it.
 
+pub mod changes;
 pub mod episodes;
 pub mod monitorings;
+pub mod outbox;
 pub mod pulls;
 pub mod sessions;
 

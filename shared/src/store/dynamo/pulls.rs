@@ -15,8 +15,12 @@
 //!
 //! Fetch progress lives on the pull's `STATE` item (`fetch_*` attributes).
 
-use super::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
+use super::outbox::add_to_update;
+use super::{
+    condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, STATE_SK,
+};
 use crate::aws::port_error;
+use crate::business_events::BusinessEvent;
 use crate::fetcher::{fetch_decision, FetchClaim, FAILED, FETCHED};
 use crate::ports::PortError;
 use crate::pull_data::{reassemble, PreparedPull, PullSummary};
@@ -459,14 +463,35 @@ impl PullDataStore for DynamoStore {
         lease_id: &str,
         code: &str,
         at: &str,
+        events: &[BusinessEvent],
     ) -> Result<(), PortError> {
-        self.lease_update(
-            pull_id,
-            lease_id,
-            "SET fetch_status = :failed, fetch_error = :code, fetch_error_at = :at \
-             REMOVE fetch_lease_id, fetch_lease_expires_at",
-            vec![(":failed", s(FAILED)), (":code", s(code)), (":at", s(at))],
-        )
-        .await
+        let mut b = UpdateBuilder::default();
+        b.set("fetch_status", s(FAILED))
+            .set("fetch_error", s(code))
+            .set("fetch_error_at", s(at))
+            .remove("fetch_lease_id")
+            .remove("fetch_lease_expires_at");
+        // The FetchFailed event is recorded by the write that records the failure.
+        add_to_update(&mut b, events, at);
+        let lease = b.value("lease", s(lease_id));
+        let lease_attr = b.name("fetch_lease_id");
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(pull_pk(pull_id), STATE_SK)))
+            .update_expression(b.expression())
+            .condition_expression(format!("{lease_attr} = {lease}"))
+            .set_expression_attribute_names(Some(b.names))
+            .set_expression_attribute_values(Some(b.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => {
+                Err(PortError::unavailable(SERVICE, "fetch lease lost"))
+            }
+            Err(e) => Err(port_error(SERVICE, e)),
+        }
     }
 }

@@ -1,0 +1,201 @@
+//! The change log: what changed between a monitoring's refreshes, recorded when the fetcher
+//! stores one.
+//!
+//! A refresh is compared with the previous *stored* pull of its monitoring in the order of the
+//! pulls' `created_at`, not of their arrival: its predecessor in the refresh history, or, for
+//! the first refresh, the pull monitoring was enabled on. When an older refresh is stored
+//! after a newer one (a fetch that failed and was redriven), the newer refresh's change set is
+//! computed again against it, so the history always compares neighbours.
+//!
+//! Each change set is written with its business events (`PullRefreshed`, one `PolicyChanged`
+//! per changed policy) in one write: the outbox ([`crate::outbox`]).
+//!
+//! Comparing needs both pulls parsed, several times their JSON in memory; pulls larger than
+//! [`MAX_COMPARED_BYTES`] are stored and announced but not compared.
+
+use crate::business_events::{pull_counts, refresh_events, RefreshContext};
+use crate::changes::diff;
+use crate::ports::PortError;
+use crate::pull_data::{summarise, PullSummary};
+use crate::store::{ChangeSetRecord, ChangeStore, RefreshEntry};
+use serde_json::Value;
+
+/// Largest pull JSON compared: two parsed pulls of this size take about 150 MB.
+pub const MAX_COMPARED_BYTES: usize = 8 * 1024 * 1024;
+
+pub const NOT_COMPARED_FIRST: &str = "first_refresh";
+pub const NOT_COMPARED_TOO_LARGE: &str = "too_large";
+
+/// The refresh just stored: its pull parsed, unless too large to compare.
+pub struct StoredRefresh<'a> {
+    pub monitoring_id: &'a str,
+    pub pull_id: &'a str,
+    pub summary: &'a PullSummary,
+    /// `None` when larger than [`MAX_COMPARED_BYTES`].
+    pub pull: Option<&'a Value>,
+    pub at: &'a str,
+}
+
+/// What recording a refresh wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Changes found against the previous stored pull (none if not compared).
+    pub changes: usize,
+    pub previous_pull_id: Option<String>,
+    /// A newer refresh whose change set was computed again against this one.
+    pub recomputed_next: Option<String>,
+}
+
+fn order(entry: &RefreshEntry) -> &str {
+    entry.created_at.as_deref().unwrap_or(&entry.fetched_at)
+}
+
+/// The refreshes before and after `pull_id` in the history (oldest first).
+pub fn neighbours<'a>(
+    history: &'a [RefreshEntry],
+    pull_id: &str,
+) -> (Option<&'a RefreshEntry>, Option<&'a RefreshEntry>) {
+    let Some(i) = history.iter().position(|e| e.pull_id == pull_id) else {
+        return (history.last(), None);
+    };
+    let before = i.checked_sub(1).and_then(|j| history.get(j));
+    (before, history.get(i + 1))
+}
+
+pub struct ChangeRecorder<'s, S: ?Sized> {
+    store: &'s S,
+}
+
+impl<'s, S: ChangeStore + ?Sized> ChangeRecorder<'s, S> {
+    pub fn new(store: &'s S) -> Self {
+        Self { store }
+    }
+
+    /// Records the change set of `refresh`, which `record_refresh` has already entered in the
+    /// monitoring's history, and recomputes the next refresh's if it was stored first.
+    pub async fn record(&self, refresh: &StoredRefresh<'_>) -> Result<Recorded, PortError> {
+        let history = self.store.refreshes(refresh.monitoring_id).await?;
+        let (before, after) = neighbours(&history, refresh.pull_id);
+        let previous_pull_id = match before {
+            Some(e) => Some(e.pull_id.clone()),
+            None => self
+                .store
+                .initial_pull_id(refresh.monitoring_id)
+                .await?
+                .filter(|p| p != refresh.pull_id),
+        };
+        let own_order = history
+            .iter()
+            .find(|e| e.pull_id == refresh.pull_id)
+            .map(|e| order(e).to_owned())
+            .or_else(|| refresh.summary.created_at.clone())
+            .unwrap_or_else(|| refresh.at.to_owned());
+        let previous = match &previous_pull_id {
+            Some(id) if refresh.pull.is_some() => self.store.stored_pull(id).await?,
+            _ => None,
+        };
+        let changes = self
+            .write(
+                refresh.monitoring_id,
+                refresh.pull_id,
+                &own_order,
+                refresh.summary,
+                previous_pull_id.as_deref().zip(previous.as_ref()),
+                refresh.pull,
+                refresh.at,
+            )
+            .await?;
+        drop(previous);
+        let mut recorded = Recorded {
+            changes,
+            previous_pull_id,
+            recomputed_next: None,
+        };
+        // An older refresh stored late: the next one now compares with it.
+        if let (Some(next), Some(current)) = (after, refresh.pull) {
+            if let Some(next_pull) = self.store.stored_pull(&next.pull_id).await? {
+                let summary = summarise(&next.pull_id, &next_pull);
+                self.write(
+                    refresh.monitoring_id,
+                    &next.pull_id,
+                    order(next),
+                    &summary,
+                    Some((refresh.pull_id, current)),
+                    Some(&next_pull),
+                    refresh.at,
+                )
+                .await?;
+                recorded.recomputed_next = Some(next.pull_id.clone());
+            }
+        }
+        Ok(recorded)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        monitoring_id: &str,
+        pull_id: &str,
+        order: &str,
+        summary: &PullSummary,
+        previous: Option<(&str, &Value)>,
+        current: Option<&Value>,
+        at: &str,
+    ) -> Result<usize, PortError> {
+        let (changes, not_compared) = match (previous, current) {
+            (Some((_, before)), Some(after)) => (Some(diff(before, after)), None),
+            (_, None) => (None, Some(NOT_COMPARED_TOO_LARGE)),
+            (None, Some(_)) => (None, Some(NOT_COMPARED_FIRST)),
+        };
+        let ctx = RefreshContext {
+            monitoring_id,
+            pull_id,
+            previous_pull_id: previous.map(|(id, _)| id),
+            created_at: summary.created_at.as_deref(),
+            at,
+        };
+        let events = refresh_events(&ctx, summary, changes.as_ref());
+        let count = changes.as_ref().map_or(0, |c| c.changes.len());
+        let record = ChangeSetRecord {
+            monitoring_id: monitoring_id.to_owned(),
+            pull_id: pull_id.to_owned(),
+            order: order.to_owned(),
+            previous_pull_id: previous.map(|(id, _)| id.to_owned()),
+            computed_at: at.to_owned(),
+            changes,
+            not_compared,
+            counts: pull_counts(summary),
+        };
+        self.store.put_change_set(&record, &events).await?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pull: &str, created: &str) -> RefreshEntry {
+        RefreshEntry {
+            pull_id: pull.into(),
+            created_at: Some(created.into()),
+            fetched_at: "f".into(),
+        }
+    }
+
+    #[test]
+    fn neighbours_follow_the_history_order() {
+        let h = [entry("a", "1"), entry("b", "2"), entry("c", "3")];
+        let (b, a) = neighbours(&h, "b");
+        assert_eq!(
+            (b.unwrap().pull_id.as_str(), a.unwrap().pull_id.as_str()),
+            ("a", "c")
+        );
+        let (b, a) = neighbours(&h, "a");
+        assert!(b.is_none());
+        assert_eq!(a.unwrap().pull_id, "b");
+        let (b, a) = neighbours(&h, "c");
+        assert_eq!(b.unwrap().pull_id, "b");
+        assert!(a.is_none());
+    }
+}
