@@ -13,7 +13,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> each function alone, with only its own adapter features (as sam build builds it)"
-for function in webhook-intake pull-fetcher reconnect-notifier reconnect-reminder monitoring-api monitoring-sync reconnect-api; do
+for function in webhook-intake pull-fetcher reconnect-notifier reconnect-reminder monitoring-api monitoring-sync reconnect-api event-publisher; do
   cargo clippy --quiet -p "$function" --all-targets --locked -- -D warnings
 done
 echo "==> cfn-lint template.yaml"

@@ -133,6 +133,12 @@ pub fn until_lease_ends(expires_at: i64, now: i64) -> Duration {
     Duration::from_secs(u64::try_from(expires_at - now + 1).unwrap_or(1).max(1))
 }
 
+/// The event publisher's function timeout: a sweep pass, or a stream batch.
+pub const PUBLISHER_FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest one outbox item's publication can take: three PutEvents attempts and the
+/// acknowledging write. A sweep starts an item only with this much time left.
+pub const OUTBOX_ITEM_BUDGET: Duration = Duration::from_secs(35);
+
 /// When an invocation must stop starting records. `None` (tests, the local runner) never stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(Option<tokio::time::Instant>);

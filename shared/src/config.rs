@@ -426,3 +426,29 @@ impl ReconnectEnv {
         })
     }
 }
+
+/// Everything event-publisher reads from its environment.
+#[derive(Debug, Clone)]
+pub struct PublisherEnv {
+    pub table_name: String,
+    /// The custom bus's name or ARN.
+    pub event_bus_name: String,
+    pub outbox: crate::outbox::OutboxConfig,
+}
+
+impl PublisherEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::outbox::OutboxConfig::default();
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            event_bus_name: required("EVENT_BUS_NAME")?,
+            outbox: crate::outbox::OutboxConfig {
+                grace: std::time::Duration::from_secs(parsed_or(
+                    "OUTBOX_GRACE_SECONDS",
+                    defaults.grace.as_secs(),
+                )?),
+                ..defaults
+            },
+        })
+    }
+}

@@ -125,6 +125,9 @@ pub struct WebhookEvent {
     /// [`MAX_MFA_OPTIONS_BYTES`] of JSON; larger is dropped.
     pub mfa_options: Option<Value>,
     pub reconnect: Option<ReconnectLink>,
+    /// `data.changes` of a MONITORING_EVENTS: what Canopy found changed (before and after
+    /// values, so personal data: stored, never logged or relayed).
+    pub monitoring_changes: Option<Value>,
     /// See [`dedupe_key`].
     pub dedupe_key: String,
 }
@@ -226,6 +229,13 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, ParseError> {
             .filter(|o| serde_json::to_vec(o).map_or(0, |j| j.len()) <= MAX_MFA_OPTIONS_BYTES)
             .cloned(),
         reconnect,
+        monitoring_changes: (event_type == EventType::MonitoringEvents)
+            .then(|| {
+                data.and_then(|d| d.get("changes"))
+                    .filter(|c| c.is_array())
+                    .cloned()
+            })
+            .flatten(),
         dedupe_key: dedupe_key(&value),
         event_type,
     })

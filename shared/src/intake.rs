@@ -14,6 +14,7 @@
 //! attempt (polling the claim) and answers 200 once it completed; if that attempt is still
 //! running after `claim_wait`, it answers 503 so Canopy tries again later.
 
+use crate::business_events::canopy_monitoring_event;
 use crate::event::{body_for_storage, parse_event, ParseError, WebhookEvent};
 use crate::plan::{plan_event, settle_monitoring_update, PlanConfig};
 use crate::ports::Clock;
@@ -234,6 +235,20 @@ pub async fn apply_event<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
     if let Some(monitoring) = plan.monitoring {
         let monitoring = settle_monitoring_update(monitoring, &pull);
         store.apply_monitoring_update(&monitoring).await?;
+    }
+    if let Some(mut changes) = plan.canopy_changes {
+        if let Some(seen) = &pull.first_seen_at {
+            changes.pull_seen_at.clone_from(seen);
+        }
+        let relayed = canopy_monitoring_event(
+            &changes.dedupe_key,
+            Some(&changes.monitoring_id),
+            &changes.pull_id,
+            changes.data_type.as_deref(),
+            &changes.changes,
+            at,
+        );
+        store.record_canopy_changes(&changes, &[relayed]).await?;
     }
     for work in &plan.work {
         queue.enqueue(work).await?;

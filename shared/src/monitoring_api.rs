@@ -633,6 +633,38 @@ where
         ))
     }
 
+    /// `GET /v1/monitorings/{id}/changes[?limit=&cursor=]`: what changed between refreshes,
+    /// newest first: our change sets (`source: canopy-monitor`) and Canopy's own
+    /// MONITORING_EVENTS (`source: canopy`).
+    pub async fn changes(
+        &self,
+        monitoring_id: &str,
+        params: &[(String, String)],
+    ) -> Result<Answer, ApiError> {
+        let id = validate_id("monitoring_id", monitoring_id)?;
+        let (mut limit, mut cursor) = (DEFAULT_PAGE, None);
+        for (name, value) in params {
+            match name.as_str() {
+                "limit" => limit = page_size("limit", value)?,
+                "cursor" => cursor = Some(value.as_str()),
+                other => {
+                    return Err(ApiError::Invalid(Invalid {
+                        field: "query",
+                        problem: format!("unknown parameter {other:?}; allowed: limit, cursor"),
+                    }))
+                }
+            }
+        }
+        if self.store.monitoring(&id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("monitoring {id}")));
+        }
+        let page = self.store.change_history(&id, limit, cursor).await??;
+        Ok(answer(
+            200,
+            json!({"monitoring_id": id, "items": page.items, "next_cursor": page.next_cursor}),
+        ))
+    }
+
     /// `GET /v1/pulls/{id}`: what we know of the pull and its stored summary.
     pub async fn pull(&self, pull_id: &str) -> Result<Answer, ApiError> {
         let id = validate_id("pull_id", pull_id)?;

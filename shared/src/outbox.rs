@@ -10,6 +10,7 @@
 //! Delivery is at least once: a crash between PutEvents and the removal, or the stream and a
 //! sweep racing, publishes an event again, with the same `id` ([`crate::business_events`]).
 
+use crate::budget::{Deadline, OUTBOX_ITEM_BUDGET};
 use crate::bus::{Delivery, EventBus, MAX_EVENTS_PER_CALL};
 use crate::ports::{Clock, PortError};
 use crate::store::{OutboxStore, PendingOutbox};
@@ -133,7 +134,7 @@ impl<S: OutboxStore, B: EventBus, C: Clock> OutboxPublisher<S, B, C> {
 
     /// Publishes what has waited longer than the grace period, oldest first, until none is
     /// left, the bus keeps failing, or `deadline` passes.
-    pub async fn sweep(&self, deadline: tokio::time::Instant) -> Result<SweepReport, PortError> {
+    pub async fn sweep(&self, deadline: Deadline) -> Result<SweepReport, PortError> {
         let mut report = SweepReport::default();
         loop {
             let cutoff = self.clock.now() - self.config.grace;
@@ -146,7 +147,7 @@ impl<S: OutboxStore, B: EventBus, C: Clock> OutboxPublisher<S, B, C> {
                 return Ok(report);
             }
             for item in &page {
-                if tokio::time::Instant::now() >= deadline {
+                if !deadline.allows(OUTBOX_ITEM_BUDGET) {
                     return Ok(report);
                 }
                 let done = self.publish_item(item).await?;
@@ -220,10 +221,7 @@ mod tests {
         let bus = MemoryBus::default();
         let p = publisher(&items, &bus);
         bus.set_down(true);
-        let down = p
-            .sweep(tokio::time::Instant::now() + Duration::from_secs(5))
-            .await
-            .unwrap();
+        let down = p.sweep(Deadline::NONE).await.unwrap();
         assert!(!down.complete);
         assert_eq!(
             down.events,
@@ -234,10 +232,7 @@ mod tests {
         );
         assert_eq!(items.0.lock().unwrap().len(), 2, "nothing removed");
         bus.set_down(false);
-        let up = p
-            .sweep(tokio::time::Instant::now() + Duration::from_secs(5))
-            .await
-            .unwrap();
+        let up = p.sweep(Deadline::NONE).await.unwrap();
         assert!(up.complete);
         assert_eq!(
             up.events,

@@ -24,6 +24,7 @@
 //!   completed already: the positive evidence that the consumer has reconnected.
 
 use crate::event::{EventType, WebhookEvent};
+use crate::store::CanopyChangeRecord;
 use crate::work::{
     inline_meta_data, FetchPullJob, FetchTrigger, Outgoing, ReconnectJob, WorkMessage,
 };
@@ -156,6 +157,9 @@ pub struct EventPlan {
     pub pull: PullUpdate,
     pub monitoring: Option<MonitoringUpdate>,
     pub work: Vec<Outgoing>,
+    /// Canopy's own change list (MONITORING_EVENTS of a monitoring), kept beside ours; its
+    /// `pull_seen_at` is settled like the monitoring update's.
+    pub canopy_changes: Option<CanopyChangeRecord>,
 }
 
 /// How far a pull has got, by event type; `None` for events that do not say.
@@ -289,10 +293,24 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
         _ => Vec::new(),
     };
 
+    let canopy_changes = match (&monitoring_id, &event.monitoring_changes) {
+        (Some(monitoring_id), Some(changes)) => Some(CanopyChangeRecord {
+            monitoring_id: monitoring_id.clone(),
+            pull_id: event.pull_id.clone(),
+            pull_seen_at: at.to_owned(),
+            dedupe_key: event.dedupe_key.clone(),
+            data_type: event.data_type.clone(),
+            changes: changes.clone(),
+            received_at: at.to_owned(),
+        }),
+        _ => None,
+    };
+
     EventPlan {
         pull,
         monitoring,
         work,
+        canopy_changes,
     }
 }
 

@@ -2,6 +2,7 @@
 //! monitoring. The DynamoDB adapter maps them with `serde_dynamo`; the in-memory store applies
 //! updates with the functions here, the same rules the DynamoDB update expressions encode.
 
+use crate::business_events::{reconnect_needed, reconnect_resolved, BusinessEvent};
 use crate::plan::{progress_applies, Milestone, MonitoringChange, MonitoringUpdate, PullUpdate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -195,8 +196,10 @@ pub fn not_older(recorded: Option<&str>, seen: &str) -> bool {
 }
 
 impl MonitoringRecord {
-    /// Applies `update` under the refresh order of [`crate::plan`].
-    pub fn apply(&mut self, update: &MonitoringUpdate) {
+    /// Applies `update` under the refresh order of [`crate::plan`]; returns the business event
+    /// it causes: `ReconnectNeeded` when it opens a reconnect episode, `ReconnectResolved` when
+    /// it closes one.
+    pub fn apply(&mut self, update: &MonitoringUpdate) -> Option<BusinessEvent> {
         self.monitoring_id.clone_from(&update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
         set_some(&mut self.owner, &update.owner);
@@ -211,7 +214,7 @@ impl MonitoringRecord {
             self.first_seen_at = Some(update.at.clone());
         }
         match update.change {
-            MonitoringChange::Seen => {}
+            MonitoringChange::Seen => None,
             MonitoringChange::ReconnectNeeded => {
                 // This pull or a later one completed: the consumer has reconnected.
                 let covered = self
@@ -222,7 +225,13 @@ impl MonitoringRecord {
                     self.reconnect_needed_since = Some(update.at.clone());
                     self.reconnect_pull_id = Some(update.pull_id.clone());
                     self.reconnect_pull_seen_at = Some(update.pull_seen_at.clone());
+                    return Some(reconnect_needed(
+                        &update.monitoring_id,
+                        &update.pull_id,
+                        &update.at,
+                    ));
                 }
+                None
             }
             MonitoringChange::Refreshed => {
                 let seen = update.pull_seen_at.as_str();
@@ -231,11 +240,19 @@ impl MonitoringRecord {
                     self.latest_pull_seen_at = Some(seen.to_owned());
                     self.last_refresh_at = Some(update.at.clone());
                 }
-                if not_older(self.reconnect_pull_seen_at.as_deref(), seen) {
+                if self.reconnect_needed_since.is_some()
+                    && not_older(self.reconnect_pull_seen_at.as_deref(), seen)
+                {
                     self.reconnect_needed_since = None;
                     self.reconnect_pull_id = None;
                     self.reconnect_pull_seen_at = None;
+                    return Some(reconnect_resolved(
+                        &update.monitoring_id,
+                        &update.pull_id,
+                        &update.at,
+                    ));
                 }
+                None
             }
         }
     }

@@ -203,9 +203,12 @@ async fn our_diff_agrees_with_canopys_monitoring_events() {
         .pull;
 
     let set = diff(&before, &after);
-    let (ours, canopys) = (ours(&set.changes), canopys(&bodies, &before));
-    println!("ours: {ours:#?}\ncanopy's: {canopys:#?}");
-    assert_eq!(ours, canopys, "the same changes, no more, no less");
+    let (our_lines, canopy_lines) = (ours(&set.changes), canopys(&bodies, &before));
+    println!("ours: {our_lines:#?}\ncanopy's: {canopy_lines:#?}");
+    assert_eq!(
+        our_lines, canopy_lines,
+        "the same changes, no more, no less"
+    );
     assert!(set.changes.iter().any(|c| matches!(
         c,
         Change::PremiumChanged {
@@ -214,4 +217,63 @@ async fn our_diff_agrees_with_canopys_monitoring_events() {
         }
     )));
     assert!(diff(&after, &after).is_empty());
+
+    // Both are stored, side by side in the monitoring's change history (newest first), and
+    // the stored lists agree as the live ones do.
+    let history = call(
+        "GET",
+        format!("/v1/monitorings/{id}/changes?limit=100"),
+        None,
+    )
+    .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.json);
+    let items = history.json["items"].as_array().expect("items").clone();
+    let of = |source: &str, pull: &str| -> Vec<Value> {
+        items
+            .iter()
+            .filter(|i| i["source"] == source && i["pull_id"] == pull)
+            .cloned()
+            .collect()
+    };
+    let stored_ours = of("canopy-monitor", &second);
+    assert_eq!(stored_ours.len(), 1, "{items:#?}");
+    assert_eq!(stored_ours[0]["previous_pull_id"], first.as_str());
+    assert_eq!(stored_ours[0]["compared"], true);
+    assert_eq!(
+        stored_ours[0]["changes"],
+        serde_json::to_value(&set.changes).unwrap()
+    );
+    let stored_canopys: Vec<Value> = of("canopy", &second)
+        .into_iter()
+        .map(|i| json!({"data": {"changes": i["changes"]}}))
+        .collect();
+    assert_eq!(stored_canopys.len(), 5);
+    assert_eq!(
+        canopys(&stored_canopys, &before),
+        our_lines,
+        "the stored lists agree"
+    );
+    let initial = of("canopy-monitor", &first);
+    assert_eq!(initial.len(), 1);
+    assert_eq!(initial[0]["compared"], false);
+    assert_eq!(initial[0]["not_compared"], "first_refresh");
+    let position = |pull: &str| items.iter().position(|i| i["pull_id"] == pull).unwrap();
+    assert!(position(&second) < position(&first), "newest first");
+    // Pages of two walk the same history.
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/monitorings/{id}/changes?limit=2&cursor={c}"),
+            None => format!("/v1/monitorings/{id}/changes?limit=2"),
+        };
+        let page = call("GET", path, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+        walked.extend(page.json["items"].as_array().cloned().unwrap_or_default());
+        match page.json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(walked, items);
 }

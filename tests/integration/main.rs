@@ -2,6 +2,7 @@
 
 mod changes;
 mod events;
+mod events_out;
 mod faults;
 mod fetcher;
 mod intake;

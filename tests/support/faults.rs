@@ -50,6 +50,15 @@ impl Fault {
         }
     }
 
+    /// A JSON 1.1 error (EventBridge): the code in `__type`.
+    pub fn json_1_1(status: u16, code: &str) -> Self {
+        Fault::Answer {
+            status,
+            headers: vec![("content-type", "application/x-amz-json-1.1".to_owned())],
+            body: format!(r#"{{"__type":"{code}","message":"injected {code}"}}"#),
+        }
+    }
+
     /// A JSON 1.0 error (DynamoDB, SQS): the code in `__type`.
     pub fn json_1_0(status: u16, code: &str) -> Self {
         Fault::Answer {

@@ -2,6 +2,7 @@
 //! starts, intake wired to it, signed deliveries, and readers for what landed.
 
 pub mod counting;
+pub mod events_out;
 pub mod faults;
 pub mod logs;
 pub mod monitoring;

@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/v1/monitorings/{monitoring_id}"),
     ("DELETE", "/v1/monitorings/{monitoring_id}"),
     ("POST", "/v1/monitorings/{monitoring_id}/refresh"),
+    ("GET", "/v1/monitorings/{monitoring_id}/changes"),
     ("GET", "/v1/pulls/{pull_id}"),
     ("POST", "/v1/events/{dedupe_key}/replay"),
 ];
@@ -71,6 +72,7 @@ pub enum Route {
     Update(String),
     Stop(String),
     Refresh(String),
+    Changes(String),
     Pull(String),
     Replay(String),
 }
@@ -100,6 +102,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
         ["v1", "monitorings", id, "refresh"] => match *method {
             Method::POST => (Some(Route::Refresh(decode(id))), ""),
             _ => (None, "POST"),
+        },
+        ["v1", "monitorings", id, "changes"] => match *method {
+            Method::GET => (Some(Route::Changes(decode(id))), ""),
+            _ => (None, "GET"),
         },
         ["v1", "pulls", id] => match *method {
             Method::GET => (Some(Route::Pull(decode(id))), ""),
@@ -246,6 +252,7 @@ where
         }
         Route::List => api.list(&params).await,
         Route::Get(id) => api.get(id, &params).await,
+        Route::Changes(id) => api.changes(id, &params).await,
         Route::Pull(id) => {
             let full = match only_params(&params, &["full"]).and_then(|()| {
                 params

@@ -15,7 +15,7 @@ use canopy_monitor::queue::MessageVisibility;
 use canopy_monitor::retry::RetryPolicy;
 use canopy_monitor::secrets;
 use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::PullDataStore;
+use canopy_monitor::store::{ChangeStore, PullDataStore};
 use canopy_monitor::work::{parse_message, WorkMessage};
 
 /// The consumer: the fetcher, how to delay retries, and the backoff.
@@ -54,7 +54,9 @@ pub async fn fetcher_from(
     })
 }
 
-impl<S: PullDataStore, A: CanopyApi, C: Clock, V: MessageVisibility> FetchConsumer<S, A, C, V> {
+impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock, V: MessageVisibility>
+    FetchConsumer<S, A, C, V>
+{
     /// Handles one SQS batch.
     /// Handles one SQS batch; records that cannot finish before `deadline` are not started.
     pub async fn handle(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {

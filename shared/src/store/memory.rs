@@ -9,8 +9,8 @@ use crate::pull_data::PreparedPull;
 use crate::pull_data::PullSummary;
 use crate::records::{MonitoringRecord, PullRecord};
 use crate::store::{
-    ChangeSetRecord, ChangeStore, ClaimResult, DueReminder, EpisodeStore, EventClaim, IntakeStore,
-    PortError, PullDataStore, RefreshEntry, ReminderStore,
+    CanopyChangeRecord, ChangeSetRecord, ChangeStore, ClaimResult, DueReminder, EpisodeStore,
+    EventClaim, IntakeStore, PortError, PullDataStore, RefreshEntry, ReminderStore,
 };
 use crate::work::FetchTrigger;
 use crate::work::ReconnectJob;
@@ -50,6 +50,8 @@ pub struct MemoryState {
     pub meta_data: HashMap<String, serde_json::Value>,
     /// Change sets by (monitoring id, pull id).
     pub change_sets: HashMap<(String, String), ChangeSetRecord>,
+    /// Canopy's MONITORING_EVENTS changes, in order.
+    pub canopy_changes: Vec<CanopyChangeRecord>,
     /// Business events recorded by the writes above, in order.
     pub outbox: Vec<BusinessEvent>,
 }
@@ -186,11 +188,23 @@ impl IntakeStore for MemoryStore {
 
     async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
         let mut state = self.enter("apply_monitoring_update")?;
-        state
+        let event = state
             .monitorings
             .entry(update.monitoring_id.clone())
             .or_default()
             .apply(update);
+        state.outbox.extend(event);
+        Ok(())
+    }
+
+    async fn record_canopy_changes(
+        &self,
+        record: &CanopyChangeRecord,
+        events: &[BusinessEvent],
+    ) -> Result<(), PortError> {
+        let mut state = self.enter("record_canopy_changes")?;
+        state.canopy_changes.push(record.clone());
+        state.outbox.extend(events.iter().cloned());
         Ok(())
     }
 }

@@ -65,6 +65,12 @@ pub trait IntakeStore: Send + Sync {
     /// what the pull item holds.
     async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError>;
     async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError>;
+    /// Keeps Canopy's MONITORING_EVENTS changes, with the event relaying them, in one write.
+    async fn record_canopy_changes(
+        &self,
+        record: &CanopyChangeRecord,
+        events: &[crate::business_events::BusinessEvent],
+    ) -> Result<(), PortError>;
 }
 
 /// What the fetcher needs from storage.
@@ -314,6 +320,13 @@ pub trait MonitoringStore: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Result<Page<RefreshEntry>, BadCursor>, PortError>;
+    /// Change sets and Canopy's MONITORING_EVENTS, newest first (see [`crate::change_log`]).
+    async fn change_history(
+        &self,
+        monitoring_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Result<Page<serde_json::Value>, BadCursor>, PortError>;
     async fn pull_summary(&self, pull_id: &str)
         -> Result<Option<(PullSummary, String)>, PortError>;
     async fn pull_gzip(&self, pull_id: &str) -> Result<Option<StoredGzip>, PortError>;

@@ -1,5 +1,5 @@
 //! Creates, on a local emulator, the resources template.yaml declares: the state table, the
-//! work queues with their dead-letter queues, and the signing secret. Keep the two in step;
+//! work queues with their dead-letter queues, the signing secret and the event bus. Keep the two in step;
 //! the integration tests check the names and key schema against template.yaml.
 
 use aws_sdk_dynamodb::types::{
@@ -25,6 +25,11 @@ pub struct Resources {
     pub outbound_webhook_secret_id: String,
     /// The verified SES sender.
     pub email_from: String,
+    /// The custom EventBridge bus business events go to.
+    pub event_bus_name: String,
+    /// A queue a rule on the bus copies every canopy-monitor event into: what
+    /// `canopy-local inspect` and the tests read back.
+    pub events_tap_url: String,
 }
 
 /// The documented local Standard Webhooks secret of the outbound webhook.
@@ -55,6 +60,8 @@ struct Names {
     webhook_secret: String,
     canopy_api_secret: String,
     outbound_webhook_secret: String,
+    event_bus: String,
+    events_tap: String,
 }
 
 impl Names {
@@ -66,10 +73,17 @@ impl Names {
             webhook_secret: format!("{prefix}/canopy-webhook-signing-secret"),
             canopy_api_secret: format!("{prefix}/canopy-api-credentials"),
             outbound_webhook_secret: format!("{prefix}/outbound-webhook-secret"),
+            event_bus: format!("{prefix}-events"),
+            events_tap: format!("{prefix}-events-tap"),
         }
     }
 
-    fn resources(self, fetch: (String, String), notify: (String, String)) -> Resources {
+    fn resources(
+        self,
+        fetch: (String, String),
+        notify: (String, String),
+        events_tap_url: String,
+    ) -> Resources {
         Resources {
             table_name: self.table,
             fetch_queue_url: fetch.0,
@@ -80,6 +94,8 @@ impl Names {
             canopy_api_secret_id: self.canopy_api_secret,
             outbound_webhook_secret_id: self.outbound_webhook_secret,
             email_from: LOCAL_EMAIL_FROM.to_owned(),
+            event_bus_name: self.event_bus,
+            events_tap_url,
         }
     }
 }
@@ -133,7 +149,82 @@ pub async fn provision(
         .send()
         .await
         .map_err(fail(LOCAL_EMAIL_FROM))?;
-    Ok(names.resources(fetch, notify))
+    let tap = create_event_bus_with_tap(aws, &names.event_bus, &names.events_tap).await?;
+    Ok(names.resources(fetch, notify, tap))
+}
+
+/// The rule that copies every canopy-monitor event on the bus into the tap queue.
+pub const TAP_RULE: &str = "all-canopy-monitor-events";
+
+/// The bus, and a queue that receives a copy of every event on it; returns the queue's URL.
+async fn create_event_bus_with_tap(
+    aws: &aws_config::SdkConfig,
+    bus: &str,
+    tap: &str,
+) -> Result<String, ProvisionError> {
+    let events = aws_sdk_eventbridge::Client::new(aws);
+    events
+        .create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .map_err(fail(bus))?;
+    let pattern = serde_json::json!({"source": [canopy_monitor::business_events::SOURCE]});
+    route_to_new_queue(aws, bus, TAP_RULE, &pattern, tap).await
+}
+
+/// A queue and a rule on `bus` that sends it the events matching `pattern`; returns the
+/// queue's URL. The tests use it to check rules the README recommends.
+pub async fn route_to_new_queue(
+    aws: &aws_config::SdkConfig,
+    bus: &str,
+    rule: &str,
+    pattern: &serde_json::Value,
+    queue: &str,
+) -> Result<String, ProvisionError> {
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let url = sqs
+        .create_queue()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(fail(queue))?
+        .queue_url
+        .unwrap_or_default();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(fail(queue))?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    let events = aws_sdk_eventbridge::Client::new(aws);
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .map_err(fail(rule))?;
+    events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()
+                .map_err(fail(rule))?,
+        )
+        .send()
+        .await
+        .map_err(fail(rule))?;
+    Ok(url)
 }
 
 /// The resources an earlier [`provision`] with `prefix` created, queue URLs looked up.
@@ -162,7 +253,8 @@ pub async fn existing(
         url(names.notify_queue.clone()).await?,
         url(dlq_name(&names.notify_queue)).await?,
     );
-    Ok(names.resources(fetch, notify))
+    let tap = url(names.events_tap.clone()).await?;
+    Ok(names.resources(fetch, notify, tap))
 }
 
 /// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`, the sparse reminder
@@ -199,6 +291,7 @@ pub async fn create_table(
                 .map_err(fail(name))
         };
     use canopy_monitor::store::dynamo::monitorings::{OWNER_INDEX, RECONNECT_INDEX, STATUS_INDEX};
+    use canopy_monitor::store::dynamo::outbox::OUTBOX_INDEX;
     let mut request = client
         .create_table()
         .table_name(name)
@@ -210,7 +303,8 @@ pub async fn create_table(
             RECONNECT_INDEX,
             "monitoring_status",
             "reconnect_needed_since",
-        )?);
+        )?)
+        .global_secondary_indexes(index(OUTBOX_INDEX, "outbox_pending", "outbox_at")?);
     for a in [
         "pk",
         "sk",
@@ -220,6 +314,8 @@ pub async fn create_table(
         "monitoring_id",
         "owner",
         "reconnect_needed_since",
+        "outbox_pending",
+        "outbox_at",
     ] {
         request = request.attribute_definitions(attr(a).map_err(fail(name))?);
     }

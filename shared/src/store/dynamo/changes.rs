@@ -131,7 +131,7 @@ impl DynamoStore {
     }
 
     /// A monitoring's change history, newest first: our change sets and Canopy's events.
-    pub async fn change_history(
+    pub async fn change_history_page(
         &self,
         monitoring_id: &str,
         limit: usize,

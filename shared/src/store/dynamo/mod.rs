@@ -18,6 +18,9 @@ pub mod outbox;
 pub mod pulls;
 pub mod sessions;
 
+use crate::business_events::{reconnect_needed, reconnect_resolved};
+use outbox::add_to_update;
+
 use crate::aws::port_error;
 use crate::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullApplied, PullUpdate};
 use crate::records::{MonitoringRecord, PullRecord};
@@ -467,23 +470,39 @@ impl IntakeStore for DynamoStore {
         }
     }
 
+    async fn record_canopy_changes(
+        &self,
+        record: &crate::store::CanopyChangeRecord,
+        events: &[crate::business_events::BusinessEvent],
+    ) -> Result<(), PortError> {
+        self.put_canopy_change(record, events).await
+    }
+
     async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
-        // The common case is one conditional update; when its condition fails, the parts
-        // whose own guard holds are applied one by one (see `plan` for the order of refreshes).
-        let parts: &[MonitoringPart] = match update.change {
-            MonitoringChange::Seen => &[MonitoringPart::Seen],
-            MonitoringChange::ReconnectNeeded => &[MonitoringPart::OpenEpisode],
-            MonitoringChange::Refreshed => &[MonitoringPart::Latest, MonitoringPart::CloseEpisode],
+        // `MonitoringRecord::apply` as conditional writes. The common case is one write; when
+        // its condition fails, the parts whose own guard holds are applied one by one (see
+        // `plan` for the order of refreshes). Opening and closing an episode are parts of
+        // their own, each recording its event: a write that records a `ReconnectNeeded` or
+        // `ReconnectResolved` is one that opened or closed the episode.
+        let (first, then): (&[MonitoringPart], &[MonitoringPart]) = match update.change {
+            MonitoringChange::Seen => (&[MonitoringPart::Seen], &[]),
+            MonitoringChange::ReconnectNeeded => (&[MonitoringPart::OpenEpisode], &[]),
+            MonitoringChange::Refreshed => (
+                &[MonitoringPart::Latest, MonitoringPart::NoEpisode],
+                &[MonitoringPart::Latest, MonitoringPart::CloseEpisode],
+            ),
         };
-        if self.monitoring_write(update, parts).await? {
+        if self.monitoring_write(update, first).await? {
             return Ok(());
         }
-        for part in parts {
-            if !self.monitoring_write(update, &[*part]).await? {
-                // Guard refused: the event is older than what is recorded; note that we heard.
-                self.monitoring_write(update, &[MonitoringPart::Seen])
-                    .await?;
-            }
+        let mut applied = false;
+        for part in then {
+            applied |= self.monitoring_write(update, &[*part]).await?;
+        }
+        if !applied {
+            // Every guard refused: the event is older than what is recorded; note that we heard.
+            self.monitoring_write(update, &[MonitoringPart::Seen])
+                .await?;
         }
         Ok(())
     }
@@ -494,11 +513,15 @@ impl IntakeStore for DynamoStore {
 enum MonitoringPart {
     /// Ids and when we last heard: always.
     Seen,
-    /// Open a reconnect episode unless this pull or a later one completed.
+    /// Open a reconnect episode (and record `ReconnectNeeded`) unless one is open, or this
+    /// pull or a later one completed.
     OpenEpisode,
     /// Move `latest_pull_id` forward only.
     Latest,
-    /// Close the open episode if this pull is the reconnect's or a later one.
+    /// Only a guard: no episode is open (a COMPLETE's common case).
+    NoEpisode,
+    /// Close the open episode (and record `ReconnectResolved`) if this pull is the
+    /// reconnect's or a later one.
     CloseEpisode,
 }
 
@@ -527,34 +550,46 @@ impl DynamoStore {
             .set_if_absent("first_seen_at", s(&update.at));
         // Each guard compares a stored first-sight time with this pull's (see `plan`).
         let mut guards = Vec::new();
-        let mut guard = |b: &mut UpdateBuilder, stored: &str, op: &str| {
+        let guard = |b: &mut UpdateBuilder, stored: &str, op: &str| {
             let stored = b.name(stored);
             let seen = b.value("pull_seen_at", s(&update.pull_seen_at));
-            guards.push(format!(
-                "(attribute_not_exists({stored}) OR {stored} {op} {seen})"
-            ));
+            format!("(attribute_not_exists({stored}) OR {stored} {op} {seen})")
         };
         for part in parts {
             match part {
                 MonitoringPart::Seen => {}
                 MonitoringPart::OpenEpisode => {
-                    b.set_if_absent("reconnect_needed_since", s(&update.at))
-                        .set_if_absent("reconnect_pull_id", s(&update.pull_id))
-                        .set_if_absent("reconnect_pull_seen_at", s(&update.pull_seen_at));
+                    b.set("reconnect_needed_since", s(&update.at))
+                        .set("reconnect_pull_id", s(&update.pull_id))
+                        .set("reconnect_pull_seen_at", s(&update.pull_seen_at));
+                    let since = b.name("reconnect_needed_since");
+                    guards.push(format!("attribute_not_exists({since})"));
                     // No COMPLETE of this pull or a later one is recorded.
-                    guard(&mut b, "latest_pull_seen_at", "<");
+                    guards.push(guard(&mut b, "latest_pull_seen_at", "<"));
+                    let event =
+                        reconnect_needed(&update.monitoring_id, &update.pull_id, &update.at);
+                    add_to_update(&mut b, &[event], &update.at);
                 }
                 MonitoringPart::Latest => {
                     b.set("latest_pull_id", s(&update.pull_id))
                         .set("latest_pull_seen_at", s(&update.pull_seen_at))
                         .set("last_refresh_at", s(&update.at));
-                    guard(&mut b, "latest_pull_seen_at", "<=");
+                    guards.push(guard(&mut b, "latest_pull_seen_at", "<="));
+                }
+                MonitoringPart::NoEpisode => {
+                    let since = b.name("reconnect_needed_since");
+                    guards.push(format!("attribute_not_exists({since})"));
                 }
                 MonitoringPart::CloseEpisode => {
                     b.remove("reconnect_needed_since")
                         .remove("reconnect_pull_id")
                         .remove("reconnect_pull_seen_at");
-                    guard(&mut b, "reconnect_pull_seen_at", "<=");
+                    let since = b.name("reconnect_needed_since");
+                    guards.push(format!("attribute_exists({since})"));
+                    guards.push(guard(&mut b, "reconnect_pull_seen_at", "<="));
+                    let event =
+                        reconnect_resolved(&update.monitoring_id, &update.pull_id, &update.at);
+                    add_to_update(&mut b, &[event], &update.at);
                 }
             }
         }

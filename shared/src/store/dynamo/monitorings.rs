@@ -454,6 +454,15 @@ impl MonitoringStore for DynamoStore {
         Ok(Ok(Page { items, next_cursor }))
     }
 
+    async fn change_history(
+        &self,
+        monitoring_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Result<Page<serde_json::Value>, BadCursor>, PortError> {
+        self.change_history_page(monitoring_id, limit, cursor).await
+    }
+
     async fn pull_summary(
         &self,
         pull_id: &str,

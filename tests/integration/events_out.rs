@@ -1,0 +1,276 @@
+//! Business events out: every event type recorded by the write that caused it, kept through an
+//! EventBridge outage, published afterwards once per `id` (a replayed stream record sends
+//! copies with the same `id`), each detail valid against its JSON Schema, and the README's
+//! premium-increase rule routing exactly the premium increase. EventBridge is moto's: rules
+//! on the test's bus deliver to SQS queues the test reads.
+
+use canopy_monitor::budget::Deadline;
+use canopy_monitor::business_events::DetailType;
+use canopy_monitor::monitoring_api::ApiConfig;
+use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize, Subject};
+use canopy_sim::SimChange;
+use devkit::LOCAL_SIGNING_SECRET;
+use integration_tests::events_out::{
+    function_publisher, premium_increase_rule, publisher, receive_all, schema_errors, waiting,
+};
+use integration_tests::faults::{Fault, FaultInjector};
+use integration_tests::fetching::{consumer, drain_into, enqueue_fetch, fake_canopy};
+use integration_tests::reconnect::serve_intake;
+use integration_tests::{attr, RequestCounter, TestEnv};
+use lambda_http::http::StatusCode;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// A DynamoDB stream batch with one record whose new image is `item` (as Lambda delivers it).
+fn stream_batch(
+    item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Value {
+    let image: serde_dynamo::Item = item.into();
+    json!({"Records": [{
+        "eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "dynamodb": {"NewImage": image, "SequenceNumber": "1", "SizeBytes": 1,
+                     "StreamViewType": "NEW_IMAGE"}
+    }]})
+}
+
+#[tokio::test]
+async fn every_event_is_published_once_per_id_after_an_outage_and_matches_its_schema() {
+    let env = TestEnv::new("events-out").await;
+    let canopy = fake_canopy().await;
+    let url = serve_intake(&env).await;
+    canopy.set_webhook(&url, LOCAL_SIGNING_SECRET);
+    let premium_queue = devkit::resources::route_to_new_queue(
+        &env.aws,
+        &env.resources.event_bus_name,
+        "premium-increase",
+        &premium_increase_rule(),
+        &format!("{}-premium-increase", env.resources.table_name),
+    )
+    .await
+    .expect("the README's rule");
+
+    // A monitored pull, stored: PullRefreshed (first refresh, not compared).
+    let first = uuid::Uuid::new_v4().to_string();
+    canopy.add_pull(sample_pull(
+        &first,
+        PullSize {
+            vehicles: 2,
+            documents: 1,
+        },
+    ));
+    let api = integration_tests::monitoring::api(
+        &env,
+        &canopy,
+        &RequestCounter::default(),
+        ApiConfig::default(),
+    );
+    let enabled = integration_tests::monitoring::call(
+        &api,
+        "POST",
+        "/v1/monitorings",
+        &[],
+        Some(&json!({"pull_id": first, "interval": "P1M"})),
+    )
+    .await;
+    assert_eq!(enabled.status, StatusCode::CREATED, "{}", enabled.json);
+    let id = enabled.json["monitoring"]["monitoring_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    enqueue_fetch(&env, &first, Some(&id)).await;
+
+    // The consumer must log in again: ReconnectNeeded.
+    let reconnect_pull = uuid::Uuid::new_v4().to_string();
+    let subject = Subject {
+        pull_id: reconnect_pull.clone(),
+        monitoring_id: Some(id.clone()),
+        initial_pull_id: Some(first.clone()),
+        meta_data: json!({}),
+    };
+    let (status, _) = env
+        .deliver(
+            reconnect_webhook(&subject, "https://canopy.example/r", "tok-123")
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A refresh with a premium increase and a dropped coverage: its COMPLETE closes the
+    // episode (ReconnectResolved), Canopy reports each change (CanopyMonitoringEvent), and
+    // its fetch records PullRefreshed and a PolicyChanged.
+    canopy.set_refresh_changes(
+        &id,
+        vec![
+            SimChange::RaisePremium { cents: 10700 },
+            SimChange::DropCoverage,
+        ],
+    );
+    let refreshed = integration_tests::monitoring::call(
+        &api,
+        "POST",
+        &format!("/v1/monitorings/{id}/refresh"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::ACCEPTED, "{}", refreshed.json);
+    let second = refreshed.json["pull_id"].as_str().expect("pull").to_owned();
+    for _ in 0..200 {
+        let recorded = env
+            .event_records()
+            .await
+            .into_iter()
+            .filter(|r| attr(r, "pull_id") == Some(second.as_str()))
+            .count();
+        if recorded == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A pull Canopy does not know: FetchFailed.
+    let missing = uuid::Uuid::new_v4().to_string();
+    enqueue_fetch(&env, &missing, Some(&id)).await;
+    let fetcher = consumer(&env, &canopy, Duration::from_secs(5)).await;
+    drain_into(&env, &fetcher).await;
+
+    // Everything is recorded and waits in the outbox.
+    let pending = waiting(&env).await;
+    let recorded: BTreeMap<String, DetailType> = pending
+        .iter()
+        .flat_map(|item| item.events.iter())
+        .map(|e| (e.id().to_owned(), e.detail_type))
+        .collect();
+    let types: BTreeSet<&str> = recorded.values().map(|t| t.as_str()).collect();
+    assert_eq!(
+        types,
+        DetailType::ALL.iter().map(|t| t.as_str()).collect(),
+        "every event type is recorded"
+    );
+    let count = |t: DetailType| recorded.values().filter(|v| **v == t).count();
+    assert_eq!(count(DetailType::PullRefreshed), 2);
+    assert_eq!(count(DetailType::PolicyChanged), 1);
+    assert_eq!(count(DetailType::CanopyMonitoringEvent), 2);
+    assert_eq!(count(DetailType::ReconnectNeeded), 1);
+    assert_eq!(count(DetailType::ReconnectResolved), 1);
+    assert_eq!(count(DetailType::FetchFailed), 1);
+
+    // EventBridge fails: nothing is published, nothing is lost.
+    let faults = FaultInjector::default();
+    faults.always(
+        "AWSEvents.PutEvents",
+        Fault::json_1_1(500, "InternalException"),
+    );
+    let p = publisher(&env, &faults);
+    let outage = p.sweep(Deadline::NONE).await.expect("sweep");
+    assert!(!outage.complete, "{outage:?}");
+    assert_eq!(outage.events.published, 0);
+    assert!(faults.injected() > 0);
+    assert_eq!(
+        waiting(&env).await.len(),
+        pending.len(),
+        "all still waiting"
+    );
+    // What a stream record of the monitoring's item looked like during the outage.
+    let monitoring_item = pending
+        .iter()
+        .find(|i| i.pk == format!("MONITORING#{id}") && i.sk == "STATE")
+        .expect("the monitoring item holds its reconnect events");
+    let raw = env
+        .store
+        .client()
+        .get_item()
+        .table_name(&env.resources.table_name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(monitoring_item.pk.clone()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(monitoring_item.sk.clone()),
+        )
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    let second_outage = p.sweep(Deadline::NONE).await.expect("sweep");
+    assert_eq!(second_outage.events.published, 0);
+
+    // EventBridge is back: one sweep publishes everything, and the outbox is empty.
+    faults.heal();
+    let recovered = p.sweep(Deadline::NONE).await.expect("sweep");
+    assert!(recovered.complete, "{recovered:?}");
+    assert_eq!(recovered.events.published, recorded.len());
+    assert!(waiting(&env).await.is_empty());
+    assert_eq!(
+        p.sweep(Deadline::NONE)
+            .await
+            .expect("sweep")
+            .events
+            .published,
+        0,
+        "nothing left to publish"
+    );
+    // A stream record replayed after the sweep (the stream and a sweep racing): its events go
+    // out again with the same ids.
+    let replayed =
+        event_publisher::handle(&function_publisher(&env), stream_batch(raw), Deadline::NONE)
+            .await
+            .expect("stream batch");
+    assert!(matches!(
+        replayed,
+        event_publisher::Handled::Stream { records: 1, events } if events.published == 2
+    ));
+
+    // On the wire: every recorded id, copies identical, each detail valid.
+    let envelopes = receive_all(&env, &env.resources.events_tap_url).await;
+    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for e in &envelopes {
+        assert_eq!(e["source"], "canopy-monitor");
+        assert_eq!(schema_errors(e), Vec::<String>::new(), "{e:#}");
+        by_id
+            .entry(e["detail"]["id"].as_str().expect("id").to_owned())
+            .or_default()
+            .push(e);
+    }
+    assert_eq!(
+        by_id.keys().cloned().collect::<BTreeSet<_>>(),
+        recorded.keys().cloned().collect::<BTreeSet<_>>(),
+        "every recorded event, nothing else"
+    );
+    for copies in by_id.values() {
+        assert!(copies.iter().all(|c| c["detail"] == copies[0]["detail"]));
+    }
+    let duplicated: Vec<&str> = by_id
+        .iter()
+        .filter(|(_, c)| c.len() > 1)
+        .map(|(_, c)| c[0]["detail-type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        duplicated.len(),
+        2,
+        "only the replayed record's events: {duplicated:?}"
+    );
+    println!(
+        "{} envelopes for {} events; duplicated by the replay: {duplicated:?}",
+        envelopes.len(),
+        recorded.len()
+    );
+
+    // No personal data travels: the sample pull's holder and the reconnect token.
+    let wire = serde_json::to_string(&envelopes).expect("json");
+    for secret in ["tok-123", "canopy.example/r", "@", "VIN"] {
+        assert!(!wire.contains(secret), "{secret} on the wire");
+    }
+
+    // The README's rule routes the premium increase, and only it.
+    let routed = receive_all(&env, &premium_queue).await;
+    assert_eq!(routed.len(), 1, "{routed:#?}");
+    assert_eq!(routed[0]["detail-type"], "PolicyChanged");
+    assert_eq!(routed[0]["detail"]["premium_difference_cents"], 10700);
+    assert_eq!(routed[0]["detail"]["previous_pull_id"], first.as_str());
+}
