@@ -23,7 +23,9 @@ use serde_json::Value;
 /// Largest pull JSON compared: two parsed pulls of this size take about 150 MB.
 pub const MAX_COMPARED_BYTES: usize = 8 * 1024 * 1024;
 
-pub const NOT_COMPARED_FIRST: &str = "first_refresh";
+/// No earlier pull of the monitoring is stored (its first refresh, or the pull it was enabled
+/// on was never fetched).
+pub const NOT_COMPARED_NO_PREVIOUS: &str = "no_previous_pull";
 pub const NOT_COMPARED_TOO_LARGE: &str = "too_large";
 
 /// The refresh just stored: its pull parsed, unless too large to compare.
@@ -94,6 +96,9 @@ impl<'s, S: ChangeStore + ?Sized> ChangeRecorder<'s, S> {
             Some(id) if refresh.pull.is_some() => self.store.stored_pull(id).await?,
             _ => None,
         };
+        // Only a stored pull is compared with (and named as the previous one).
+        let previous_pull_id =
+            previous_pull_id.filter(|_| previous.is_some() || refresh.pull.is_none());
         let changes = self
             .write(
                 refresh.monitoring_id,
@@ -145,7 +150,7 @@ impl<'s, S: ChangeStore + ?Sized> ChangeRecorder<'s, S> {
         let (changes, not_compared) = match (previous, current) {
             (Some((_, before)), Some(after)) => (Some(diff(before, after)), None),
             (_, None) => (None, Some(NOT_COMPARED_TOO_LARGE)),
-            (None, Some(_)) => (None, Some(NOT_COMPARED_FIRST)),
+            (None, Some(_)) => (None, Some(NOT_COMPARED_NO_PREVIOUS)),
         };
         let ctx = RefreshContext {
             monitoring_id,
@@ -174,6 +179,95 @@ impl<'s, S: ChangeStore + ?Sized> ChangeRecorder<'s, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pull_data::{prepare, PullJson};
+    use crate::store::memory::MemoryStore;
+    use crate::store::PullDataStore;
+    use serde_json::json;
+
+    fn pull(id: &str, created: &str, premium: i64) -> Value {
+        json!({"pull_id": id, "created_at": created, "policies": [
+            {"policy_id": "pol-1", "carrier_policy_number": "A-1", "policy_type": "AUTO",
+             "total_premium_cents": premium}
+        ]})
+    }
+
+    /// Stores `p` as a refresh of monitoring `m` and records its change set, as the fetcher does.
+    async fn store_refresh(store: &MemoryStore, p: &Value) -> Recorded {
+        let id = p["pull_id"].as_str().unwrap();
+        let prepared = prepare(id, &PullJson::from_value(p));
+        store
+            .store_pull_data(id, "v", &prepared, "t")
+            .await
+            .unwrap();
+        store
+            .record_refresh("m", id, p["created_at"].as_str(), "t")
+            .await
+            .unwrap();
+        ChangeRecorder::new(store)
+            .record(&StoredRefresh {
+                monitoring_id: "m",
+                pull_id: id,
+                summary: &prepared.summary,
+                pull: Some(p),
+                at: "t",
+            })
+            .await
+            .unwrap()
+    }
+
+    fn premium_difference(store: &MemoryStore, pull: &str) -> (Option<String>, Option<i64>) {
+        let state = store.state();
+        let record = &state.change_sets[&("m".to_owned(), pull.to_owned())];
+        let difference = record.changes.as_ref().and_then(|c| {
+            c.changes.iter().find_map(|c| match c {
+                crate::changes::Change::PremiumChanged {
+                    difference_cents, ..
+                } => *difference_cents,
+                _ => None,
+            })
+        });
+        (record.previous_pull_id.clone(), difference)
+    }
+
+    #[tokio::test]
+    async fn a_refresh_stored_late_is_compared_with_its_predecessor_and_corrects_the_next() {
+        let store = MemoryStore::default();
+        let (p1, p2, p3) = (
+            pull("p1", "2026-01-01T00:00:00Z", 1000),
+            pull("p2", "2026-02-01T00:00:00Z", 1100),
+            pull("p3", "2026-03-01T00:00:00Z", 1250),
+        );
+        let first = store_refresh(&store, &p1).await;
+        assert_eq!(first.previous_pull_id, None);
+        store_refresh(&store, &p3).await;
+        assert_eq!(
+            premium_difference(&store, "p3"),
+            (Some("p1".into()), Some(250))
+        );
+        // p2's fetch failed and was redriven after p3 was stored.
+        let late = store_refresh(&store, &p2).await;
+        assert_eq!(late.recomputed_next.as_deref(), Some("p3"));
+        assert_eq!(
+            premium_difference(&store, "p2"),
+            (Some("p1".into()), Some(100))
+        );
+        assert_eq!(
+            premium_difference(&store, "p3"),
+            (Some("p2".into()), Some(150))
+        );
+        let refreshed: Vec<_> = store
+            .state()
+            .outbox
+            .iter()
+            .filter(|e| e.detail_type == crate::business_events::DetailType::PolicyChanged)
+            .map(|e| e.detail["previous_pull_id"].clone())
+            .collect();
+        assert_eq!(
+            refreshed,
+            [json!("p1"), json!("p1"), json!("p2")],
+            "p3 vs p1, p2 vs p1, p3 vs p2"
+        );
+    }
 
     fn entry(pull: &str, created: &str) -> RefreshEntry {
         RefreshEntry {

@@ -256,7 +256,7 @@ async fn our_diff_agrees_with_canopys_monitoring_events() {
     let initial = of("canopy-monitor", &first);
     assert_eq!(initial.len(), 1);
     assert_eq!(initial[0]["compared"], false);
-    assert_eq!(initial[0]["not_compared"], "first_refresh");
+    assert_eq!(initial[0]["not_compared"], "no_previous_pull");
     let position = |pull: &str| items.iter().position(|i| i["pull_id"] == pull).unwrap();
     assert!(position(&second) < position(&first), "newest first");
     // Pages of two walk the same history.

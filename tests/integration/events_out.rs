@@ -274,3 +274,113 @@ async fn every_event_is_published_once_per_id_after_an_outage_and_matches_its_sc
     assert_eq!(routed[0]["detail"]["premium_difference_cents"], 10700);
     assert_eq!(routed[0]["detail"]["previous_pull_id"], first.as_str());
 }
+
+/// The AWS requests one refresh with changes costs, counted by the SDK interceptor: the
+/// fetcher's (store the pull, record the refresh, compare with the previous stored pull,
+/// write the change set with its events) and the publisher's.
+#[tokio::test]
+async fn a_refresh_with_changes_costs_these_aws_requests() {
+    use canopy_monitor::fetcher::{FetcherConfig, PullFetcher};
+    use canopy_monitor::work::{FetchPullJob, FetchTrigger};
+    let env = TestEnv::new("events-cost").await;
+    let canopy = fake_canopy().await;
+    let first = uuid::Uuid::new_v4().to_string();
+    canopy.add_pull(sample_pull(
+        &first,
+        PullSize {
+            vehicles: 2,
+            documents: 1,
+        },
+    ));
+    let id = canopy.add_monitoring(&first, "P1M");
+    let counter = RequestCounter::default();
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let fetcher = PullFetcher::new(
+        canopy_monitor::store::dynamo::DynamoStore::new(ddb.clone(), &env.resources.table_name),
+        integration_tests::rigs::canopy_client(&canopy, Duration::from_secs(5)),
+        canopy_monitor::ports::SystemClock,
+        FetcherConfig::default(),
+    );
+    let job = |pull: &str| FetchPullJob {
+        pull_id: pull.to_owned(),
+        monitoring_id: Some(id.clone()),
+        initial_pull_id: Some(first.clone()),
+        trigger: FetchTrigger::Complete,
+        event_key: "k".to_owned(),
+        requested_at: "2026-11-27T00:00:00.000Z".to_owned(),
+    };
+    fetcher.fetch(&job(&first)).await.expect("first fetch");
+    canopy.set_refresh_changes(
+        &id,
+        vec![
+            SimChange::RaisePremium { cents: 2500 },
+            SimChange::AddVehicle,
+            SimChange::DropCoverage,
+        ],
+    );
+    let second = canopy.refresh_silently(&id).expect("refresh");
+    counter.reset();
+    fetcher.fetch(&job(&second)).await.expect("second fetch");
+    let fetch = counter.snapshot();
+
+    counter.reset();
+    let events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&env.aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let publisher = canopy_monitor::outbox::OutboxPublisher::new(
+        canopy_monitor::store::dynamo::DynamoStore::new(ddb, &env.resources.table_name),
+        canopy_monitor::bus::eventbridge::EventBridgeBus::new(
+            events,
+            env.resources.event_bus_name.clone(),
+        ),
+        canopy_monitor::ports::SystemClock,
+        integration_tests::events_out::test_outbox_config(),
+    );
+    let swept = publisher.sweep(Deadline::NONE).await.expect("sweep");
+    let publish = counter.snapshot();
+    println!("fetch and record a refresh with changes: {fetch:#?}");
+    println!(
+        "publish its events ({} events): {publish:#?}",
+        swept.events.published
+    );
+
+    let op = |counts: &BTreeMap<String, usize>, name: &str| {
+        counts
+            .iter()
+            .filter(|(k, _)| k.ends_with(name))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    // Change log: the history Query, the previous pull (GetItem + Query of its parts), and one
+    // PutItem of the change set with its events; the rest is the fetch as before.
+    assert_eq!(
+        op(&fetch, ".PutItem"),
+        3,
+        "summary, refresh entry, change set"
+    );
+    assert_eq!(op(&fetch, ".GetItem"), 1, "the previous pull's summary");
+    assert_eq!(
+        op(&fetch, "AWSEvents.PutEvents"),
+        0,
+        "the fetcher never calls EventBridge"
+    );
+    // Both refreshes' events (PullRefreshed x2, PolicyChanged x1) in one PutEvents per item.
+    assert_eq!(swept.events.published, 3);
+    assert_eq!(
+        op(&publish, "AWSEvents.PutEvents"),
+        2,
+        "one per change-set item"
+    );
+    assert_eq!(op(&publish, ".Query"), 2, "the outbox index, until empty");
+    assert_eq!(
+        op(&publish, ".UpdateItem"),
+        2,
+        "one acknowledgement per item"
+    );
+}

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use canopy_monitor::config::{ApiEnv, SyncEnv};
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
+use canopy_sim::SimChange;
 use devkit::resources::Resources;
 use devkit::LOCAL_SIGNING_SECRET;
 use monitoring_api::AwsMonitoringApi;
@@ -166,6 +167,16 @@ pub async fn demo(
         "     customer cust-1042 has {} monitoring(s)",
         listed["monitorings"].as_array().map_or(0, Vec::len)
     );
+    // The fake Canopy's refresh changes things, and reports each as MONITORING_EVENTS.
+    fake.set_refresh_changes(
+        &id,
+        vec![
+            SimChange::RaisePremium { cents: 4200 },
+            SimChange::AddVehicle,
+            SimChange::DropCoverage,
+        ],
+    );
+    println!("     the refresh will raise a premium by $42.00, add a vehicle and drop a coverage");
     let refreshed = show(
         &client,
         reqwest::Method::POST,
@@ -232,6 +243,7 @@ pub async fn demo(
                 detail["monitoring"]["latest_pull_id"],
                 detail["refreshes"]["items"].as_array().map_or(0, Vec::len)
             );
+            show_changes(&client, base, &id, resources, aws).await?;
             println!("\n== demo: the daily reconciler, run now");
             sync_once(aws, resources, canopy).await?;
             return Ok(());
@@ -241,4 +253,75 @@ pub async fn demo(
     Err(format!(
         "refreshed pull {new_pull} was not stored within 10 s"
     ))
+}
+
+/// The refresh's change history through the API, and the events it published on the bus.
+async fn show_changes(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    resources: &Resources,
+    aws: &aws_config::SdkConfig,
+) -> Result<(), String> {
+    // Canopy's MONITORING_EVENTS may still be arriving: wait for the three.
+    let mut history = Value::Null;
+    for _ in 0..50 {
+        history = client
+            .get(format!("{base}/v1/monitorings/{id}/changes"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let canopys = history["items"]
+            .as_array()
+            .map_or(0, |i| i.iter().filter(|e| e["source"] == "canopy").count());
+        if canopys >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("   GET /monitorings/{{id}}/changes: what changed, newest first");
+    for item in history["items"].as_array().into_iter().flatten() {
+        let changes = item["changes"].as_array().cloned().unwrap_or_default();
+        if item["source"] == "canopy" {
+            let c = changes.first().cloned().unwrap_or(Value::Null);
+            println!(
+                "     canopy          MONITORING_EVENTS {} {}",
+                c["schema"].as_str().unwrap_or("-"),
+                c["type"].as_str().unwrap_or("-")
+            );
+        } else {
+            println!(
+                "     canopy-monitor  pull {} vs {}: {} change(s)",
+                item["pull_id"].as_str().unwrap_or("-"),
+                item["previous_pull_id"].as_str().unwrap_or("(none)"),
+                changes.len()
+            );
+            for c in &changes {
+                let detail = match c["kind"].as_str().unwrap_or("") {
+                    "premium_changed" => format!(
+                        "{} -> {} cents ({:+})",
+                        c["before_cents"],
+                        c["after_cents"],
+                        c["difference_cents"].as_i64().unwrap_or(0)
+                    ),
+                    "coverage_removed" | "coverage_added" => {
+                        format!(
+                            "{} ({})",
+                            c["coverage"].as_str().unwrap_or("-"),
+                            c["scope"]["level"].as_str().unwrap_or("-")
+                        )
+                    }
+                    "added" | "removed" => c["item"].as_str().unwrap_or("-").to_owned(),
+                    _ => c["field"].as_str().unwrap_or("").to_owned(),
+                };
+                println!("       {:<18} {detail}", c["kind"].as_str().unwrap_or("-"));
+            }
+        }
+    }
+    // The local publisher sweeps every second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    crate::inspect::show_events(aws, resources).await
 }

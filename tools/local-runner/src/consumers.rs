@@ -115,6 +115,41 @@ pub async fn start_fetcher(
     Ok(())
 }
 
+/// Publishes the outbox: the table's stream does it in AWS, and moto does not run stream
+/// triggers, so locally the publisher sweeps every second with no grace period.
+pub fn start_publisher(aws: &aws_config::SdkConfig, resources: &Resources) {
+    let publisher = event_publisher::publisher_from(
+        canopy_monitor::config::PublisherEnv {
+            table_name: resources.table_name.clone(),
+            event_bus_name: resources.event_bus_name.clone(),
+            outbox: canopy_monitor::outbox::OutboxConfig {
+                grace: Duration::ZERO,
+                ..Default::default()
+            },
+        },
+        aws,
+    );
+    tokio::spawn(async move {
+        loop {
+            match publisher
+                .sweep(canopy_monitor::budget::Deadline::NONE)
+                .await
+            {
+                Ok(report) if report.events.published > 0 || report.events.left > 0 => {
+                    tracing::info!(
+                        published = report.events.published,
+                        left = report.events.left,
+                        "event-publisher: outbox swept"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "event-publisher: sweep failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
 /// With the fake Canopy: the consumer has reconnected, so Canopy completes the pull that
 /// needed the reconnect and sends its webhooks as it would (a redelivered COMPLETE included);
 /// then waits until the pull's data is stored. The COMPLETE closes the reconnect episode.

@@ -82,6 +82,29 @@ pub async fn show(aws: &aws_config::SdkConfig, resources: &Resources) -> Result<
         }
     }
     println!("   ({events} event records)");
+    let changes: Vec<_> = items
+        .iter()
+        .filter(|i| text(i, "sk").starts_with("CHANGES#"))
+        .collect();
+    if !changes.is_empty() {
+        println!("== change history ({} entries)", changes.len());
+        for item in changes {
+            let count = item
+                .get("change_count")
+                .and_then(|v| v.as_n().ok())
+                .map_or("-", |v| v);
+            println!(
+                "   {:<14} {} pull={} previous={} changes={} {}",
+                text(item, "source"),
+                &text(item, "pk")[11..],
+                text(item, "pull_id"),
+                text(item, "previous_pull_id"),
+                count,
+                text(item, "not_compared")
+            );
+        }
+    }
+    show_events(aws, resources).await?;
     let sqs = aws_sdk_sqs::Client::new(aws);
     for (name, url) in [
         ("fetch queue", &resources.fetch_queue_url),
@@ -132,4 +155,89 @@ pub async fn show(aws: &aws_config::SdkConfig, resources: &Resources) -> Result<
         }
     }
     Ok(())
+}
+
+/// The last business events on the bus: the tap queue (a rule copies every canopy-monitor
+/// event into it) is read without taking (each message comes back after a second).
+pub async fn show_events(aws: &aws_config::SdkConfig, resources: &Resources) -> Result<(), String> {
+    const LAST: usize = 12;
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut envelopes = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&resources.events_tap_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(1)
+            .send()
+            .await
+            .map_err(|e| format!("events tap: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?
+            .messages
+            .unwrap_or_default();
+        let new: Vec<_> = got
+            .into_iter()
+            .filter(|m| seen.insert(m.message_id.clone().unwrap_or_default()))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for m in new {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(m.body().unwrap_or("")) {
+                envelopes.push(v);
+            }
+        }
+    }
+    println!(
+        "== events on bus {} ({} published, the last {} shown)",
+        resources.event_bus_name,
+        envelopes.len(),
+        LAST.min(envelopes.len())
+    );
+    for e in envelopes.iter().skip(envelopes.len().saturating_sub(LAST)) {
+        println!("   {}", event_line(e));
+    }
+    Ok(())
+}
+
+/// One event in a line: its type, id and what it says (ids and business facts only).
+pub fn event_line(e: &serde_json::Value) -> String {
+    let d = &e["detail"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let id = s(&d["id"]);
+    let what = match e["detail-type"].as_str().unwrap_or("") {
+        "PullRefreshed" => format!(
+            "pull={} previous={} changes={} policies_changed={}",
+            s(&d["pull_id"]),
+            s(&d["previous_pull_id"]),
+            d["change_count"],
+            d["policies_changed"]
+        ),
+        "PolicyChanged" => format!(
+            "policy={} kinds={} premium_difference_cents={}",
+            s(&d["policy"]["id"]),
+            d["change_kinds"],
+            d["premium_difference_cents"]
+        ),
+        "CanopyMonitoringEvent" => {
+            format!(
+                "pull={} type={} changes={}",
+                s(&d["pull_id"]),
+                s(&d["event_type"]),
+                d["changes"]
+            )
+        }
+        "FetchFailed" => format!("pull={} code={}", s(&d["pull_id"]), s(&d["code"])),
+        _ => format!(
+            "monitoring={} pull={}",
+            s(&d["monitoring_id"]),
+            s(&d["pull_id"])
+        ),
+    };
+    format!(
+        "{} {:<21} id={} {what}",
+        s(&e["time"]),
+        s(&e["detail-type"]),
+        &id[..8.min(id.len())]
+    )
 }

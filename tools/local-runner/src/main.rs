@@ -114,6 +114,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             consumers::start_fetcher(&aws, &resources, &canopy).await?;
+            consumers::start_publisher(&aws, &resources);
             let receiver = consumers::start_notifier(&aws, &resources, &canopy).await?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let listener = tokio::net::TcpListener::bind(addr)
