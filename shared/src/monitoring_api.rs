@@ -262,6 +262,30 @@ pub fn flag(field: &'static str, value: &str) -> Result<bool, Invalid> {
     }
 }
 
+/// A paged read's only query parameters: its page size and cursor, under these names.
+fn page_params<'a>(
+    params: &'a [(String, String)],
+    limit_name: &'static str,
+    cursor_name: &'static str,
+) -> Result<(usize, Option<&'a str>), ApiError> {
+    let (mut limit, mut cursor) = (DEFAULT_PAGE, None);
+    for (name, value) in params {
+        match name.as_str() {
+            n if n == limit_name => limit = page_size(limit_name, value)?,
+            n if n == cursor_name => cursor = Some(value.as_str()),
+            other => {
+                return Err(ApiError::Invalid(Invalid {
+                    field: "query",
+                    problem: format!(
+                        "unknown parameter {other:?}; allowed: {limit_name}, {cursor_name}"
+                    ),
+                }))
+            }
+        }
+    }
+    Ok((limit, cursor))
+}
+
 /// 1 to [`MAX_PAGE`].
 pub fn page_size(field: &'static str, value: &str) -> Result<usize, Invalid> {
     match value.parse::<usize>() {
@@ -598,21 +622,7 @@ where
         params: &[(String, String)],
     ) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
-        let (mut limit, mut cursor) = (DEFAULT_PAGE, None);
-        for (name, value) in params {
-            match name.as_str() {
-                "history_limit" => limit = page_size("history_limit", value)?,
-                "history_cursor" => cursor = Some(value.as_str()),
-                other => {
-                    return Err(ApiError::Invalid(Invalid {
-                        field: "query",
-                        problem: format!(
-                            "unknown parameter {other:?}; allowed: history_limit, history_cursor"
-                        ),
-                    }))
-                }
-            }
-        }
+        let (limit, cursor) = page_params(params, "history_limit", "history_cursor")?;
         let record = self
             .store
             .monitoring(&id)
@@ -642,19 +652,7 @@ where
         params: &[(String, String)],
     ) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
-        let (mut limit, mut cursor) = (DEFAULT_PAGE, None);
-        for (name, value) in params {
-            match name.as_str() {
-                "limit" => limit = page_size("limit", value)?,
-                "cursor" => cursor = Some(value.as_str()),
-                other => {
-                    return Err(ApiError::Invalid(Invalid {
-                        field: "query",
-                        problem: format!("unknown parameter {other:?}; allowed: limit, cursor"),
-                    }))
-                }
-            }
-        }
+        let (limit, cursor) = page_params(params, "limit", "cursor")?;
         if self.store.monitoring(&id).await?.is_none() {
             return Err(ApiError::NotFound(format!("monitoring {id}")));
         }

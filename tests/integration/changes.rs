@@ -128,17 +128,7 @@ async fn our_diff_agrees_with_canopys_monitoring_events() {
         let api = &api;
         async move { integration_tests::monitoring::call(api, method, &path, &[], body.as_ref()).await }
     };
-    let enabled = call(
-        "POST",
-        "/v1/monitorings".into(),
-        Some(json!({"pull_id": first, "interval": "P1M"})),
-    )
-    .await;
-    assert_eq!(enabled.status, StatusCode::CREATED, "{}", enabled.json);
-    let id = enabled.json["monitoring"]["monitoring_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = integration_tests::monitoring::enable(&api, &first).await;
     integration_tests::fetching::enqueue_fetch(&env, &first, Some(&id)).await;
 
     canopy.set_refresh_changes(

@@ -55,12 +55,35 @@ fn every_sample_event_is_a_valid_payload() {
             to_lambda_request(event).unwrap_or_else(|e| panic!("{name}: {e}"));
             let method = lambda_http::http::Method::from_bytes(method.as_bytes()).unwrap();
             assert!(monitoring_api::route(&method, &path).is_ok(), "{name}");
+        } else if name.starts_with("stream-") {
+            // A DynamoDB stream batch as event-publisher receives it: new images with events
+            // waiting in the outbox.
+            let batch: aws_lambda_events::event::dynamodb::Event =
+                serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!batch.records.is_empty(), "{name}");
+            for record in batch.records {
+                let image: std::collections::HashMap<_, _> = record.change.new_image.into();
+                let pending = canopy_monitor::store::dynamo::outbox::pending_from_item(&image)
+                    .unwrap_or_else(|| panic!("{name}: no waiting events"));
+                for e in &pending.events {
+                    let envelope = serde_json::json!({
+                        "detail-type": e.detail_type.as_str(), "detail": e.detail
+                    });
+                    assert_eq!(
+                        integration_tests::events_out::schema_errors(&envelope),
+                        Vec::<String>::new(),
+                        "{name}"
+                    );
+                }
+            }
         } else if name.starts_with("schedule-") {
             // The reminder function ignores the schedule's payload; it must still be an
             // EventBridge event.
             assert_eq!(event["detail-type"], "Scheduled Event", "{name}");
         } else {
-            panic!("unexpected sample {name}: name it webhook-*, api-*, sqs-* or schedule-*");
+            panic!(
+                "unexpected sample {name}: name it webhook-*, api-*, sqs-*, stream-* or schedule-*"
+            );
         }
         seen += 1;
     }

@@ -66,19 +66,7 @@ async fn every_event_is_published_once_per_id_after_an_outage_and_matches_its_sc
         &RequestCounter::default(),
         ApiConfig::default(),
     );
-    let enabled = integration_tests::monitoring::call(
-        &api,
-        "POST",
-        "/v1/monitorings",
-        &[],
-        Some(&json!({"pull_id": first, "interval": "P1M"})),
-    )
-    .await;
-    assert_eq!(enabled.status, StatusCode::CREATED, "{}", enabled.json);
-    let id = enabled.json["monitoring"]["monitoring_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = integration_tests::monitoring::enable(&api, &first).await;
     enqueue_fetch(&env, &first, Some(&id)).await;
 
     // The consumer must log in again: ReconnectNeeded.
@@ -328,20 +316,7 @@ async fn a_refresh_with_changes_costs_these_aws_requests() {
     let fetch = counter.snapshot();
 
     counter.reset();
-    let events = aws_sdk_eventbridge::Client::from_conf(
-        aws_sdk_eventbridge::config::Builder::from(&env.aws)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let publisher = canopy_monitor::outbox::OutboxPublisher::new(
-        canopy_monitor::store::dynamo::DynamoStore::new(ddb, &env.resources.table_name),
-        canopy_monitor::bus::eventbridge::EventBridgeBus::new(
-            events,
-            env.resources.event_bus_name.clone(),
-        ),
-        canopy_monitor::ports::SystemClock,
-        integration_tests::events_out::test_outbox_config(),
-    );
+    let publisher = publisher(&env, &counter);
     let swept = publisher.sweep(Deadline::NONE).await.expect("sweep");
     let publish = counter.snapshot();
     println!("fetch and record a refresh with changes: {fetch:#?}");

@@ -2,7 +2,6 @@
 //! EventBridge calls can be faulted), the tap queue that receives a copy of every published
 //! event, and the JSON Schemas in `schemas/events/`.
 
-use crate::faults::FaultInjector;
 use crate::TestEnv;
 use canopy_monitor::business_events::DetailType;
 use canopy_monitor::config::PublisherEnv;
@@ -14,18 +13,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The publisher over `env`, no grace period (a sweep takes every waiting event), quick
-/// retries; `faults` sits on its EventBridge client.
-pub fn publisher(env: &TestEnv, faults: &FaultInjector) -> AwsPublisher {
+/// retries; `interceptor` (faults, a request counter) sits on its DynamoDB and EventBridge
+/// clients.
+pub fn publisher<I>(env: &TestEnv, interceptor: &I) -> AwsPublisher
+where
+    I: aws_sdk_dynamodb::config::Intercept + Clone + 'static,
+{
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.aws)
+            .interceptor(interceptor.clone())
+            .build(),
+    );
     let events = aws_sdk_eventbridge::Client::from_conf(
         aws_sdk_eventbridge::config::Builder::from(&env.aws)
-            .interceptor(faults.clone())
+            .interceptor(interceptor.clone())
             .build(),
     );
     canopy_monitor::outbox::OutboxPublisher::new(
-        canopy_monitor::store::dynamo::DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&env.aws),
-            &env.resources.table_name,
-        ),
+        canopy_monitor::store::dynamo::DynamoStore::new(ddb, &env.resources.table_name),
         canopy_monitor::bus::eventbridge::EventBridgeBus::new(
             events,
             env.resources.event_bus_name.clone(),

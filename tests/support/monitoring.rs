@@ -110,3 +110,20 @@ pub async fn call(
         bytes,
     }
 }
+
+/// Enables monitoring of `pull_id` (P1M) through the API; the new monitoring's id.
+pub async fn enable(api: &TestApi, pull_id: &str) -> String {
+    let enabled = call(
+        api,
+        "POST",
+        "/v1/monitorings",
+        &[],
+        Some(&serde_json::json!({"pull_id": pull_id, "interval": "P1M"})),
+    )
+    .await;
+    assert_eq!(enabled.status, StatusCode::CREATED, "{}", enabled.json);
+    enabled.json["monitoring"]["monitoring_id"]
+        .as_str()
+        .expect("monitoring id")
+        .to_owned()
+}

@@ -227,6 +227,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ("CANOPY_TEAM_ID", canopy_sim::fixtures::TEAM_ID),
                 ("CANOPY_BASE_URL", &canopy_url),
                 ("EMAIL_FROM_ADDRESS", &r.email_from),
+                ("EVENT_BUS_NAME", &r.event_bus_name),
+                // No stream locally: a sweep takes every waiting event.
+                ("OUTBOX_GRACE_SECONDS", "0"),
             ] {
                 println!("{key}={value}");
             }

@@ -18,7 +18,6 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -120,14 +119,7 @@ impl DynamoStore {
         item.insert("truncated".into(), AttributeValue::Bool(truncated));
         item.insert("received_at".into(), s(&record.received_at));
         add_to_item(&mut item, events, &record.received_at);
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?;
-        Ok(())
+        self.put(item).await
     }
 
     /// A monitoring's change history, newest first: our change sets and Canopy's events.
@@ -137,40 +129,27 @@ impl DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Result<Page<Value>, BadCursor>, PortError> {
-        let pk = monitoring_pk(monitoring_id);
-        let start = match cursor {
-            None => None,
-            Some(c) => {
-                let sk = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|raw| String::from_utf8(raw).ok())
-                    .filter(|sk| sk.starts_with(PREFIX));
-                match sk {
-                    Some(sk) => Some(key(pk.clone(), sk)),
-                    None => return Ok(Err(BadCursor)),
-                }
-            }
+        let Ok((items, next_cursor)) = self
+            .newest_first_page(monitoring_pk(monitoring_id), PREFIX, limit, cursor)
+            .await?
+        else {
+            return Ok(Err(BadCursor));
         };
-        let page = self
-            .client()
-            .query()
+        Ok(Ok(Page {
+            items: items.iter().map(entry).collect(),
+            next_cursor,
+        }))
+    }
+
+    async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), PortError> {
+        self.client()
+            .put_item()
             .table_name(self.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":prefix", s(PREFIX))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
+            .set_item(Some(item))
             .send()
             .await
             .map_err(|e| port_error(SERVICE, e))?;
-        let items = page.items().iter().map(entry).collect();
-        let next_cursor = page
-            .last_evaluated_key()
-            .and_then(|k| text(k, "sk"))
-            .map(|sk| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk));
-        Ok(Ok(Page { items, next_cursor }))
+        Ok(())
     }
 }
 
@@ -227,13 +206,6 @@ impl ChangeStore for DynamoStore {
         item.insert("changes_json".into(), s(changes_json));
         item.insert("truncated".into(), AttributeValue::Bool(truncated));
         add_to_item(&mut item, events, &record.computed_at);
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?;
-        Ok(())
+        self.put(item).await
     }
 }

@@ -68,6 +68,59 @@ pub struct DynamoStore {
     pull_data_retention: Option<std::time::Duration>,
 }
 
+/// A page of partition `pk`'s items whose sort key starts with `prefix`, newest (greatest
+/// sort key) first, and the opaque cursor of the next page: the base64 of the last sort key.
+/// `Err(BadCursor)` when `cursor` is not one of this listing's.
+type PrefixPage =
+    Result<(Vec<HashMap<String, AttributeValue>>, Option<String>), crate::store::BadCursor>;
+
+impl DynamoStore {
+    pub(crate) async fn newest_first_page(
+        &self,
+        pk: String,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<PrefixPage, PortError> {
+        use base64::Engine;
+        let codec = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let start = match cursor {
+            None => None,
+            Some(c) => {
+                let sk = codec
+                    .decode(c)
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .filter(|sk| sk.starts_with(prefix));
+                match sk {
+                    Some(sk) => Some(key(pk.clone(), sk)),
+                    None => return Ok(Err(crate::store::BadCursor)),
+                }
+            }
+        };
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        let next_cursor = page
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .map(|sk| codec.encode(sk));
+        Ok(Ok((page.items.unwrap_or_default(), next_cursor)))
+    }
+}
+
 /// Whether a write was refused by its condition expression (any DynamoDB operation).
 pub(crate) fn condition_failed<E, R>(err: &SdkError<E, R>) -> bool
 where

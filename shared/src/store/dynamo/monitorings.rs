@@ -409,37 +409,13 @@ impl MonitoringStore for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Result<Page<RefreshEntry>, BadCursor>, PortError> {
-        let pk = monitoring_pk(monitoring_id);
-        let start = match cursor {
-            None => None,
-            Some(c) => {
-                let sk = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|raw| String::from_utf8(raw).ok())
-                    .filter(|sk| sk.starts_with("REFRESH#"));
-                match sk {
-                    Some(sk) => Some(key(pk.clone(), sk)),
-                    None => return Ok(Err(BadCursor)),
-                }
-            }
+        let Ok((items, next_cursor)) = self
+            .newest_first_page(monitoring_pk(monitoring_id), "REFRESH#", limit, cursor)
+            .await?
+        else {
+            return Ok(Err(BadCursor));
         };
-        let page = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":prefix", s("REFRESH#"))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?;
-        let items = page
-            .items
-            .unwrap_or_default()
+        let items = items
             .into_iter()
             .map(|i| {
                 serde_dynamo::from_item(i).map_err(|e| {
@@ -447,10 +423,6 @@ impl MonitoringStore for DynamoStore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = page
-            .last_evaluated_key
-            .and_then(|k| text(&k, "sk"))
-            .map(|sk| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk));
         Ok(Ok(Page { items, next_cursor }))
     }
 
