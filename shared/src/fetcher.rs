@@ -172,7 +172,12 @@ impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C
             FetchClaim::Claimed => {}
         }
         let at = || format_ts(self.clock.now());
-        match self.canopy.get_pull(&job.pull_id).await {
+        let answer = self.canopy.get_pull(&job.pull_id).await;
+        crate::metrics::canopy_answer(&match &answer {
+            Ok(_) => "200".to_owned(),
+            Err(e) => e.status_class(),
+        });
+        match answer {
             Ok(pull) => {
                 let prepared = prepare(&job.pull_id, &pull);
                 // Only a monitoring's refresh is compared with its predecessor.

@@ -140,11 +140,22 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             self.config.tolerance_secs,
         )?;
         let event = parse_event(body)?;
+        // Every line about this delivery carries what it is about (never its body).
+        let span = tracing::info_span!(
+            "delivery",
+            event_type = %event.event_type,
+            pull_id = %event.pull_id,
+            monitoring_id = event.monitoring_id().unwrap_or("-"),
+            dedupe_key = %event.dedupe_key,
+        );
         // A hung dependency must end in a 503 that Canopy retries, not a function timeout. A
         // claim left behind expires with its lease, before Canopy's first retry.
-        let outcome = tokio::time::timeout(self.config.budget, self.record(&event, body))
-            .await
-            .map_err(|_| IntakeError::TimedOut(self.config.budget))??;
+        let outcome = tokio::time::timeout(
+            self.config.budget,
+            tracing::Instrument::instrument(self.record(&event, body), span),
+        )
+        .await
+        .map_err(|_| IntakeError::TimedOut(self.config.budget))??;
         Ok((event, outcome))
     }
 

@@ -24,6 +24,7 @@ pub mod event;
 pub mod fetcher;
 pub mod ids;
 pub mod intake;
+pub mod metrics;
 pub mod monitoring;
 pub mod monitoring_api;
 pub mod notifier;

@@ -382,6 +382,7 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
                     .finish_send(&notice.key, &lease_id, None, &at())
                     .await?;
                 tracing::info!(monitoring_id = %notice.key.monitoring_id, channel = channel.kind().as_str(), notice = notice.key.notice, "reconnect notice sent");
+                crate::metrics::notice(channel.kind().as_str(), "sent");
                 Ok(SendResult::Sent)
             }
             Err(ChannelError::Permanent(reason)) => {
@@ -389,6 +390,7 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
                     .finish_send(&notice.key, &lease_id, Some(&reason), &at())
                     .await?;
                 tracing::error!(monitoring_id = %notice.key.monitoring_id, channel = channel.kind().as_str(), %reason, "reconnect notice refused");
+                crate::metrics::notice(channel.kind().as_str(), "failed");
                 Ok(SendResult::Failed(reason))
             }
             Err(err @ (ChannelError::Retryable(_) | ChannelError::Account(_))) => {
@@ -400,6 +402,7 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
                     }
                     ChannelError::Retryable(reason) | ChannelError::Permanent(reason) => reason,
                 };
+                crate::metrics::notice(channel.kind().as_str(), "retry");
                 if let Err(e) = self.store.release_send(&notice.key, &lease_id).await {
                     tracing::warn!(error = %e, "could not release the send claim");
                 }

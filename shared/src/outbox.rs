@@ -126,6 +126,7 @@ impl<S: OutboxStore, B: EventBus, C: Clock> OutboxPublisher<S, B, C> {
         if !published_ids.is_empty() {
             self.store.acknowledge(item, &published_ids).await?;
         }
+        crate::metrics::events(published_ids.len(), left);
         Ok(Published {
             published: published_ids.len(),
             left,

@@ -72,6 +72,7 @@ pub async fn run_reminders<S: ReminderStore, Q: WorkQueue>(
             }
         }
     }
+    crate::metrics::reminders(run.due, run.queued);
     Ok(run)
 }
 

@@ -110,6 +110,19 @@ where
     /// One pass over all of Canopy's monitorings; stops before `deadline` (the next run
     /// starts from the top again, and repairs are idempotent).
     pub async fn run(&self, deadline: Deadline) -> Result<SyncReport, SyncError> {
+        let report = self.pass(deadline).await?;
+        for (kind, count) in [
+            ("created", report.created),
+            ("status_fixed", report.status_fixed),
+            ("settings_fixed", report.settings_fixed),
+            ("fetches_queued", report.fetches_queued),
+        ] {
+            crate::metrics::repairs(kind, count);
+        }
+        Ok(report)
+    }
+
+    async fn pass(&self, deadline: Deadline) -> Result<SyncReport, SyncError> {
         // A monitoring takes at most two Canopy calls and a few writes.
         let per_monitoring = CANOPY_TIMEOUT * 2 + Duration::from_secs(5);
         let mut report = SyncReport::default();

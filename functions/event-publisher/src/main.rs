@@ -3,7 +3,7 @@
 use canopy_monitor::budget::Deadline;
 use canopy_monitor::config::PublisherEnv;
 use event_publisher::{handle, publisher_from, Handled};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 fn main() -> Result<(), Error> {
@@ -11,11 +11,11 @@ fn main() -> Result<(), Error> {
 }
 
 async fn run() -> Result<(), Error> {
-    canopy_monitor::observability::init_lambda_tracing();
+    let metrics = canopy_monitor::observability::init_lambda()?;
     let aws = canopy_monitor::aws::sdk_config()?;
     let publisher = publisher_from(PublisherEnv::from_env()?, &aws);
     let publisher = &publisher;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    canopy_monitor::observability::run(metrics, move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_lambda_ms(event.context.deadline);
         match handle(publisher, event.payload, deadline).await? {
             Handled::Stream { records, events } => tracing::info!(
@@ -33,6 +33,6 @@ async fn run() -> Result<(), Error> {
             ),
         }
         Ok::<_, Error>(())
-    }))
+    })
     .await
 }

@@ -1,19 +1,18 @@
 //! The monitoring-api Lambda: builds its adapters once per cold start, then serves requests.
 
-use lambda_http::{service_fn, Error};
-use std::convert::Infallible;
+use lambda_http::Error;
 
 fn main() -> Result<(), Error> {
     canopy_monitor::start::block_on(run())?
 }
 
 async fn run() -> Result<(), Error> {
-    canopy_monitor::observability::init_lambda_tracing();
+    let metrics = canopy_monitor::observability::init_lambda()?;
     let aws = canopy_monitor::aws::sdk_config()?;
     let api = monitoring_api::api_from_env(&aws).await?;
     let api = &api;
-    lambda_http::run(service_fn(move |request| async move {
-        Ok::<_, Infallible>(monitoring_api::handle(api, request).await)
-    }))
+    canopy_monitor::observability::run_http(metrics, move |request| async move {
+        Ok::<_, Error>(monitoring_api::handle(api, request).await)
+    })
     .await
 }

@@ -2,7 +2,7 @@
 //! schedule's event carries nothing we need.
 
 use canopy_monitor::budget::Deadline;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 fn main() -> Result<(), Error> {
@@ -10,11 +10,11 @@ fn main() -> Result<(), Error> {
 }
 
 async fn run() -> Result<(), Error> {
-    canopy_monitor::observability::init_lambda_tracing();
+    let metrics = canopy_monitor::observability::init_lambda()?;
     let aws = canopy_monitor::aws::sdk_config()?;
     let sync = monitoring_sync::sync_from_env(&aws).await?;
     let sync = &sync;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    canopy_monitor::observability::run(metrics, move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_lambda_ms(event.context.deadline);
         let report = sync.run(deadline).await?;
         tracing::info!(
@@ -30,6 +30,6 @@ async fn run() -> Result<(), Error> {
             "monitoring sync"
         );
         Ok::<_, Error>(serde_json::to_value(&report)?)
-    }))
+    })
     .await
 }

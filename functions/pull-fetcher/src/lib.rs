@@ -9,6 +9,7 @@ use canopy_monitor::canopy::{http::CanopyClient, CanopyApi};
 use canopy_monitor::config::{ConfigError, FetcherEnv};
 use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
 use canopy_monitor::fetcher::{FetchError, FetchOutcome, PullFetcher};
+use canopy_monitor::metrics;
 use canopy_monitor::ports::{Clock, SystemClock};
 use canopy_monitor::queue::sqs::SqsVisibility;
 use canopy_monitor::queue::MessageVisibility;
@@ -17,6 +18,7 @@ use canopy_monitor::secrets;
 use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_monitor::store::{ChangeStore, PullDataStore};
 use canopy_monitor::work::{parse_message, WorkMessage};
+use tracing::Instrument;
 
 /// The consumer: the fetcher, how to delay retries, and the backoff.
 pub struct FetchConsumer<S, A, C, V> {
@@ -77,16 +79,38 @@ impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock, V: MessageVisibilit
             WorkMessage::FetchPull(job) => job,
             other => return Err(RecordError::WrongQueue(other.kind())),
         };
-        let outcome = self.fetcher.fetch(&job).await.map_err(RecordError::Work)?;
+        // Every line about this job carries its pull, monitoring and the webhook that asked.
+        let span = tracing::info_span!(
+            "fetch",
+            pull_id = %job.pull_id,
+            monitoring_id = job.monitoring_id.as_deref().unwrap_or("-"),
+            dedupe_key = %job.event_key,
+            trigger = ?job.trigger,
+        );
+        let started = std::time::Instant::now();
+        let result = self.fetcher.fetch(&job).instrument(span.clone()).await;
+        let _entered = span.enter();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                metrics::fetch("retry", latency_ms);
+                return Err(RecordError::Work(e));
+            }
+        };
         match &outcome {
             FetchOutcome::Stored { json_bytes, parts } => {
-                tracing::info!(pull_id = %job.pull_id, trigger = ?job.trigger, json_bytes, parts, "pull stored")
+                metrics::fetch("stored", latency_ms);
+                metrics::pull_bytes(*json_bytes);
+                tracing::info!(json_bytes, parts, "pull stored")
             }
             FetchOutcome::Skipped(reason) => {
-                tracing::info!(pull_id = %job.pull_id, trigger = ?job.trigger, reason = reason.as_str(), "fetch skipped")
+                metrics::fetch(&format!("skipped_{}", reason.as_str()), latency_ms);
+                tracing::info!(reason = reason.as_str(), "fetch skipped")
             }
             FetchOutcome::FailedPermanently { code } => {
-                tracing::error!(pull_id = %job.pull_id, %code, "Canopy will not serve this pull; recorded on the pull")
+                metrics::fetch("failed_permanently", latency_ms);
+                tracing::error!(%code, "Canopy will not serve this pull; recorded on the pull")
             }
         }
         Ok(())

@@ -6,7 +6,7 @@ use canopy_monitor::config::required;
 use canopy_monitor::queue::sqs::SqsWorkQueue;
 use canopy_monitor::reminders::run_reminders;
 use canopy_monitor::store::dynamo::DynamoStore;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{json, Value};
 
 fn main() -> Result<(), Error> {
@@ -14,7 +14,7 @@ fn main() -> Result<(), Error> {
 }
 
 async fn run() -> Result<(), Error> {
-    canopy_monitor::observability::init_lambda_tracing();
+    let metrics = canopy_monitor::observability::init_lambda()?;
     let aws = canopy_monitor::aws::sdk_config()?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("TABLE_NAME")?);
     let notify_url = required("NOTIFY_QUEUE_URL")?;
@@ -25,7 +25,7 @@ async fn run() -> Result<(), Error> {
         notify_url,
     );
     let (store, queue) = (&store, &queue);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    canopy_monitor::observability::run(metrics, move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_lambda_ms(event.context.deadline);
         let run =
             run_reminders(store, queue, time::OffsetDateTime::now_utc(), 500, deadline).await?;
@@ -46,6 +46,6 @@ async fn run() -> Result<(), Error> {
             )));
         }
         Ok::<_, Error>(json!({"due": run.due, "queued": run.queued, "resolved": run.resolved}))
-    }))
+    })
     .await
 }

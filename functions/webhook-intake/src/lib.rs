@@ -3,6 +3,7 @@
 
 use canopy_monitor::config::{ConfigError, IntakeEnv};
 use canopy_monitor::intake::{Intake, IntakeError, IntakeOutcome};
+use canopy_monitor::metrics;
 use canopy_monitor::ports::{Clock, PortError, SystemClock};
 use canopy_monitor::queue::sqs::SqsWorkQueue;
 use canopy_monitor::queue::WorkQueue;
@@ -77,10 +78,15 @@ pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    match intake.receive(signature, request.body().as_ref()).await {
+    let started = std::time::Instant::now();
+    let result = intake.receive(signature, request.body().as_ref()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
         Ok((event, outcome)) => {
+            let event_type = event.event_type.to_string();
+            metrics::webhook(outcome.as_str(), Some(&event_type), latency_ms);
             tracing::info!(
-                event_type = %event.event_type,
+                event_type = %event_type,
                 pull_id = %event.pull_id,
                 monitoring_id = event.monitoring_id().unwrap_or("-"),
                 dedupe_key = %event.dedupe_key,
@@ -93,14 +99,18 @@ pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
             }
             respond(StatusCode::OK, body)
         }
-        Err(err) => error_response(&err),
+        Err(err) => {
+            let (_, code) = status_and_code(&err);
+            metrics::webhook(&format!("rejected_{code}"), None, latency_ms);
+            error_response(&err)
+        }
     }
 }
 
-/// The one place intake errors become HTTP statuses. 4xx tell Canopy (or whoever sent it)
-/// the delivery is wrong; 5xx make Canopy retry.
-pub fn error_response(err: &IntakeError) -> Response<Body> {
-    let (status, code) = match err {
+/// The one place intake errors become HTTP statuses and error codes. 4xx tell Canopy (or
+/// whoever sent it) the delivery is wrong; 5xx make Canopy retry.
+pub fn status_and_code(err: &IntakeError) -> (StatusCode, &'static str) {
+    match err {
         IntakeError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         IntakeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
         IntakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
@@ -112,7 +122,12 @@ pub fn error_response(err: &IntakeError) -> Response<Body> {
         IntakeError::Storage(PortError::Misconfigured { .. }) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "misconfigured")
         }
-    };
+    }
+}
+
+/// The answer to a delivery intake did not accept, logged (never with the body).
+pub fn error_response(err: &IntakeError) -> Response<Body> {
+    let (status, code) = status_and_code(err);
     if status.is_server_error() {
         tracing::error!(error = %err, status = status.as_u16(), "webhook not accepted");
     } else {

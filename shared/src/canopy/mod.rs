@@ -48,6 +48,25 @@ impl CanopyError {
         matches!(self, CanopyError::RetryLater { reason, .. } if reason.starts_with("429 "))
     }
 
+    /// The answer's status as the `CanopyResponses` metric counts it: the status (`401`,
+    /// `404`, `429`...), `5xx` for server errors, `transport` when no answer came.
+    pub fn status_class(&self) -> String {
+        let status = match self {
+            CanopyError::Permanent { status, .. } | CanopyError::Misconfigured { status, .. } => {
+                Some(*status)
+            }
+            // `classify` writes the status first in the reason; transport errors do not.
+            CanopyError::RetryLater { reason, .. } => {
+                reason.split(' ').next().and_then(|s| s.parse::<u16>().ok())
+            }
+        };
+        match status {
+            Some(500..=599) => "5xx".to_owned(),
+            Some(s) => s.to_string(),
+            None => "transport".to_owned(),
+        }
+    }
+
     pub fn code(&self) -> &str {
         match self {
             CanopyError::RetryLater { .. } => "RETRY_LATER",

@@ -1,0 +1,217 @@
+//! The metrics the functions emit, read back as the CloudWatch Embedded Metric Format lines
+//! Lambda would print. The recorder (`metrics_cloudwatch_embedded`) is process-wide, so this
+//! binary holds one test: it installs the recorder, drives each outcome through the real
+//! handlers (intake, the fetcher, the notifier, the reminder pass, the reconciler, the outbox
+//! publisher) against moto and the fake Canopy, flushes, and parses what was written.
+
+use canopy_monitor::budget::Deadline;
+use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize};
+use canopy_sim::Fault;
+use devkit::events::webhook_request;
+use integration_tests::fetching::{
+    consumer as fetcher, drain_into, enqueue_fetch, fake_canopy, fetch_once,
+};
+use integration_tests::notifying::{
+    consumer as notifier, drain_into as drain_notices, receiver, Channels,
+};
+use integration_tests::{deliver_to, now, subject, RequestCounter, TestEnv};
+use lambda_http::http::StatusCode;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// (metric, its dimensions other than `Stack`) -> the values recorded.
+type Emitted = BTreeMap<(String, BTreeMap<String, String>), Vec<f64>>;
+
+/// Parses EMF documents: each names its metrics and dimension sets under `_aws`, and carries
+/// the values and dimension values as top-level members.
+fn parse(text: &str) -> Emitted {
+    let mut out = Emitted::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let doc: Value = serde_json::from_str(line).expect("each line is one JSON document");
+        let aws = &doc["_aws"];
+        assert!(aws["Timestamp"].is_u64(), "{line}");
+        for directive in aws["CloudWatchMetrics"].as_array().expect("directives") {
+            assert_eq!(directive["Namespace"], canopy_monitor::metrics::NAMESPACE);
+            let dims: Vec<String> = directive["Dimensions"][0]
+                .as_array()
+                .expect("one dimension set")
+                .iter()
+                .map(|d| d.as_str().expect("name").to_owned())
+                .collect();
+            assert!(dims.contains(&"Stack".to_owned()), "{line}");
+            assert_eq!(doc["Stack"], "metrics-test");
+            let key_dims: BTreeMap<String, String> = dims
+                .iter()
+                .filter(|d| *d != "Stack")
+                .map(|d| {
+                    (
+                        d.clone(),
+                        doc[d].as_str().expect("dimension value").to_owned(),
+                    )
+                })
+                .collect();
+            for metric in directive["Metrics"].as_array().expect("metrics") {
+                let name = metric["Name"].as_str().expect("name").to_owned();
+                let values = match &doc[&name] {
+                    Value::Array(a) => a.iter().filter_map(Value::as_f64).collect(),
+                    v => vec![v.as_f64().unwrap_or_else(|| panic!("{name}: {v}"))],
+                };
+                out.entry((name, key_dims.clone()))
+                    .or_default()
+                    .extend(values);
+            }
+        }
+    }
+    out
+}
+
+fn total(emitted: &Emitted, name: &str, dims: &[(&str, &str)]) -> f64 {
+    let want: BTreeMap<String, String> = dims
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    emitted
+        .get(&(name.to_owned(), want))
+        .map_or(0.0, |v| v.iter().sum())
+}
+
+#[tokio::test]
+async fn each_outcome_is_counted_in_emf() {
+    let collector = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(canopy_monitor::metrics::NAMESPACE)
+        .with_dimension("Stack", "metrics-test")
+        .init()
+        .expect("the recorder");
+    let env = TestEnv::new("metrics").await;
+    let canopy = fake_canopy().await;
+
+    // Webhooks: accepted, duplicate, a wrong signature, a body that is not JSON.
+    let pull = uuid::Uuid::new_v4().to_string();
+    canopy.add_pull(sample_pull(&pull, PullSize::default()));
+    let s = subject("m-metrics", &pull, json!({"email": "lois@example.com"}));
+    let reconnect = reconnect_webhook(&s, "https://canopy.example/r?t=x", "rt_x").to_string();
+    assert_eq!(env.deliver(reconnect.as_bytes()).await.0, StatusCode::OK);
+    assert_eq!(env.deliver(reconnect.as_bytes()).await.0, StatusCode::OK);
+    let forged = webhook_request(reconnect.as_bytes(), "whsec_not_the_secret", now());
+    assert_eq!(
+        deliver_to(&env.intake, forged).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(env.deliver(b"not json").await.0, StatusCode::BAD_REQUEST);
+
+    // Fetches: stored, skipped (already fetched), failed permanently (404), and a 401 that
+    // is retried.
+    let fetch = fetcher(&env, &canopy, Duration::from_secs(5)).await;
+    enqueue_fetch(&env, &pull, Some("m-metrics")).await;
+    drain_into(&env, &fetch).await;
+    enqueue_fetch(&env, &pull, Some("m-metrics")).await;
+    enqueue_fetch(&env, &uuid::Uuid::new_v4().to_string(), None).await;
+    drain_into(&env, &fetch).await;
+    let refused = uuid::Uuid::new_v4().to_string();
+    canopy.add_pull(sample_pull(&refused, PullSize::default()));
+    canopy.set_faults(&refused, vec![Fault::Unauthorized], true);
+    enqueue_fetch(&env, &refused, None).await;
+    fetch_once(&env, &fetch).await;
+
+    // Notices: the email goes out, the integrator's webhook answers 400 (failed).
+    let hooks = receiver().await;
+    hooks.answer_next(&[400]);
+    let notify = notifier(
+        &env,
+        &canopy,
+        Channels {
+            email: true,
+            sms: false,
+            webhook: Some(&hooks),
+        },
+    )
+    .await;
+    drain_notices(&env, &notify).await;
+
+    // A reminder pass three days on; a reconciler pass that finds an unknown monitoring; the
+    // outbox publisher.
+    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+        aws_sdk_sqs::Client::new(&env.aws),
+        env.resources.notify_queue_url.clone(),
+        env.resources.notify_queue_url.clone(),
+    );
+    let later = time::OffsetDateTime::now_utc() + time::Duration::hours(73);
+    canopy_monitor::reminders::run_reminders(&env.store, &queue, later, 500, Deadline::NONE)
+        .await
+        .expect("reminders");
+    canopy.add_monitoring(&pull, "P1M");
+    integration_tests::monitoring::sync(&env, &canopy, &RequestCounter::default(), 10)
+        .run(Deadline::NONE)
+        .await
+        .expect("sync");
+    integration_tests::events_out::function_publisher(&env)
+        .sweep(Deadline::NONE)
+        .await
+        .expect("sweep");
+
+    let mut written = Vec::new();
+    collector.flush(&mut written).expect("flush");
+    let text = String::from_utf8(written).expect("utf-8");
+    let emitted = parse(&text);
+    println!("{} EMF lines", text.lines().count());
+    for ((name, dims), values) in &emitted {
+        println!("{name} {dims:?} = {values:?}");
+    }
+
+    let webhooks = |outcome| total(&emitted, "Webhooks", &[("Outcome", outcome)]);
+    assert_eq!(webhooks("accepted"), 1.0);
+    assert_eq!(webhooks("duplicate"), 1.0);
+    assert_eq!(webhooks("rejected_invalid_signature"), 1.0);
+    assert_eq!(webhooks("rejected_invalid_body"), 1.0);
+    assert_eq!(total(&emitted, "SignatureFailures", &[]), 1.0);
+    assert_eq!(
+        total(
+            &emitted,
+            "WebhookTypes",
+            &[("EventType", "MONITORING_RECONNECT")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        emitted[&("IntakeLatency".to_owned(), BTreeMap::new())].len(),
+        4,
+        "one latency per delivery"
+    );
+
+    let fetches = |outcome| total(&emitted, "Fetches", &[("Outcome", outcome)]);
+    assert_eq!(fetches("stored"), 1.0);
+    assert_eq!(fetches("skipped_already_fetched"), 1.0);
+    assert_eq!(fetches("failed_permanently"), 1.0);
+    assert_eq!(fetches("retry"), 1.0);
+    let canopy_status = |s| total(&emitted, "CanopyResponses", &[("Status", s)]);
+    assert_eq!(canopy_status("200"), 1.0);
+    assert_eq!(canopy_status("404"), 1.0);
+    assert_eq!(canopy_status("401"), 1.0);
+    assert_eq!(total(&emitted, "CanopyAuthFailures", &[]), 1.0);
+    assert_eq!(emitted[&("PullBytes".to_owned(), BTreeMap::new())].len(), 1);
+    assert_eq!(
+        emitted[&("FetchLatency".to_owned(), BTreeMap::new())].len(),
+        4
+    );
+
+    let notices = |channel, outcome| {
+        total(
+            &emitted,
+            "Notices",
+            &[("Channel", channel), ("Outcome", outcome)],
+        )
+    };
+    assert_eq!(notices("email", "sent"), 1.0);
+    assert_eq!(notices("webhook", "failed"), 1.0);
+    assert_eq!(total(&emitted, "NoticeFailures", &[]), 1.0);
+
+    assert_eq!(total(&emitted, "RemindersDue", &[]), 1.0);
+    assert_eq!(total(&emitted, "RemindersSent", &[]), 1.0);
+    assert_eq!(total(&emitted, "Repairs", &[("Kind", "created")]), 1.0);
+    assert!(
+        total(&emitted, "EventsPublished", &[]) >= 1.0,
+        "ReconnectNeeded at least"
+    );
+    assert_eq!(total(&emitted, "EventsLeft", &[]), 0.0);
+}
