@@ -37,6 +37,7 @@ pub mod queue;
 pub mod reconnect;
 pub mod records;
 pub mod reminders;
+pub mod replay;
 pub mod retry;
 #[cfg(feature = "secrets")]
 pub mod secrets;

@@ -11,8 +11,6 @@
 
 use crate::budget::unix_secs;
 use crate::canopy::{CanopyError, MonitoringControl};
-use crate::event::parse_event;
-use crate::intake::apply_event;
 use crate::monitoring::fingerprint;
 use crate::monitoring::{
     owner_of, refresh_decision, validate_id, EnableRequest, Invalid, PatchRequest, RefreshPolicy,
@@ -22,6 +20,7 @@ use crate::plan::PlanConfig;
 use crate::ports::{Clock, PortError};
 use crate::queue::WorkQueue;
 use crate::records::MonitoringRecord;
+use crate::replay::{replay_stored_event, ReplayError};
 use crate::store::{
     BadCursor, IntakeStore, MonitoringQuery, MonitoringStore, RefreshClaim, RequestClaim,
     RequestClaimResult, StoredGzip, StoredResponse, ViewContext,
@@ -703,41 +702,20 @@ where
     /// `POST /v1/events/{dedupe_key}/replay`: the stored event through the same plan again.
     pub async fn replay(&self, dedupe_key: &str) -> Result<Answer, ApiError> {
         let key = validate_dedupe_key(dedupe_key)?;
-        let stored = self
-            .store
-            .stored_event(&key)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("event {key}")))?;
-        if !stored.completed {
-            return Err(ApiError::NotReplayable(key, "it is still being processed"));
-        }
-        let Some(body) = stored.body else {
-            return Err(ApiError::NotReplayable(
-                key,
-                "its body was too large to keep (its state and work were recorded on arrival)",
-            ));
-        };
-        let event = parse_event(&body)
-            .map_err(|_| ApiError::NotReplayable(key.clone(), "its stored body does not parse"))?;
-        let (applied, queued) = apply_event(
+        let replayed = replay_stored_event(
             &self.store,
             &self.queue,
-            &event,
+            &key,
             &self.now(),
             &self.config.plan,
         )
-        .await?;
-        tracing::info!(dedupe_key = %key, event_type = %event.event_type, queued, "event replayed");
-        Ok(answer(
-            200,
-            json!({
-                "dedupe_key": key,
-                "event_type": event.event_type.to_string(),
-                "pull_id": event.pull_id,
-                "state_applied": applied,
-                "queued": queued,
-            }),
-        ))
+        .await
+        .map_err(|e| match e {
+            ReplayError::NotFound(key) => ApiError::NotFound(format!("event {key}")),
+            ReplayError::NotReplayable(key, why) => ApiError::NotReplayable(key, why),
+            ReplayError::Store(e) => ApiError::from(e),
+        })?;
+        Ok(answer(200, json!(replayed)))
     }
 }
 

@@ -9,6 +9,7 @@ mod intake;
 mod monitoring_api;
 mod monitoring_sync;
 mod notifier;
+mod ops;
 mod reconnect;
 mod reliability;
 mod template;

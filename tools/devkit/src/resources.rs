@@ -291,6 +291,7 @@ pub async fn create_table(
                 .map_err(fail(name))
         };
     use canopy_monitor::store::dynamo::monitorings::{OWNER_INDEX, RECONNECT_INDEX, STATUS_INDEX};
+    use canopy_monitor::store::dynamo::operations::RECENT_DAY_ATTR;
     use canopy_monitor::store::dynamo::outbox::OUTBOX_INDEX;
     let mut request = client
         .create_table()
@@ -304,7 +305,8 @@ pub async fn create_table(
             "monitoring_status",
             "reconnect_needed_since",
         )?)
-        .global_secondary_indexes(index(OUTBOX_INDEX, "outbox_pending", "outbox_at")?);
+        .global_secondary_indexes(index(OUTBOX_INDEX, "outbox_pending", "outbox_at")?)
+        .global_secondary_indexes(recent_index(name)?);
     for a in [
         "pk",
         "sk",
@@ -316,6 +318,8 @@ pub async fn create_table(
         "reconnect_needed_since",
         "outbox_pending",
         "outbox_at",
+        RECENT_DAY_ATTR,
+        "received_at",
     ] {
         request = request.attribute_definitions(attr(a).map_err(fail(name))?);
     }
@@ -346,6 +350,35 @@ pub async fn create_table(
         .await
         .map_err(fail(name))?;
     Ok(())
+}
+
+/// The operator's `recent` index: deliveries by day, only what `canopy-ops tail` shows.
+fn recent_index(table: &str) -> Result<GlobalSecondaryIndex, ProvisionError> {
+    use canopy_monitor::store::dynamo::operations::{RECENT_DAY_ATTR, RECENT_INDEX};
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(fail(table))
+    };
+    let mut projection = Projection::builder().projection_type(ProjectionType::Include);
+    for attr in [
+        "event_type",
+        "pull_id",
+        "monitoring_id",
+        "status",
+        "outcome",
+    ] {
+        projection = projection.non_key_attributes(attr);
+    }
+    GlobalSecondaryIndex::builder()
+        .index_name(RECENT_INDEX)
+        .key_schema(key(RECENT_DAY_ATTR, KeyType::Hash)?)
+        .key_schema(key("received_at", KeyType::Range)?)
+        .projection(projection.build())
+        .build()
+        .map_err(fail(table))
 }
 
 /// A standard queue and its dead-letter queue, as template.yaml makes them; returns

@@ -14,6 +14,7 @@
 pub mod changes;
 pub mod episodes;
 pub mod monitorings;
+pub mod operations;
 pub mod outbox;
 pub mod pulls;
 pub mod sessions;
@@ -325,6 +326,11 @@ impl IntakeStore for DynamoStore {
             ("lease_expires_at".to_owned(), n(claim.lease_expires_at)),
             ("expires_at".to_owned(), n(claim.expires_at)),
             ("received_at".to_owned(), s(&claim.received_at)),
+            // The `recent` index: deliveries by day, for the operator's tail and status.
+            (
+                operations::RECENT_DAY_ATTR.to_owned(),
+                s(operations::recent_day(&claim.received_at)),
+            ),
             ("event_type".to_owned(), s(&claim.event_type)),
             ("pull_id".to_owned(), s(&claim.pull_id)),
         ]);

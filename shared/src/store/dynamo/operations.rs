@@ -1,0 +1,127 @@
+//! What an operator reads (`tools/canopy-ops`): deliveries by day, and the pulls whose fetch
+//! failed for good. Queries only.
+//!
+//! | index | partition | sort | holds |
+//! |---|---|---|---|
+//! | `recent` (INCLUDE) | `recent_day` = the delivery's UTC date | `received_at` | event records: type, pull, monitoring, status, outcome |
+//! | `gsi1` | `FETCH_FAILED` | `<failed_at>#<pull_id>` | pull state items whose fetch failed permanently |
+
+use super::{s, DynamoStore};
+use crate::aws::port_error;
+use crate::ports::PortError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use std::collections::HashMap;
+
+const SERVICE: &str = "dynamodb";
+pub const RECENT_INDEX: &str = "recent";
+pub const RECENT_DAY_ATTR: &str = "recent_day";
+pub const FETCH_FAILED_PK: &str = "FETCH_FAILED";
+
+/// The UTC day of an RFC 3339 time (`2026-11-27T...` -> `2026-11-27`).
+pub fn recent_day(at: &str) -> &str {
+    at.get(..10).unwrap_or(at)
+}
+
+/// One delivery, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub received_at: String,
+    pub event_type: String,
+    pub pull_id: String,
+    pub monitoring_id: Option<String>,
+    /// `IN_PROGRESS` or `COMPLETED`.
+    pub status: String,
+    /// `accepted`, `duplicate`... once completed.
+    pub outcome: Option<String>,
+    pub dedupe_key: String,
+}
+
+/// A pull Canopy will never serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedFetch {
+    pub pull_id: String,
+    pub monitoring_id: Option<String>,
+    pub code: String,
+    pub failed_at: String,
+}
+
+fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+impl DynamoStore {
+    /// The newest deliveries, newest first, from the days ending with `today` (at most
+    /// `days` of them).
+    pub async fn recent_deliveries(
+        &self,
+        today: time::Date,
+        days: u16,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, PortError> {
+        let mut out = Vec::new();
+        let mut day = today;
+        for _ in 0..days {
+            if out.len() >= limit {
+                break;
+            }
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(RECENT_INDEX)
+                .key_condition_expression("#day = :day")
+                .expression_attribute_names("#day", RECENT_DAY_ATTR)
+                .expression_attribute_values(":day", s(day.to_string()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, e))?;
+            out.extend(page.items().iter().map(|i| {
+                Delivery {
+                    received_at: text(i, "received_at").unwrap_or_default(),
+                    event_type: text(i, "event_type").unwrap_or_default(),
+                    pull_id: text(i, "pull_id").unwrap_or_default(),
+                    monitoring_id: text(i, "monitoring_id"),
+                    status: text(i, "status").unwrap_or_default(),
+                    outcome: text(i, "outcome"),
+                    dedupe_key: text(i, "pk")
+                        .map(|pk| pk.trim_start_matches("EVENT#").to_owned())
+                        .unwrap_or_default(),
+                }
+            }));
+            match day.previous_day() {
+                Some(d) => day = d,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pulls whose fetch failed for good, newest first.
+    pub async fn failed_fetches(&self, limit: usize) -> Result<Vec<FailedFetch>, PortError> {
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(FETCH_FAILED_PK))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        Ok(page
+            .items()
+            .iter()
+            .map(|i| FailedFetch {
+                pull_id: text(i, "pull_id").unwrap_or_default(),
+                monitoring_id: text(i, "monitoring_id"),
+                code: text(i, "fetch_error").unwrap_or_default(),
+                failed_at: text(i, "fetch_error_at").unwrap_or_default(),
+            })
+            .collect())
+    }
+}
