@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, clippy, the template lint, unit tests and the
-# integration tests against a moto server started here (and stopped on exit).
+# Runs every check and test: formatting, clippy, the template lint, unit tests, the
+# integration tests against a moto server started here (and stopped on exit), and the
+# log-secrecy check of a whole local run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -24,3 +25,7 @@ scripts/package.sh --validate
 start_moto
 echo "==> cargo test"
 CANOPY_MONITOR_TEST_ENDPOINT="$MOTO_ENDPOINT" cargo test --workspace --locked "$@"
+if [ $# -eq 0 ]; then
+  # A whole local run's logs hold no secret, token, link or personal value.
+  scripts/log-secrecy.sh
+fi

@@ -1,8 +1,9 @@
-//! The metrics the functions emit, read back as the CloudWatch Embedded Metric Format lines
-//! Lambda would print. The recorder (`metrics_cloudwatch_embedded`) is process-wide, so this
-//! binary holds one test: it installs the recorder, drives each outcome through the real
-//! handlers (intake, the fetcher, the notifier, the reminder pass, the reconciler, the outbox
-//! publisher) against moto and the fake Canopy, flushes, and parses what was written.
+//! The metrics and logs the functions emit. The metrics recorder (`metrics_cloudwatch_embedded`)
+//! and the log subscriber (the Lambda runtime's, in JSON as Lambda's log format sets it) are
+//! process-wide, so this binary holds one test: it installs both, drives each outcome through
+//! the real handlers (intake, the fetcher, the notifier, the reminder pass, the reconciler, the
+//! outbox publisher) against moto and the fake Canopy, then parses the EMF lines and the log
+//! lines that were written.
 
 use canopy_monitor::budget::Deadline;
 use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize};
@@ -18,7 +19,9 @@ use integration_tests::{deliver_to, now, subject, RequestCounter, TestEnv};
 use lambda_http::http::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// (metric, its dimensions other than `Stack`) -> the values recorded.
 type Emitted = BTreeMap<(String, BTreeMap<String, String>), Vec<f64>>;
@@ -76,8 +79,39 @@ fn total(emitted: &Emitted, name: &str, dims: &[(&str, &str)]) -> f64 {
         .map_or(0.0, |v| v.iter().sum())
 }
 
+/// Where the log subscriber writes: kept for the test to read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The span lambda_runtime's TracingLayer opens around each invocation (its name and field).
+fn invocation(request_id: &str) -> tracing::Span {
+    tracing::info_span!("Lambda runtime invoke", requestId = request_id)
+}
+
 #[tokio::test]
-async fn each_outcome_is_counted_in_emf() {
+async fn each_outcome_is_counted_in_emf_and_logged_with_its_ids() {
+    // As Lambda sets them with LoggingConfig LogFormat JSON.
+    std::env::set_var("AWS_LAMBDA_LOG_FORMAT", "JSON");
+    std::env::set_var("AWS_LAMBDA_LOG_LEVEL", "INFO");
+    let logs = Captured::default();
+    lambda_runtime::tracing::init_default_subscriber_with_writer(logs.clone());
     let collector = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(canopy_monitor::metrics::NAMESPACE)
         .with_dimension("Stack", "metrics-test")
@@ -91,7 +125,10 @@ async fn each_outcome_is_counted_in_emf() {
     canopy.add_pull(sample_pull(&pull, PullSize::default()));
     let s = subject("m-metrics", &pull, json!({"email": "lois@example.com"}));
     let reconnect = reconnect_webhook(&s, "https://canopy.example/r?t=x", "rt_x").to_string();
-    assert_eq!(env.deliver(reconnect.as_bytes()).await.0, StatusCode::OK);
+    let first = env
+        .deliver(reconnect.as_bytes())
+        .instrument(invocation("req-accepted"));
+    assert_eq!(first.await.0, StatusCode::OK);
     assert_eq!(env.deliver(reconnect.as_bytes()).await.0, StatusCode::OK);
     let forged = webhook_request(reconnect.as_bytes(), "whsec_not_the_secret", now());
     assert_eq!(
@@ -104,7 +141,9 @@ async fn each_outcome_is_counted_in_emf() {
     // is retried.
     let fetch = fetcher(&env, &canopy, Duration::from_secs(5)).await;
     enqueue_fetch(&env, &pull, Some("m-metrics")).await;
-    drain_into(&env, &fetch).await;
+    drain_into(&env, &fetch)
+        .instrument(invocation("req-fetch"))
+        .await;
     enqueue_fetch(&env, &pull, Some("m-metrics")).await;
     enqueue_fetch(&env, &uuid::Uuid::new_v4().to_string(), None).await;
     drain_into(&env, &fetch).await;
@@ -214,4 +253,44 @@ async fn each_outcome_is_counted_in_emf() {
         "ReconnectNeeded at least"
     );
     assert_eq!(total(&emitted, "EventsLeft", &[]), 0.0);
+
+    // Logs: JSON lines; a delivery's and a fetch's carry their ids and the request id.
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).expect("utf-8");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let request_id = |line: &Value| {
+        line["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|s| s["requestId"].as_str().map(str::to_owned))
+    };
+    let accepted = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "webhook accepted")
+        .expect("the accepted delivery's line");
+    for field in [
+        "event_type",
+        "pull_id",
+        "monitoring_id",
+        "dedupe_key",
+        "outcome",
+    ] {
+        assert!(accepted["fields"][field].is_string(), "{field}: {accepted}");
+    }
+    assert_eq!(accepted["fields"]["monitoring_id"], "m-metrics");
+    assert_eq!(request_id(accepted).as_deref(), Some("req-accepted"));
+    let stored = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "pull stored")
+        .expect("the stored fetch's line");
+    assert_eq!(stored["span"]["pull_id"], pull.as_str(), "{stored}");
+    assert_eq!(stored["span"]["monitoring_id"], "m-metrics");
+    assert!(stored["span"]["dedupe_key"].is_string());
+    assert_eq!(request_id(stored).as_deref(), Some("req-fetch"));
+    for secret in ["rt_x", "canopy.example/r", "lois@example.com", "whsec_"] {
+        assert!(!text.contains(secret), "{secret} in the logs");
+    }
 }
