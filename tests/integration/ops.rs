@@ -146,3 +146,51 @@ async fn status_redrive_replay_and_tail_on_the_local_stack() {
         "accepted"
     );
 }
+
+/// `--stack NAME`: the resources come from the stack's CloudFormation outputs (moto's
+/// CloudFormation, over the real wire protocol), and `status` reads through them, the live
+/// queues' oldest age from CloudWatch (which has no data points on the emulator).
+#[tokio::test]
+async fn a_deployed_stack_is_found_by_its_outputs() {
+    let env = TestEnv::new("ops-stack").await;
+    let r = &env.resources;
+    let name = format!("{}-stack", r.table_name);
+    let output =
+        |key: &str, value: &str| json!({"Value": value, "Export": null, "Description": key});
+    let template = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-marker")}}},
+        "Outputs": {
+            "StateTableName": output("table", &r.table_name),
+            "FetchQueueUrl": output("fetch", &r.fetch_queue_url),
+            "FetchDeadLetterQueueUrl": output("fetch dlq", &r.fetch_dlq_url),
+            "NotifyQueueUrl": output("notify", &r.notify_queue_url),
+            "NotifyDeadLetterQueueUrl": output("notify dlq", &r.notify_dlq_url),
+        }
+    });
+    let mut template = template;
+    for (_, o) in template["Outputs"].as_object_mut().unwrap() {
+        o.as_object_mut().unwrap().remove("Export");
+    }
+    aws_sdk_cloudformation::Client::new(&env.aws)
+        .create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create the stack");
+
+    let stack = Stack::deployed(&env.aws, &name)
+        .await
+        .expect("the stack's outputs");
+    assert!(!stack.local);
+    assert_eq!(stack.table, r.table_name);
+    assert_eq!(stack.fetch_dlq_url, r.fetch_dlq_url);
+    assert_eq!(stack.notify_queue_url, r.notify_queue_url);
+    let status = Ops::new(&env.aws, stack).status().await.expect("status");
+    assert_eq!(status.queues.len(), 4);
+    assert!(status.open_reconnects.is_empty() && status.failed_fetches.is_empty());
+
+    let missing = Stack::deployed(&env.aws, "no-such-stack").await;
+    assert!(missing.is_err());
+}
