@@ -56,6 +56,11 @@ pub async fn handle(
         let Some(pending) = pending_from_item(&image) else {
             continue;
         };
+        // Time budgets nest: a record is started only if it can finish before the function's
+        // timeout; what is not started stays in the outbox, where the sweep finds it.
+        if !deadline.allows(canopy_monitor::budget::OUTBOX_ITEM_BUDGET) {
+            break;
+        }
         records += 1;
         // What the bus refuses stays in the outbox for the sweep: the stream moves on.
         events += publisher.publish_item(&pending).await?;

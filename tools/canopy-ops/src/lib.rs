@@ -17,7 +17,7 @@ use canopy_monitor::replay::{replay_stored_event, ReplayError, Replayed};
 use canopy_monitor::store::dynamo::operations::{Delivery, FailedFetch};
 use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_monitor::store::{MonitoringQuery, MonitoringStore};
-use canopy_monitor::time_fmt::format_ts;
+use canopy_monitor::time_fmt::{format_ts, parse_ts};
 use canopy_monitor::work::parse_message;
 use canopy_monitor::work::WorkMessage;
 use serde::Serialize;
@@ -174,7 +174,7 @@ pub struct Ops {
 }
 
 fn hours_between(from: &str, now: time::OffsetDateTime) -> f64 {
-    time::OffsetDateTime::parse(from, &time::format_description::well_known::Rfc3339)
+    parse_ts(from)
         .map(|t| ((now - t).whole_seconds() as f64 / 360.0).round() / 10.0)
         .unwrap_or(0.0)
 }
