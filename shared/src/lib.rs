@@ -39,6 +39,7 @@ pub mod records;
 pub mod reminders;
 pub mod replay;
 pub mod retry;
+pub mod shard;
 #[cfg(feature = "secrets")]
 pub mod secrets;
 pub mod signature;
