@@ -905,8 +905,8 @@ async fn requests_per_route_are_counted() {
     );
     assert_eq!(
         by("GET /v1/monitorings"),
-        Some(2),
-        "one Query per status partition"
+        Some(2 * canopy_monitor::shard::SHARDS as usize),
+        "one Query per shard of each status, read in parallel"
     );
     assert_eq!(
         by("GET /v1/pulls/{id}?full=true"),

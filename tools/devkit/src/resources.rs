@@ -290,7 +290,9 @@ pub async fn create_table(
                 .build()
                 .map_err(fail(name))
         };
-    use canopy_monitor::store::dynamo::monitorings::{OWNER_INDEX, RECONNECT_INDEX, STATUS_INDEX};
+    use canopy_monitor::store::dynamo::monitorings::{
+        OWNER_INDEX, RECONNECT_INDEX, RECONNECT_KEY_ATTR, STATUS_INDEX, STATUS_SHARD_ATTR,
+    };
     use canopy_monitor::store::dynamo::operations::RECENT_DAY_ATTR;
     use canopy_monitor::store::dynamo::outbox::OUTBOX_INDEX;
     let mut request = client
@@ -298,12 +300,12 @@ pub async fn create_table(
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .global_secondary_indexes(index("gsi1", "gsi1pk", "gsi1sk")?)
-        .global_secondary_indexes(index(STATUS_INDEX, "monitoring_status", "monitoring_id")?)
+        .global_secondary_indexes(index(STATUS_INDEX, STATUS_SHARD_ATTR, "monitoring_id")?)
         .global_secondary_indexes(index(OWNER_INDEX, "owner", "monitoring_id")?)
         .global_secondary_indexes(index(
             RECONNECT_INDEX,
-            "monitoring_status",
-            "reconnect_needed_since",
+            STATUS_SHARD_ATTR,
+            RECONNECT_KEY_ATTR,
         )?)
         .global_secondary_indexes(index(OUTBOX_INDEX, "outbox_pending", "outbox_at")?)
         .global_secondary_indexes(recent_index(name)?);
@@ -312,10 +314,10 @@ pub async fn create_table(
         "sk",
         "gsi1pk",
         "gsi1sk",
-        "monitoring_status",
+        STATUS_SHARD_ATTR,
         "monitoring_id",
         "owner",
-        "reconnect_needed_since",
+        RECONNECT_KEY_ATTR,
         "outbox_pending",
         "outbox_at",
         RECENT_DAY_ATTR,

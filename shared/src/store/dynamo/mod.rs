@@ -106,6 +106,9 @@ impl DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
+            // Histories are read beside state read consistently (and right after the events
+            // that announce them): they must not be older than it.
+            .consistent_read(true)
             .scan_index_forward(false)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -326,10 +329,13 @@ impl IntakeStore for DynamoStore {
             ("lease_expires_at".to_owned(), n(claim.lease_expires_at)),
             ("expires_at".to_owned(), n(claim.expires_at)),
             ("received_at".to_owned(), s(&claim.received_at)),
-            // The `recent` index: deliveries by day, for the operator's tail and status.
+            // The `recent` index: deliveries by day (sharded), for the operator's tail and status.
             (
                 operations::RECENT_DAY_ATTR.to_owned(),
-                s(operations::recent_day(&claim.received_at)),
+                s(operations::recent_key(
+                    &claim.received_at,
+                    &claim.dedupe_key,
+                )),
             ),
             ("event_type".to_owned(), s(&claim.event_type)),
             ("pull_id".to_owned(), s(&claim.pull_id)),
@@ -603,6 +609,13 @@ impl DynamoStore {
             .set_opt("owner", update.owner.as_ref().map(s))
             // An event of a monitored pull: active unless the API or the reconciler said otherwise.
             .set_if_absent("monitoring_status", s(crate::monitoring::ACTIVE))
+            .set_if_absent(
+                monitorings::STATUS_SHARD_ATTR,
+                s(monitorings::status_shard_key(
+                    crate::monitoring::ACTIVE,
+                    &update.monitoring_id,
+                )),
+            )
             .set("last_event_type", s(&update.event_type))
             .set("last_event_pull_id", s(&update.pull_id))
             .set("last_event_at", s(&update.at))
@@ -619,6 +632,13 @@ impl DynamoStore {
                 MonitoringPart::Seen => {}
                 MonitoringPart::OpenEpisode => {
                     b.set("reconnect_needed_since", s(&update.at))
+                        .set(
+                            monitorings::RECONNECT_KEY_ATTR,
+                            s(monitorings::reconnect_key(
+                                &update.at,
+                                &update.monitoring_id,
+                            )),
+                        )
                         .set("reconnect_pull_id", s(&update.pull_id))
                         .set("reconnect_pull_seen_at", s(&update.pull_seen_at));
                     let since = b.name("reconnect_needed_since");
@@ -641,6 +661,7 @@ impl DynamoStore {
                 }
                 MonitoringPart::CloseEpisode => {
                     b.remove("reconnect_needed_since")
+                        .remove(monitorings::RECONNECT_KEY_ATTR)
                         .remove("reconnect_pull_id")
                         .remove("reconnect_pull_seen_at");
                     let since = b.name("reconnect_needed_since");

@@ -11,12 +11,14 @@
 //!
 //! | index | hash | range | answers |
 //! |---|---|---|---|
-//! | `by_status` | `monitoring_status` | `monitoring_id` | all monitorings of a status |
+//! | `by_status` | `status_shard` = `<monitoring_status>#<shard>` | `monitoring_id` | all monitorings of a status |
 //! | `by_owner` | `owner` | `monitoring_id` | a customer's monitorings |
-//! | `reconnecting` | `monitoring_status` | `reconnect_needed_since` | monitorings with an open reconnect episode, oldest first |
+//! | `reconnecting` | `status_shard` | `reconnect_key` = `<reconnect_needed_since>#<monitoring_id>` | monitorings with an open reconnect episode, oldest first |
 //!
-//! Each index partition is one status or one owner: fine for the write rate of monitorings
-//! (a few writes per refresh, refreshes weeks apart).
+//! Every webhook of a monitored pull updates its monitoring item, and each update of an item in
+//! an index is a write to that index's partition: the status partitions are therefore sharded
+//! by monitoring id ([`crate::shard`]), and a status listing merges its shards by sort key.
+//! An owner's partition takes only that customer's monitorings.
 
 use super::{
     condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, EVENT_SK,
@@ -36,7 +38,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use base64::Engine;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 
 const SERVICE: &str = "dynamodb";
@@ -55,16 +57,35 @@ fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
-/// A listing cursor: which partition, where in it, and which query it belongs to.
+/// The sharded `status_shard` attribute (index `by_status` and `reconnecting`) of a monitoring
+/// of `status`: every monitoring item is in one of [`crate::shard::SHARDS`] partitions per
+/// status, not all in one (principle 13).
+pub const STATUS_SHARD_ATTR: &str = "status_shard";
+/// The `reconnecting` index's sort key: `<reconnect_needed_since>#<monitoring_id>`, unique, so a
+/// listing can continue strictly after the last monitoring it returned.
+pub const RECONNECT_KEY_ATTR: &str = "reconnect_key";
+
+/// The `status_shard` value of monitoring `monitoring_id` in `status`.
+pub fn status_shard_key(status: &str, monitoring_id: &str) -> String {
+    crate::shard::sharded_key(status, monitoring_id)
+}
+
+/// The `reconnect_key` value of a monitoring whose episode opened at `since`.
+pub fn reconnect_key(since: &str, monitoring_id: &str) -> String {
+    format!("{since}#{monitoring_id}")
+}
+
+/// A listing cursor: which partition group, and the sort key of the last item returned in it.
+/// It holds no DynamoDB key: the next page's key condition is always the listing's own.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Cursor {
     /// Fingerprint of the filters: a cursor only continues the listing it came from.
     q: String,
-    /// Index of the partition in the query's list.
+    /// Index of the partition group in the query's list.
     p: usize,
-    /// `LastEvaluatedKey` (all string attributes), or none to start the partition.
+    /// The last sort key returned from the group, or none to start it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    k: Option<BTreeMap<String, String>>,
+    a: Option<String>,
 }
 
 fn encode_cursor(c: &Cursor) -> String {
@@ -79,26 +100,18 @@ fn decode_cursor(text: &str) -> Result<Cursor, BadCursor> {
     serde_json::from_slice(&raw).map_err(|_| BadCursor)
 }
 
-fn string_key(k: &HashMap<String, AttributeValue>) -> Option<BTreeMap<String, String>> {
-    k.iter()
-        .map(|(name, v)| v.as_s().ok().map(|v| (name.clone(), v.clone())))
-        .collect()
-}
-
-fn attr_key(k: &BTreeMap<String, String>) -> HashMap<String, AttributeValue> {
-    k.iter().map(|(name, v)| (name.clone(), s(v))).collect()
-}
-
 /// A listing's id in its cursors: the first 8 bytes of its fingerprint are plenty.
 fn fingerprint(parts: &[&str]) -> String {
     crate::monitoring::fingerprint(parts)[..16].to_owned()
 }
 
-/// How a listing is answered: one index, its partitions in order, and a filter.
+/// How a listing is answered: one index, groups of partitions in order (the shards of one
+/// status form a group, merged by sort key), and a filter.
 struct ListingPlan {
     index: &'static str,
     hash_attr: &'static str,
-    partitions: Vec<String>,
+    range_attr: &'static str,
+    groups: Vec<Vec<String>>,
     filter: Vec<&'static str>,
     status_filter: Option<String>,
 }
@@ -107,6 +120,12 @@ fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
     let statuses = match &q.status {
         Some(st) => vec![st.clone()],
         None => vec![ACTIVE.to_owned(), STOPPED.to_owned()],
+    };
+    let shard_groups = || -> Vec<Vec<String>> {
+        statuses
+            .iter()
+            .map(|status| crate::shard::all_shard_keys(status).collect())
+            .collect()
     };
     let reconnect_filter = match q.reconnect_needed {
         Some(true) => Some("attribute_exists(reconnect_needed_since)"),
@@ -121,7 +140,8 @@ fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
         return ListingPlan {
             index: OWNER_INDEX,
             hash_attr: "owner",
-            partitions: vec![owner.clone()],
+            range_attr: "monitoring_id",
+            groups: vec![vec![owner.clone()]],
             filter,
             status_filter: q.status.clone(),
         };
@@ -129,22 +149,101 @@ fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
     if q.reconnect_needed == Some(true) {
         return ListingPlan {
             index: RECONNECT_INDEX,
-            hash_attr: "monitoring_status",
-            partitions: statuses,
+            hash_attr: STATUS_SHARD_ATTR,
+            range_attr: RECONNECT_KEY_ATTR,
+            groups: shard_groups(),
             filter: Vec::new(),
             status_filter: None,
         };
     }
     ListingPlan {
         index: STATUS_INDEX,
-        hash_attr: "monitoring_status",
-        partitions: statuses,
+        hash_attr: STATUS_SHARD_ATTR,
+        range_attr: "monitoring_id",
+        groups: shard_groups(),
         filter: reconnect_filter.into_iter().collect(),
         status_filter: None,
     }
 }
 
+/// What one partition's Query gave: its items with their sort keys, and the sort key of its
+/// `LastEvaluatedKey` when it has more.
+struct PartitionPage {
+    items: Vec<(String, HashMap<String, AttributeValue>)>,
+    more_after: Option<String>,
+}
+
+/// Merges the pages of one partition group, in sort-key order: at most `wanted` items, none past
+/// a partition that has more (its unread items could sort before the others' later ones).
+/// Returns the items taken and where the group continues: `Some(after)` with more to read,
+/// `None` when the group is done.
+fn merge_group(
+    pages: Vec<PartitionPage>,
+    wanted: usize,
+) -> (Vec<HashMap<String, AttributeValue>>, Option<String>) {
+    let cutoff = pages.iter().filter_map(|p| p.more_after.clone()).min();
+    let mut merged: Vec<(String, HashMap<String, AttributeValue>)> = pages
+        .into_iter()
+        .flat_map(|p| p.items)
+        .filter(|(sort, _)| cutoff.as_ref().is_none_or(|c| sort <= c))
+        .collect();
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
+    if merged.len() > wanted {
+        merged.truncate(wanted);
+        let after = merged.last().map(|(sort, _)| sort.clone());
+        return (merged.into_iter().map(|(_, i)| i).collect(), after);
+    }
+    // Every item up to the cutoff was taken: continue after it, or the group is done.
+    (merged.into_iter().map(|(_, i)| i).collect(), cutoff)
+}
+
 impl DynamoStore {
+    /// One Query of one partition of a listing, from strictly after `after`.
+    async fn listing_query(
+        &self,
+        plan: &ListingPlan,
+        partition: &str,
+        after: Option<&str>,
+        wanted: usize,
+    ) -> Result<PartitionPage, PortError> {
+        let mut request = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(plan.index)
+            .expression_attribute_names("#hash", plan.hash_attr)
+            .expression_attribute_values(":hash", s(partition))
+            .limit(i32::try_from(wanted).unwrap_or(i32::MAX));
+        request = match after {
+            Some(after) => request
+                .key_condition_expression("#hash = :hash AND #range > :after")
+                .expression_attribute_names("#range", plan.range_attr)
+                .expression_attribute_values(":after", s(after)),
+            None => request.key_condition_expression("#hash = :hash"),
+        };
+        if !plan.filter.is_empty() {
+            request = request.filter_expression(plan.filter.join(" AND "));
+        }
+        if let Some(status) = &plan.status_filter {
+            request = request.expression_attribute_values(":status", s(status));
+        }
+        let page = request.send().await.map_err(|e| port_error(SERVICE, e))?;
+        let sort_of = |item: &HashMap<String, AttributeValue>| text(item, plan.range_attr);
+        Ok(PartitionPage {
+            more_after: page
+                .last_evaluated_key
+                .as_ref()
+                .filter(|k| !k.is_empty())
+                .and_then(sort_of),
+            items: page
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|item| sort_of(&item).map(|sort| (sort, item)))
+                .collect(),
+        })
+    }
+
     async fn update_monitoring_guarded(
         &self,
         monitoring_id: &str,
@@ -202,7 +301,10 @@ impl MonitoringStore for DynamoStore {
             .set_opt("owner", context.owner.as_ref().map(s))
             .set_opt("interval", view.interval.as_ref().map(s));
         if let Some(status) = &view.status {
-            b.set("monitoring_status", s(status));
+            b.set("monitoring_status", s(status)).set(
+                STATUS_SHARD_ATTR,
+                s(status_shard_key(status, &view.monitoring_id)),
+            );
             if status == STOPPED {
                 b.set_if_absent("stopped_at", s(at));
             } else {
@@ -344,62 +446,52 @@ impl MonitoringStore for DynamoStore {
             &reconnect,
             q.owner.as_deref().unwrap_or(""),
         ]);
-        let (mut partition, mut start) = match &q.cursor {
+        let (mut group, mut after) = match &q.cursor {
             None => (0, None),
             Some(text) => {
                 let Ok(c) = decode_cursor(text) else {
                     return Ok(Err(BadCursor));
                 };
-                if c.q != query_id || c.p >= plan.partitions.len() {
+                if c.q != query_id || c.p >= plan.groups.len() {
                     return Ok(Err(BadCursor));
                 }
-                (c.p, c.k.as_ref().map(attr_key))
+                (c.p, c.a)
             }
         };
         let mut items = Vec::new();
-        let mut queries = 0;
-        while partition < plan.partitions.len() && items.len() < q.limit {
-            if queries == MAX_QUERIES_PER_PAGE {
+        let mut rounds = 0;
+        while group < plan.groups.len() && items.len() < q.limit {
+            if rounds == MAX_QUERIES_PER_PAGE {
                 break;
             }
-            queries += 1;
-            let wanted = i32::try_from(q.limit - items.len()).unwrap_or(i32::MAX);
-            let mut request = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name(plan.index)
-                .key_condition_expression("#hash = :hash")
-                .expression_attribute_names("#hash", plan.hash_attr)
-                .expression_attribute_values(":hash", s(&plan.partitions[partition]))
-                .limit(wanted)
-                .set_exclusive_start_key(start.take());
-            if !plan.filter.is_empty() {
-                request = request.filter_expression(plan.filter.join(" AND "));
-            }
-            if let Some(status) = &plan.status_filter {
-                request = request.expression_attribute_values(":status", s(status));
-            }
-            let page = request.send().await.map_err(|e| port_error(SERVICE, e))?;
-            for item in page.items.unwrap_or_default() {
+            rounds += 1;
+            let wanted = q.limit - items.len();
+            let pages =
+                futures::future::try_join_all(plan.groups[group].iter().map(|partition| {
+                    self.listing_query(&plan, partition, after.as_deref(), wanted)
+                }))
+                .await?;
+            let (taken, next) = merge_group(pages, wanted);
+            for item in taken {
                 items.push(serde_dynamo::from_item(item).map_err(|e| {
                     PortError::unavailable(SERVICE, format!("unreadable monitoring: {e}"))
                 })?);
             }
-            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(k) => start = Some(k),
-                None => partition += 1,
+            match next {
+                Some(sort) => after = Some(sort),
+                None => {
+                    group += 1;
+                    after = None;
+                }
             }
         }
-        let next_cursor = if partition < plan.partitions.len() {
-            Some(encode_cursor(&Cursor {
+        let next_cursor = (group < plan.groups.len()).then(|| {
+            encode_cursor(&Cursor {
                 q: query_id,
-                p: partition,
-                k: start.as_ref().and_then(string_key),
-            }))
-        } else {
-            None
-        };
+                p: group,
+                a: after,
+            })
+        });
         Ok(Ok(Page { items, next_cursor }))
     }
 
@@ -591,14 +683,19 @@ mod tests {
             ..MonitoringQuery::default()
         });
         assert_eq!(plan.index, RECONNECT_INDEX);
-        assert_eq!(plan.partitions, [ACTIVE, STOPPED]);
+        assert_eq!(plan.range_attr, RECONNECT_KEY_ATTR);
+        assert_eq!(plan.groups.len(), 2, "ACTIVE, then STOPPED");
+        assert_eq!(plan.groups[0].len(), crate::shard::SHARDS as usize);
+        assert!(plan.groups[0].iter().all(|k| k.starts_with("ACTIVE#")));
+        assert!(plan.groups[1].iter().all(|k| k.starts_with("STOPPED#")));
         let plan = listing_plan(&MonitoringQuery {
             status: Some(STOPPED.into()),
             reconnect_needed: Some(false),
             ..MonitoringQuery::default()
         });
         assert_eq!(plan.index, STATUS_INDEX);
-        assert_eq!(plan.partitions, [STOPPED]);
+        assert_eq!(plan.groups.len(), 1);
+        assert!(plan.groups[0].contains(&status_shard_key(STOPPED, "any monitoring")));
         assert_eq!(
             plan.filter,
             ["attribute_not_exists(reconnect_needed_since)"]
@@ -610,11 +707,59 @@ mod tests {
         let c = Cursor {
             q: "abc".into(),
             p: 1,
-            k: Some(BTreeMap::from([("pk".into(), "MONITORING#x".into())])),
+            a: Some("m-42".into()),
         };
         let back = decode_cursor(&encode_cursor(&c)).unwrap();
-        assert_eq!((back.q, back.p, back.k), (c.q, c.p, c.k));
+        assert_eq!((back.q, back.p, back.a), (c.q, c.p, c.a));
         assert!(decode_cursor("not a cursor!").is_err());
         assert!(decode_cursor("e30").is_err(), "{{}} lacks fields");
+    }
+
+    fn page(sorts: &[&str], more_after: Option<&str>) -> PartitionPage {
+        PartitionPage {
+            items: sorts
+                .iter()
+                .map(|sort| {
+                    (
+                        sort.to_string(),
+                        HashMap::from([("monitoring_id".to_owned(), s(*sort))]),
+                    )
+                })
+                .collect(),
+            more_after: more_after.map(str::to_owned),
+        }
+    }
+
+    fn ids(items: &[HashMap<String, AttributeValue>]) -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|i| text(i, "monitoring_id"))
+            .collect()
+    }
+
+    #[test]
+    fn shards_merge_in_sort_order_and_continue_after_the_last_item() {
+        let (items, next) = merge_group(
+            vec![page(&["b", "e"], None), page(&["a", "c", "d"], None)],
+            3,
+        );
+        assert_eq!(ids(&items), ["a", "b", "c"]);
+        assert_eq!(next.as_deref(), Some("c"), "more to read in the group");
+        let (items, next) = merge_group(vec![page(&["e"], None), page(&["d"], None)], 3);
+        assert_eq!(ids(&items), ["d", "e"]);
+        assert_eq!(next, None, "every shard is done");
+    }
+
+    #[test]
+    fn nothing_past_a_shard_with_unread_items_is_returned() {
+        // The second shard stopped at "c" (a filter or its limit): its unread items sort after
+        // "c" and could come before "d", so "d" waits for the next round.
+        let (items, next) = merge_group(vec![page(&["a", "d"], None), page(&["b"], Some("c"))], 10);
+        assert_eq!(ids(&items), ["a", "b"]);
+        assert_eq!(next.as_deref(), Some("c"));
+        // A shard that returned nothing but has more still holds the others back.
+        let (items, next) = merge_group(vec![page(&["x"], None), page(&[], Some("m"))], 10);
+        assert!(items.is_empty());
+        assert_eq!(next.as_deref(), Some("m"));
     }
 }

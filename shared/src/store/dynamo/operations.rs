@@ -3,7 +3,7 @@
 //!
 //! | index | partition | sort | holds |
 //! |---|---|---|---|
-//! | `recent` (INCLUDE) | `recent_day` = the delivery's UTC date | `received_at` | event records: type, pull, monitoring, status, outcome |
+//! | `recent` (INCLUDE) | `recent_day` = `<the delivery's UTC date>#<shard>` | `received_at` | event records: type, pull, monitoring, status, outcome |
 //! | `gsi1` | `FETCH_FAILED` | `<failed_at>#<pull_id>` | pull state items whose fetch failed permanently |
 
 use super::{s, DynamoStore};
@@ -21,6 +21,13 @@ pub const FETCH_FAILED_PK: &str = "FETCH_FAILED";
 /// The UTC day of an RFC 3339 time (`2026-11-27T...` -> `2026-11-27`).
 pub fn recent_day(at: &str) -> &str {
     at.get(..10).unwrap_or(at)
+}
+
+/// The `recent` index partition of a delivery: its day, sharded by its dedupe key
+/// (`2026-11-27#07`), so that a day's deliveries spread over [`crate::shard::SHARDS`]
+/// partitions instead of all landing in one (principle 13).
+pub fn recent_key(received_at: &str, dedupe_key: &str) -> String {
+    crate::shard::sharded_key(recent_day(received_at), dedupe_key)
 }
 
 /// One delivery, as the operator sees it.
@@ -65,38 +72,57 @@ impl DynamoStore {
             if out.len() >= limit {
                 break;
             }
-            let page = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name(RECENT_INDEX)
-                .key_condition_expression("#day = :day")
-                .expression_attribute_names("#day", RECENT_DAY_ATTR)
-                .expression_attribute_values(":day", s(day.to_string()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| port_error(SERVICE, e))?;
-            out.extend(page.items().iter().map(|i| {
-                Delivery {
-                    received_at: text(i, "received_at").unwrap_or_default(),
-                    event_type: text(i, "event_type").unwrap_or_default(),
-                    pull_id: text(i, "pull_id").unwrap_or_default(),
-                    monitoring_id: text(i, "monitoring_id"),
-                    status: text(i, "status").unwrap_or_default(),
-                    outcome: text(i, "outcome"),
-                    dedupe_key: text(i, "pk")
-                        .map(|pk| pk.trim_start_matches("EVENT#").to_owned())
-                        .unwrap_or_default(),
-                }
-            }));
+            let wanted = limit - out.len();
+            // The day's shards, read in parallel; each is newest first, so the newest `wanted`
+            // of the day are among the first `wanted` of each shard.
+            let day_key = day.to_string();
+            let shards = futures::future::try_join_all(
+                crate::shard::all_shard_keys(&day_key)
+                    .map(|shard| self.recent_shard(shard, wanted)),
+            )
+            .await?;
+            let mut deliveries: Vec<Delivery> = shards.into_iter().flatten().collect();
+            deliveries.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+            deliveries.truncate(wanted);
+            out.extend(deliveries);
             match day.previous_day() {
                 Some(d) => day = d,
                 None => break,
             }
         }
         Ok(out)
+    }
+
+    /// The newest `limit` deliveries of one shard of a day.
+    async fn recent_shard(&self, shard: String, limit: usize) -> Result<Vec<Delivery>, PortError> {
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(RECENT_INDEX)
+            .key_condition_expression("#day = :day")
+            .expression_attribute_names("#day", RECENT_DAY_ATTR)
+            .expression_attribute_values(":day", s(shard))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        Ok(page
+            .items()
+            .iter()
+            .map(|i| Delivery {
+                received_at: text(i, "received_at").unwrap_or_default(),
+                event_type: text(i, "event_type").unwrap_or_default(),
+                pull_id: text(i, "pull_id").unwrap_or_default(),
+                monitoring_id: text(i, "monitoring_id"),
+                status: text(i, "status").unwrap_or_default(),
+                outcome: text(i, "outcome"),
+                dedupe_key: text(i, "pk")
+                    .map(|pk| pk.trim_start_matches("EVENT#").to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Pulls whose fetch failed for good, newest first.

@@ -154,6 +154,8 @@ impl DynamoStore {
             .get_item()
             .table_name(self.table())
             .set_key(Some(key(pull_pk(pull_id), DATA_SK)))
+            // The API reads this right after the fetcher's FETCHED, which it reads consistently.
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| port_error(SERVICE, e))?
@@ -199,6 +201,8 @@ impl DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(monitoring_pk(monitoring_id)))
             .expression_attribute_values(":prefix", s("REFRESH#"))
+            // The change log reads the entry its own fetch wrote milliseconds before.
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| port_error(SERVICE, e))?
