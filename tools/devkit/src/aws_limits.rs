@@ -492,6 +492,9 @@ fn record(limit: &'static str, operation: &str) {
         operation,
         "aws-limits: request refused as AWS would refuse it"
     );
+    // Also on stderr: a test's output shows it beside the test's failure, whatever subscriber
+    // (or none) the test installed.
+    eprintln!("aws-limits: refused {operation}: {limit}");
     let mut refused = REFUSED.lock().unwrap_or_else(|e| e.into_inner());
     *refused.entry(limit).or_default() += 1;
 }
