@@ -6,6 +6,7 @@ mod events_out;
 mod faults;
 mod fetcher;
 mod intake;
+mod limits;
 mod monitoring_api;
 mod monitoring_sync;
 mod notifier;

@@ -189,7 +189,9 @@ pub fn signed_sample(name: &str) -> Value {
 /// Runs an API Gateway v2 event through the intake handler.
 pub async fn deliver_to(intake: &TestIntake, event: Value) -> (StatusCode, Value) {
     let request = to_lambda_request(event).expect("API Gateway v2 event");
-    let response = webhook_intake::handle(intake, request).await;
+    let response =
+        devkit::aws_limits::api_gateway_response(webhook_intake::handle(intake, request).await)
+            .await;
     let status = response.status();
     let body = serde_json::from_slice(response.body().as_ref()).expect("JSON response body");
     (status, body)

@@ -101,7 +101,8 @@ pub async fn call(
         .collect();
     let raw = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let request = to_lambda_request(apigw_event(method, path, &headers, &raw)).expect("event");
-    let response = monitoring_api::handle(api, request).await;
+    let response =
+        devkit::aws_limits::api_gateway_response(monitoring_api::handle(api, request).await).await;
     let bytes = response.body().as_ref().to_vec();
     Reply {
         status: response.status(),

@@ -33,7 +33,9 @@ async fn invoke(
         Ok(r) => r,
         Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let response = webhook_intake::handle(&intake, request).await;
+    let response =
+        devkit::aws_limits::api_gateway_response(webhook_intake::handle(&intake, request).await)
+            .await;
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
 }
@@ -103,7 +105,8 @@ pub async fn call(
     event["requestContext"]["authorizer"] =
         json!({"jwt": {"claims": {"sub": subject}, "scopes": null}});
     let request = to_lambda_request(event).expect("event");
-    let response = reconnect_api::handle(api, request).await;
+    let response =
+        devkit::aws_limits::api_gateway_response(reconnect_api::handle(api, request).await).await;
     let text = String::from_utf8_lossy(response.body().as_ref()).into_owned();
     (
         response.status(),

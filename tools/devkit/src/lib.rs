@@ -2,6 +2,7 @@
 //! an AWS configuration pointed at the local emulator, the resources template.yaml creates
 //! (created here the same way), sample events and their signing.
 
+pub mod aws_limits;
 pub mod events;
 pub mod jwt;
 pub mod receiver;
@@ -24,7 +25,9 @@ pub fn emulator_timeouts() -> aws_config::timeout::TimeoutConfig {
 }
 
 /// An AWS SDK configuration for a local emulator at `endpoint` (moto): dummy credentials,
-/// a fixed region, the endpoint for every service, [`emulator_timeouts`].
+/// a fixed region, the endpoint for every service, [`emulator_timeouts`], and the HTTP client
+/// behind [`aws_limits::LimitsClient`], so every client built from it is refused what AWS
+/// would refuse (moto enforces few of AWS's limits).
 pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
     let credentials =
         aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "local");
@@ -33,7 +36,9 @@ pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .timeout_config(emulator_timeouts())
-        .http_client(canopy_monitor::aws::http_client())
+        .http_client(aws_limits::LimitsClient::wrap(
+            canopy_monitor::aws::http_client(),
+        ))
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
             credentials,
         ))

@@ -79,7 +79,9 @@ pub async fn invoke_api(
         Ok(r) => r,
         Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let response = monitoring_api::handle(&api, request).await;
+    // As API Gateway would: a response over Lambda's 6 MB becomes its 500.
+    let response =
+        devkit::aws_limits::api_gateway_response(monitoring_api::handle(&api, request).await).await;
     let (parts, body) = response.into_parts();
     tracing::info!(method = %method, path = %uri.path(), status = parts.status.as_u16(), "monitoring-api request");
     Response::from_parts(parts, axum::body::Body::from(body.to_vec()))

@@ -289,7 +289,9 @@ async fn invoke_intake(
         Ok(r) => r,
         Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let response = webhook_intake::handle(&intake, request).await;
+    let response =
+        devkit::aws_limits::api_gateway_response(webhook_intake::handle(&intake, request).await)
+            .await;
     let (parts, body) = response.into_parts();
     tracing::info!(method = %method, path = %uri.path(), status = parts.status.as_u16(), "request");
     Response::from_parts(parts, axum::body::Body::from(body.to_vec()))

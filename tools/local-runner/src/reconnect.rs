@@ -93,7 +93,9 @@ pub async fn invoke(
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let response = reconnect_api::handle(&state.api, request).await;
+    let response =
+        devkit::aws_limits::api_gateway_response(reconnect_api::handle(&state.api, request).await)
+            .await;
     let (parts, body) = response.into_parts();
     tracing::info!(method = %method, path = %uri.path(), status = parts.status.as_u16(), "reconnect-api request");
     Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
