@@ -9,9 +9,17 @@ cd "$ROOT"
 
 logs="$(mktemp -t canopy-logs.XXXXXX)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-echo "==> log secrecy: the local demo on port $port, its logs in $logs"
-RUST_LOG=debug,aws=info,aws_smithy_runtime=info,hyper=info,h2=info,rustls=info,reqwest=info,tower=info \
-  scripts/run-local.sh --demo --exit-after-demo --port "$port" >/dev/null 2>"$logs"
+# The most verbose level a user can set: the most verbose of template.yaml's
+# ApplicationLogLevel AllowedValues. The local tools filter their logs at RUST_LOG exactly as
+# the functions filter theirs at Lambda's level (canopy_monitor::observability::log_filter).
+allowed="$(awk '/^  ApplicationLogLevel:/ {p = 1} p && /AllowedValues:/ {print; exit}' template.yaml)"
+level=""
+for candidate in TRACE DEBUG INFO WARN ERROR FATAL; do
+  case "$allowed" in *"$candidate"*) level="$candidate"; break ;; esac
+done
+[ -n "$level" ] || { echo "template.yaml: no ApplicationLogLevel AllowedValues"; exit 1; }
+echo "==> log secrecy: the local demo at $level (the most verbose level allowed) on port $port, its logs in $logs"
+RUST_LOG="$level" scripts/run-local.sh --demo --exit-after-demo --port "$port" >/dev/null 2>"$logs"
 lines=$(wc -l <"$logs")
 [ "$lines" -gt 50 ] || { echo "only $lines log lines: the demo did not run"; cat "$logs"; exit 1; }
 leaked=0
@@ -25,6 +33,6 @@ for needle in whsec_ sim-client-secret rt_fresh rt_hook rt_webhook reconnectToke
     leaked=1
   fi
 done
-[ "$leaked" -eq 0 ] && echo "    $lines log lines at debug level, none with a secret, token, link or personal value"
+[ "$leaked" -eq 0 ] && echo "    $lines log lines at $level, none with a secret, token, link or personal value"
 rm -f "$logs"
 exit "$leaked"

@@ -16,7 +16,7 @@
 
 use crate::business_events::canopy_monitoring_event;
 use crate::event::{body_for_storage, parse_event, ParseError, WebhookEvent};
-use crate::plan::{plan_event, settle_monitoring_update, PlanConfig};
+use crate::plan::{plan_event, settle_monitoring_update, EventPlan, PlanConfig};
 use crate::ports::Clock;
 use crate::queue::WorkQueue;
 use crate::signature::{self, SignatureError, SigningSecrets};
@@ -240,7 +240,17 @@ pub async fn apply_event<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
     at: &str,
     config: &PlanConfig,
 ) -> Result<(bool, usize), PortError> {
-    let plan = plan_event(event, at, config);
+    apply_plan(store, queue, plan_event(event, at, config), at).await
+}
+
+/// Applies an event's plan ([`apply_event`]); a replay adjusts the plan first
+/// ([`crate::replay`]).
+pub async fn apply_plan<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
+    store: &S,
+    queue: &Q,
+    plan: EventPlan,
+    at: &str,
+) -> Result<(bool, usize), PortError> {
     let pull = store.apply_pull_update(&plan.pull).await?;
     // Order guards the pull's fields, never the monitoring or the work (module docs).
     if let Some(monitoring) = plan.monitoring {

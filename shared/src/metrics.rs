@@ -67,6 +67,12 @@ pub fn repairs(kind: &str, count: usize) {
     metrics::counter!("Repairs", "Kind" => kind.to_owned()).increment(count as u64);
 }
 
+/// Monitorings the reconciler passed over: `unreadable` (Canopy unavailable, retried next
+/// run) or `refused` (Canopy answered 4xx for it).
+pub fn sync_skipped(reason: &str, count: usize) {
+    metrics::counter!("SyncSkipped", "Reason" => reason.to_owned()).increment(count as u64);
+}
+
 /// Business events published from the outbox, and those left waiting (the bus refused them).
 pub fn events(published: usize, left: usize) {
     metrics::counter!("EventsPublished").increment(published as u64);

@@ -17,6 +17,7 @@
 use crate::canopy::{CanopyApi, CanopyError};
 use crate::channel::{Channel, ChannelError, Notice};
 use crate::contact::{reconnect_link, resolve_contact, ContactKeys, Templates};
+use crate::event::REDACTED;
 use crate::ports::{Clock, PortError};
 use crate::store::EpisodeStore;
 use crate::time_fmt::format_ts;
@@ -234,6 +235,8 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
                 .link
                 .as_ref()
                 .and_then(|l| Some((l.reconnect_url.clone()?, l.reconnect_token.clone()?)))
+                // A redacted link (a replay of a stored body) is no link: never sent.
+                .filter(|(url, token)| !url.contains(REDACTED) && !token.contains(REDACTED))
             {
                 // The webhook's own link: older, but better than none.
                 Some(fallback) if job.notice == 0 => {

@@ -59,6 +59,9 @@ pub struct SyncReport {
     pub fetches_queued: usize,
     /// Monitorings whose latest pull could not be read this time (retried next run).
     pub skipped: usize,
+    /// Monitorings Canopy refused to show (404, 400: deleted, or an id it does not take):
+    /// passed over, counted, and the pass goes on with the others.
+    pub refused: usize,
     /// `false` when the run stopped at its deadline before the last page.
     pub complete: bool,
 }
@@ -119,6 +122,8 @@ where
         ] {
             crate::metrics::repairs(kind, count);
         }
+        crate::metrics::sync_skipped("unreadable", report.skipped);
+        crate::metrics::sync_skipped("refused", report.refused);
         Ok(report)
     }
 
@@ -179,6 +184,14 @@ where
                     tracing::warn!(monitoring_id = %id, reason, "latest pull unreadable; next run");
                     report.skipped += 1;
                     None
+                }
+                // One monitoring Canopy will not show (gone, or refused) must not stop the
+                // pass for all the others, every day: passed over and counted. Credentials
+                // refused (Misconfigured) fail every call, so they still end the pass.
+                Err(CanopyError::Permanent { status, code }) => {
+                    tracing::warn!(monitoring_id = %id, status, %code, "Canopy refused the monitoring; passed over");
+                    report.refused += 1;
+                    return Ok(());
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -6,7 +6,7 @@ use canopy_monitor::budget::Deadline;
 use canopy_monitor::monitoring_api::ApiConfig;
 use canopy_monitor::sync::SyncReport;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
-use canopy_sim::FakeCanopy;
+use canopy_sim::{FakeCanopy, Fault};
 use integration_tests::fetching::{consumer, drain_into, fake_canopy};
 use integration_tests::monitoring::{api, call, sync, TestApi, OWNER_KEY};
 use integration_tests::{RequestCounter, TestEnv};
@@ -86,6 +86,7 @@ async fn the_reconciler_repairs_each_kind_of_drift_once() {
             settings_fixed: 1,
             fetches_queued: 1,
             skipped: 0,
+            refused: 0,
             complete: true,
         }
     );
@@ -147,4 +148,53 @@ async fn the_reconciler_repairs_each_kind_of_drift_once() {
         "three list pages, no per-monitoring reads"
     );
     assert!(env.drain(&env.resources.fetch_queue_url).await.is_empty());
+}
+
+/// One monitoring Canopy will not show (404: deleted between its listing and our read) among
+/// several: the pass passes it over, counts it, and repairs the others; every day.
+#[tokio::test]
+async fn a_monitoring_canopy_refuses_is_passed_over_and_the_pass_goes_on() {
+    let env = TestEnv::new("sync-refused").await;
+    let canopy = fake_canopy().await;
+    let counter = RequestCounter::default();
+    let api = api(&env, &canopy, &counter, ApiConfig::default());
+
+    // Three monitorings refreshed while our webhooks were lost: each needs its latest pull read.
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        let id = enabled(&env, &canopy, &api).await;
+        let lost = canopy.refresh_silently(&id).expect("refresh");
+        missed.push((id, lost));
+    }
+    env.drain(&env.resources.fetch_queue_url).await;
+    // The middle one (in listing order, newest first): Canopy answers 404, every time.
+    let (gone, _) = missed[1].clone();
+    canopy.set_faults(&gone, vec![Fault::NotFound], true);
+
+    let reconciler = sync(&env, &canopy, &counter, 100);
+    for day in 1..=2 {
+        let report = reconciler
+            .run(Deadline::NONE)
+            .await
+            .expect("the pass goes on");
+        println!("day {day}: {report:?}");
+        assert_eq!(report.monitorings_seen, 3);
+        assert_eq!(report.refused, 1, "the refused one is counted");
+        assert!(report.complete);
+        if day == 1 {
+            assert_eq!(report.fetches_queued, 2, "the others are repaired");
+        } else {
+            assert_eq!(report.repaired(), 0, "{report:?}");
+        }
+    }
+    for (id, lost) in &missed {
+        let record = env.store.get_monitoring(id).await.unwrap().expect("record");
+        if *id == gone {
+            assert_ne!(record.latest_pull_id.as_deref(), Some(lost.as_str()));
+        } else {
+            assert_eq!(record.latest_pull_id.as_deref(), Some(lost.as_str()));
+        }
+    }
+    let queued = env.drain(&env.resources.fetch_queue_url).await;
+    assert_eq!(queued.len(), 2, "one fetch per repaired monitoring");
 }

@@ -3,11 +3,19 @@
 //! `redrive --dry-run`, then a redrive that moves the fetch back, after which it is stored;
 //! `replay` of a stored webhook; `tail`; and the JSON forms.
 
+use canopy_monitor::event::REDACTED;
+use canopy_monitor::intake::IntakeConfig;
+use canopy_monitor::plan::PlanConfig;
 use canopy_monitor::queue::WorkQueue;
+use canopy_monitor::store::dynamo::{monitoring_pk, STATE_SK};
 use canopy_monitor::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
-use canopy_ops::{deliveries_table, redrive_table, status_table, Ops, QueueName, Stack};
+use canopy_ops::{
+    deliveries_table, redrive_table, status_table, Ops, QueueName, Stack, OWNER_KEY_PARAMETER,
+};
 use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize};
-use integration_tests::fetching::{consumer, drain_into, enqueue_fetch, fake_canopy};
+use canopy_sim::Fault;
+use integration_tests::fetching::{consumer, drain_into, enqueue_fetch, fake_canopy, queue_depth};
+use integration_tests::notifying::{self, Channels};
 use integration_tests::{subject, TestEnv};
 use lambda_http::http::StatusCode;
 use serde_json::json;
@@ -155,10 +163,32 @@ async fn a_deployed_stack_is_found_by_its_outputs() {
     let env = TestEnv::new("ops-stack").await;
     let r = &env.resources;
     let name = format!("{}-stack", r.table_name);
-    let output =
-        |key: &str, value: &str| json!({"Value": value, "Export": null, "Description": key});
+    create_stack(&env, &name, "customer_id").await;
+
+    let stack = Stack::deployed(&env.aws, &name)
+        .await
+        .expect("the stack's outputs");
+    assert!(!stack.local);
+    assert_eq!(stack.table, r.table_name);
+    assert_eq!(stack.fetch_dlq_url, r.fetch_dlq_url);
+    assert_eq!(stack.notify_queue_url, r.notify_queue_url);
+    assert_eq!(stack.owner_key, "customer_id");
+    let status = Ops::new(&env.aws, stack).status().await.expect("status");
+    assert_eq!(status.queues.len(), 4);
+    assert!(status.open_reconnects.is_empty() && status.failed_fetches.is_empty());
+
+    let missing = Stack::deployed(&env.aws, "no-such-stack").await;
+    assert!(missing.is_err());
+}
+
+/// A stack on moto's CloudFormation with `env`'s resources as its outputs and `owner_key` as
+/// its OwnerMetaDataKey parameter (what `Stack::deployed` reads).
+async fn create_stack(env: &TestEnv, name: &str, owner_key: &str) {
+    let r = &env.resources;
+    let output = |key: &str, value: &str| json!({"Value": value, "Description": key});
     let template = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {OWNER_KEY_PARAMETER: {"Type": "String", "Default": "customer_id"}},
         "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-marker")}}},
         "Outputs": {
             "StateTableName": output("table", &r.table_name),
@@ -168,29 +198,187 @@ async fn a_deployed_stack_is_found_by_its_outputs() {
             "NotifyDeadLetterQueueUrl": output("notify dlq", &r.notify_dlq_url),
         }
     });
-    let mut template = template;
-    for (_, o) in template["Outputs"].as_object_mut().unwrap() {
-        o.as_object_mut().unwrap().remove("Export");
-    }
     aws_sdk_cloudformation::Client::new(&env.aws)
         .create_stack()
-        .stack_name(&name)
+        .stack_name(name)
         .template_body(template.to_string())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(OWNER_KEY_PARAMETER)
+                .parameter_value(owner_key)
+                .build(),
+        )
         .send()
         .await
         .expect("create the stack");
+}
 
-    let stack = Stack::deployed(&env.aws, &name)
+/// The dedupe key of the stored delivery about `pull_id`.
+async fn dedupe_key_of(env: &TestEnv, pull_id: &str) -> String {
+    env.event_records()
         .await
-        .expect("the stack's outputs");
-    assert!(!stack.local);
-    assert_eq!(stack.table, r.table_name);
-    assert_eq!(stack.fetch_dlq_url, r.fetch_dlq_url);
-    assert_eq!(stack.notify_queue_url, r.notify_queue_url);
-    let status = Ops::new(&env.aws, stack).status().await.expect("status");
-    assert_eq!(status.queues.len(), 4);
-    assert!(status.open_reconnects.is_empty() && status.failed_fetches.is_empty());
+        .iter()
+        .find(|r| integration_tests::attr(r, "pull_id") == Some(pull_id))
+        .and_then(|r| integration_tests::attr(r, "pk"))
+        .map(|pk| pk.trim_start_matches("EVENT#").to_owned())
+        .expect("the stored delivery")
+}
 
-    let missing = Stack::deployed(&env.aws, "no-such-stack").await;
-    assert!(missing.is_err());
+/// Sets (or, with `None`, removes) a monitoring's stored owner, as a later change would.
+async fn set_owner(env: &TestEnv, monitoring_id: &str, owner: Option<&str>) {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let update = aws_sdk_dynamodb::Client::new(&env.aws)
+        .update_item()
+        .table_name(&env.resources.table_name)
+        .key("pk", S(monitoring_pk(monitoring_id)))
+        .key("sk", S(STATE_SK.to_owned()));
+    let update = match owner {
+        Some(o) => update
+            .update_expression("SET #o = :o")
+            .expression_attribute_values(":o", S(o.to_owned())),
+        None => update.update_expression("REMOVE #o"),
+    };
+    update
+        .expression_attribute_names("#o", "owner")
+        .send()
+        .await
+        .expect("set the owner");
+}
+
+/// `replay` reads the owner key from the stack (its OwnerMetaDataKey), not from the operator's
+/// environment (where it is unset here: the old default, `customer_id`, named another owner),
+/// and never replaces an owner already stored.
+#[tokio::test]
+async fn replay_uses_the_stacks_owner_key_and_never_replaces_an_owner() {
+    // The stack's functions read the owner from `tenant_id`.
+    let config = IntakeConfig {
+        plan: PlanConfig {
+            owner_key: "tenant_id".into(),
+            ..integration_tests::test_intake_config().plan
+        },
+        ..integration_tests::test_intake_config()
+    };
+    let env = TestEnv::with_config("ops-owner", config).await;
+    let name = format!("{}-stack", env.resources.table_name);
+    create_stack(&env, &name, "tenant_id").await;
+    let stack = Stack::deployed(&env.aws, &name).await.expect("the stack");
+    assert_eq!(stack.owner_key, "tenant_id");
+    let ops = Ops::new(&env.aws, stack);
+
+    let meta = json!({"customer_id": "cust-env", "tenant_id": "tenant-9"});
+    let mut stored = Vec::new();
+    for _ in 0..2 {
+        let monitoring = uuid::Uuid::new_v4().to_string();
+        let pull = uuid::Uuid::new_v4().to_string();
+        let body = reconnect_webhook(
+            &subject(&monitoring, &pull, meta.clone()),
+            "https://canopy.example/r?t=tok-owner",
+            "tok-owner",
+        );
+        let (status, answer) = env.deliver(body.to_string().as_bytes()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let owner = env.store.get_monitoring(&monitoring).await.unwrap();
+        assert_eq!(owner.and_then(|m| m.owner).as_deref(), Some("tenant-9"));
+        stored.push((monitoring, dedupe_key_of(&env, &pull).await));
+    }
+    // One monitoring lost its owner; the other was handed to another tenant since.
+    let (unowned, unowned_key) = &stored[0];
+    let (moved, moved_key) = &stored[1];
+    set_owner(&env, unowned, None).await;
+    set_owner(&env, moved, Some("tenant-other")).await;
+
+    ops.replay(unowned_key).await.expect("replay");
+    ops.replay(moved_key).await.expect("replay");
+    let owner_of = |id: String| {
+        let store = env.store.clone();
+        async move {
+            store
+                .get_monitoring(&id)
+                .await
+                .unwrap()
+                .and_then(|m| m.owner)
+        }
+    };
+    assert_eq!(
+        owner_of(unowned.clone()).await.as_deref(),
+        Some("tenant-9"),
+        "the owner under the stack's key, not the environment's"
+    );
+    assert_eq!(
+        owner_of(moved.clone()).await.as_deref(),
+        Some("tenant-other"),
+        "a stored owner is never replaced by a replay"
+    );
+
+    // A stack without the parameter is not taken for one with the default.
+    let bare = format!("{name}-bare");
+    aws_sdk_cloudformation::Client::new(&env.aws)
+        .create_stack()
+        .stack_name(&bare)
+        .template_body(
+            json!({"Resources": {"Marker": {"Type": "AWS::SQS::Queue",
+                "Properties": {"QueueName": format!("{bare}-marker")}}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert!(Stack::deployed(&env.aws, &bare).await.is_err());
+}
+
+/// A replayed MONITORING_RECONNECT whose fresh-token call fails: the stored body's link is
+/// `[REDACTED]`, which must never reach the consumer. The notice is retried, and goes out with
+/// a fresh link once Canopy answers.
+#[tokio::test]
+async fn a_replayed_reconnect_never_sends_the_redacted_link() {
+    let env = TestEnv::new("ops-redacted").await;
+    let canopy = fake_canopy().await;
+    let hooks = notifying::receiver().await;
+    let monitoring = uuid::Uuid::new_v4().to_string();
+    let pull = uuid::Uuid::new_v4().to_string();
+    let body = reconnect_webhook(
+        &subject(&monitoring, &pull, json!({"customer_id": "cust-r"})),
+        "https://canopy.example/r?reconnectToken=rt_hook_redacted",
+        "rt_hook_redacted",
+    );
+    let (status, answer) = env.deliver(body.to_string().as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The original notice is not the subject here.
+    integration_tests::drain_queue(&env.aws, &env.resources.notify_queue_url).await;
+
+    let ops = Ops::new(&env.aws, Stack::local("ops-redacted", &env.resources));
+    let replayed = ops
+        .replay(&dedupe_key_of(&env, &pull).await)
+        .await
+        .expect("replay");
+    assert_eq!(replayed.queued, 1);
+
+    // Canopy cannot give a fresh token.
+    canopy.set_faults(&monitoring, vec![Fault::ServerError], true);
+    let channels = Channels {
+        email: false,
+        sms: false,
+        webhook: Some(&hooks),
+    };
+    let notifier = notifying::consumer(&env, &canopy, channels).await;
+    notifying::drain_once(&env, &notifier).await;
+    let sent = serde_json::to_string(&hooks.received()).expect("json");
+    assert!(!sent.contains(REDACTED), "a redacted link was sent: {sent}");
+    assert!(hooks.received().is_empty(), "nothing without a link");
+    assert_eq!(
+        queue_depth(&env, &env.resources.notify_queue_url).await,
+        1,
+        "the notice waits for its retry"
+    );
+
+    // Canopy answers again: the retry sends a fresh link.
+    canopy.set_faults(&monitoring, Vec::new(), false);
+    notifying::drain_into(&env, &notifier).await;
+    let received = hooks.received();
+    assert_eq!(received.len(), 1);
+    let text = received[0].1.to_string();
+    assert!(
+        text.contains("rt_fresh") && !text.contains(REDACTED),
+        "{text}"
+    );
 }

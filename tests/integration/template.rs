@@ -322,3 +322,227 @@ fn the_openapi_document_describes_exactly_the_served_routes() {
     assert_eq!(documented, served);
     assert!(doc["components"]["securitySchemes"]["sigv4"].is_object());
 }
+
+/// The names of the resources of type `ty`, in template order.
+fn resources_of_type(t: &str, ty: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut current: Option<&str> = None;
+    for line in t.lines() {
+        if let Some(name) = line
+            .strip_prefix("  ")
+            .filter(|l| !l.starts_with(' '))
+            .and_then(|l| l.strip_suffix(':'))
+        {
+            current = Some(name);
+        } else if line == format!("    Type: {ty}") {
+            names.extend(current.map(str::to_owned));
+        }
+    }
+    names
+}
+
+/// What follows `key: ` on the first line of `block` that has it, trimmed.
+fn value<'a>(block: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}: ");
+    block
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(&prefix))
+}
+
+#[test]
+fn alarms_go_to_a_topic_cloudwatch_may_publish_to() {
+    let t = template();
+    // CloudWatch (and EventBridge, S3...) cannot use an AWS-managed key: its policy cannot
+    // grant a service principal. Nothing a service writes to may be encrypted with one.
+    for line in t.lines().filter(|l| l.contains("KmsMasterKeyId")) {
+        assert!(
+            !line.contains("alias/aws/"),
+            "an AWS-managed key a service principal cannot use: {line}"
+        );
+    }
+    let topics = resources_of_type(&t, "AWS::SNS::Topic");
+    assert_eq!(topics, ["AlarmTopic"]);
+    let topic = resource(&t, "AlarmTopic");
+    let key_name = value(&topic, "KmsMasterKeyId")
+        .and_then(|v| v.strip_prefix("!Ref "))
+        .expect("the alarm topic is encrypted with a key of the stack's");
+    let key = resource(&t, key_name);
+    for needle in [
+        "Type: AWS::KMS::Key",
+        "EnableKeyRotation: true",
+        "AWS: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:root",
+        "Service: cloudwatch.amazonaws.com",
+        "- kms:Decrypt",
+        "- kms:GenerateDataKey*",
+        "aws:SourceAccount: !Ref AWS::AccountId",
+    ] {
+        assert!(key.contains(needle), "{key_name} lacks {needle:?}:\n{key}");
+    }
+    // The topic's own policy lets this account's alarms publish.
+    let policies = resources_of_type(&t, "AWS::SNS::TopicPolicy");
+    let policy = policies
+        .iter()
+        .map(|p| resource(&t, p))
+        .find(|p| p.contains("- !Ref AlarmTopic"))
+        .expect("a topic policy for AlarmTopic");
+    for needle in [
+        "Service: cloudwatch.amazonaws.com",
+        "Action: sns:Publish",
+        "aws:SourceAccount: !Ref AWS::AccountId",
+        ":alarm:*",
+    ] {
+        assert!(policy.contains(needle), "the topic policy lacks {needle:?}");
+    }
+    // Every alarm notifies that topic (or the operator's own).
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() > 10, "{alarms:?}");
+    for alarm in alarms {
+        let a = resource(&t, &alarm);
+        assert!(
+            a.contains("AlarmActions: [!If [HasAlarmTopic, !Ref AlarmTopicArn, !Ref AlarmTopic]]"),
+            "{alarm} does not notify the alarm topic"
+        );
+    }
+}
+
+/// One IAM statement of a function's inline policy: its Sid, actions and LeadingKeys values.
+#[derive(Debug, Default)]
+struct Statement {
+    sid: String,
+    actions: Vec<String>,
+    leading_keys: Vec<String>,
+    /// The keys are under `ForAllValues:StringLike` (every key must match one).
+    for_all_like: bool,
+}
+
+/// The statements of the `Policies` of a function (its resource text).
+fn statements(function: &str) -> Vec<Statement> {
+    let mut out: Vec<Statement> = Vec::new();
+    let mut in_keys = false;
+    for line in function.lines().map(str::trim) {
+        if let Some(sid) = line.strip_prefix("- Sid: ") {
+            out.push(Statement {
+                sid: sid.to_owned(),
+                ..Statement::default()
+            });
+            in_keys = false;
+            continue;
+        }
+        let Some(s) = out.last_mut() else { continue };
+        if line == "ForAllValues:StringLike:" {
+            s.for_all_like = true;
+        } else if line == "dynamodb:LeadingKeys:" {
+            in_keys = true;
+        } else if in_keys && line.starts_with("- ") {
+            s.leading_keys
+                .push(line.trim_start_matches("- ").trim_matches('"').to_owned());
+        } else if !line.starts_with('#') {
+            in_keys = false;
+            let action = line
+                .strip_prefix("Action: ")
+                .or_else(|| line.strip_prefix("- "))
+                .filter(|a| a.contains(':') && !a.contains(' '));
+            s.actions.extend(action.map(str::to_owned));
+        }
+    }
+    out
+}
+
+const DYNAMODB_WRITES: [&str; 5] = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:TransactWriteItems",
+];
+
+#[test]
+fn every_function_writes_only_under_its_own_key_prefixes() {
+    use canopy_monitor::store::dynamo::monitorings::REQUEST_PK_PREFIX as REQUEST;
+    use canopy_monitor::store::dynamo::{
+        EVENT_PK_PREFIX as EVENT, MONITORING_PK_PREFIX as MONITORING, PULL_PK_PREFIX as PULL,
+    };
+    // What each function writes (shared/src/store/dynamo: the key builders each store method
+    // it calls uses). Outbox entries live on PULL# (FetchFailed) and MONITORING# items.
+    let writes: [(&str, &[&str]); 7] = [
+        ("WebhookIntakeFunction", &[EVENT, PULL, MONITORING]),
+        ("PullFetcherFunction", &[PULL, MONITORING]),
+        ("ReconnectNotifierFunction", &[MONITORING]),
+        ("ReconnectReminderFunction", &[MONITORING]),
+        ("MonitoringApiFunction", &[MONITORING, PULL, REQUEST]),
+        ("MonitoringSyncFunction", &[MONITORING, PULL]),
+        ("EventPublisherFunction", &[PULL, MONITORING]),
+    ];
+    let t = template();
+    let functions = resources_of_type(&t, "AWS::Serverless::Function");
+    for function in &functions {
+        let block = resource(&t, function);
+        let Some((_, prefixes)) = writes.iter().find(|(f, _)| f == function) else {
+            // reconnect-api's sessions are limited in its own change.
+            assert_eq!(
+                function, "ReconnectApiFunction",
+                "{function}: list its writes"
+            );
+            println!("{function}: its LeadingKeys condition is checked with reconnect-api");
+            continue;
+        };
+        let mut expected: Vec<String> = prefixes.iter().map(|p| format!("{p}*")).collect();
+        expected.sort();
+        let written: Vec<Statement> = statements(&block)
+            .into_iter()
+            .filter(|s| {
+                s.actions
+                    .iter()
+                    .any(|a| DYNAMODB_WRITES.contains(&a.as_str()))
+            })
+            .collect();
+        assert!(!written.is_empty(), "{function} writes to the table");
+        for mut s in written {
+            s.leading_keys.sort();
+            assert_eq!(
+                s.leading_keys, expected,
+                "{function} {}: dynamodb:LeadingKeys must be exactly its key prefixes",
+                s.sid
+            );
+            assert!(
+                s.for_all_like,
+                "{function} {}: ForAllValues:StringLike (every key must match)",
+                s.sid
+            );
+        }
+    }
+}
+
+#[test]
+fn no_allowed_log_level_turns_the_runtime_crates_to_trace() {
+    let t = template();
+    let parameter = resource(&t, "ApplicationLogLevel");
+    let allowed = value(&parameter, "AllowedValues")
+        .and_then(|v| v.strip_prefix('[')?.strip_suffix(']'))
+        .expect("ApplicationLogLevel AllowedValues");
+    let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    assert!(!allowed.contains(&"TRACE"), "{allowed:?}");
+    assert_eq!(
+        allowed,
+        canopy_monitor::observability::LOG_LEVELS,
+        "the template's levels are the code's"
+    );
+}
+
+/// Build output, virtualenvs and local state never go into git (they were committed once).
+#[test]
+fn no_build_output_is_tracked() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "--", ".aws-sam", "target", ".venv", ".local"])
+        .current_dir(root)
+        .output();
+    match listed {
+        Ok(out) if out.status.success() => {
+            let files = String::from_utf8_lossy(&out.stdout);
+            assert!(files.trim().is_empty(), "tracked build output:\n{files}");
+        }
+        _ => println!("not a git checkout (or no git): the tracked-files check is skipped"),
+    }
+}

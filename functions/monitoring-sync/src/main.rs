@@ -25,6 +25,7 @@ async fn run() -> Result<(), Error> {
             settings_fixed = report.settings_fixed,
             fetches_queued = report.fetches_queued,
             skipped = report.skipped,
+            refused = report.refused,
             complete = report.complete,
             repaired = report.repaired(),
             "monitoring sync"

@@ -29,6 +29,11 @@ pub enum OpsError {
     Aws(String),
     #[error("stack {stack}: output {output} is missing (is it a canopy-monitor stack?)")]
     MissingOutput { stack: String, output: &'static str },
+    #[error("stack {stack}: parameter {parameter} is missing (is it a canopy-monitor stack?)")]
+    MissingParameter {
+        stack: String,
+        parameter: &'static str,
+    },
     #[error(transparent)]
     Replay(#[from] ReplayError),
     #[error("{0} is not a dedupe key (v1: and 64 hex digits)")]
@@ -55,12 +60,19 @@ pub struct Stack {
     pub fetch_dlq_url: String,
     pub notify_queue_url: String,
     pub notify_dlq_url: String,
+    /// The `meta_data` key naming a monitoring's owner, as the stack's functions read it
+    /// (its `OwnerMetaDataKey` parameter): a replay must name the same owner intake did.
+    pub owner_key: String,
     /// A stack on a local emulator: SQS message move tasks and CloudWatch are not there.
     pub local: bool,
 }
 
+/// The stack parameter that holds the owner key (template.yaml).
+pub const OWNER_KEY_PARAMETER: &str = "OwnerMetaDataKey";
+
 impl Stack {
-    /// A deployed stack, by its name: its CloudFormation outputs.
+    /// A deployed stack, by its name: its CloudFormation outputs, and the parameters the
+    /// functions were given that the CLI must apply the same way.
     pub async fn deployed(aws: &aws_config::SdkConfig, name: &str) -> Result<Self, OpsError> {
         let stacks = aws_sdk_cloudformation::Client::new(aws)
             .describe_stacks()
@@ -68,11 +80,20 @@ impl Stack {
             .send()
             .await
             .map_err(aws_error("DescribeStacks"))?;
-        let outputs = stacks
-            .stacks()
-            .first()
-            .map(|s| s.outputs().to_vec())
-            .unwrap_or_default();
+        let stack = stacks.stacks().first();
+        let outputs = stack.map(|s| s.outputs().to_vec()).unwrap_or_default();
+        let owner_key = stack
+            .map(|s| s.parameters())
+            .unwrap_or_default()
+            .iter()
+            .find(|p| p.parameter_key() == Some(OWNER_KEY_PARAMETER))
+            .and_then(|p| p.parameter_value())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or(OpsError::MissingParameter {
+                stack: name.to_owned(),
+                parameter: OWNER_KEY_PARAMETER,
+            })?;
         let output = |key: &'static str| {
             outputs
                 .iter()
@@ -91,11 +112,13 @@ impl Stack {
             fetch_dlq_url: output("FetchDeadLetterQueueUrl")?,
             notify_queue_url: output("NotifyQueueUrl")?,
             notify_dlq_url: output("NotifyDeadLetterQueueUrl")?,
+            owner_key,
             local: false,
         })
     }
 
-    /// The local stack (`canopy-local up`), or a test's.
+    /// The local stack (`canopy-local up`), or a test's: its functions use the default owner
+    /// key, as the local runner does.
     pub fn local(name: &str, r: &devkit::resources::Resources) -> Self {
         Self {
             name: name.to_owned(),
@@ -104,6 +127,7 @@ impl Stack {
             fetch_dlq_url: r.fetch_dlq_url.clone(),
             notify_queue_url: r.notify_queue_url.clone(),
             notify_dlq_url: r.notify_dlq_url.clone(),
+            owner_key: canopy_monitor::plan::DEFAULT_OWNER_KEY.to_owned(),
             local: true,
         }
     }
@@ -462,7 +486,8 @@ impl Ops {
         }
     }
 
-    /// Re-runs stored webhook `key` through intake's plan (as the Monitoring API's replay).
+    /// Re-runs stored webhook `key` through intake's plan (as the Monitoring API's replay),
+    /// with the stack's owner key; an owner already stored is never replaced.
     pub async fn replay(&self, key: &str) -> Result<Replayed, OpsError> {
         let key = canopy_monitor::monitoring_api::validate_dedupe_key(key)
             .map_err(|_| OpsError::BadKey(key.to_owned()))?;
@@ -473,8 +498,7 @@ impl Ops {
         );
         let at = format_ts(time::OffsetDateTime::now_utc());
         let plan = PlanConfig {
-            owner_key: std::env::var("OWNER_META_DATA_KEY")
-                .unwrap_or_else(|_| canopy_monitor::plan::DEFAULT_OWNER_KEY.to_owned()),
+            owner_key: self.stack.owner_key.clone(),
             ..PlanConfig::default()
         };
         Ok(replay_stored_event(&self.store, &queue, &key, &at, &plan).await?)

@@ -42,14 +42,20 @@ const MAX_STORED_BODY: usize = 300 * 1024;
 pub const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 pub const STATUS_COMPLETED: &str = "COMPLETED";
 
+/// Partition-key prefixes. template.yaml limits each function's writes to the prefixes it
+/// uses (`dynamodb:LeadingKeys`); tests/integration/template.rs checks them against these.
+pub const EVENT_PK_PREFIX: &str = "EVENT#";
+pub const PULL_PK_PREFIX: &str = "PULL#";
+pub const MONITORING_PK_PREFIX: &str = "MONITORING#";
+
 pub fn event_pk(dedupe_key: &str) -> String {
-    format!("EVENT#{dedupe_key}")
+    format!("{EVENT_PK_PREFIX}{dedupe_key}")
 }
 pub fn pull_pk(pull_id: &str) -> String {
-    format!("PULL#{pull_id}")
+    format!("{PULL_PK_PREFIX}{pull_id}")
 }
 pub fn monitoring_pk(monitoring_id: &str) -> String {
-    format!("MONITORING#{monitoring_id}")
+    format!("{MONITORING_PK_PREFIX}{monitoring_id}")
 }
 pub const EVENT_SK: &str = "EVENT";
 /// Largest `meta_data` (JSON bytes) kept inline in the pull item and in messages.

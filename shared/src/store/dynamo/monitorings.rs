@@ -49,8 +49,11 @@ const REQUEST_SK: &str = "REQUEST";
 /// Queries one listing page may take (filters can leave a Query short).
 const MAX_QUERIES_PER_PAGE: usize = 8;
 
+/// The partition-key prefix of idempotent requests (see [`super::EVENT_PK_PREFIX`]).
+pub const REQUEST_PK_PREFIX: &str = "REQUEST#";
+
 fn request_pk(key: &str) -> String {
-    format!("REQUEST#{key}")
+    format!("{REQUEST_PK_PREFIX}{key}")
 }
 
 fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {

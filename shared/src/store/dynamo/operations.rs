@@ -119,7 +119,7 @@ impl DynamoStore {
                 status: text(i, "status").unwrap_or_default(),
                 outcome: text(i, "outcome"),
                 dedupe_key: text(i, "pk")
-                    .map(|pk| pk.trim_start_matches("EVENT#").to_owned())
+                    .map(|pk| pk.trim_start_matches(super::EVENT_PK_PREFIX).to_owned())
                     .unwrap_or_default(),
             })
             .collect())
