@@ -387,7 +387,11 @@ pub const RECONNECT_ENV_VARS: &[&str] = &[
     "CANOPY_TIMEOUT_SECONDS",
     "SUBJECT_CLAIM",
     "RECONNECT_SESSION_MINUTES",
+    "RECONNECT_LIMIT_WINDOW_MINUTES",
+    "RECONNECT_MAX_STARTS",
+    "RECONNECT_MAX_TOKENS",
     "RECONNECT_MAX_ATTEMPTS",
+    "RECONNECT_MAX_CONCURRENT_POLLS",
 ];
 
 /// Everything reconnect-api reads from its environment.
@@ -407,11 +411,24 @@ impl ReconnectEnv {
             "RECONNECT_SESSION_MINUTES",
             defaults.session_ttl.as_secs() / 60,
         )?;
-        let attempts: u32 = parsed_or("RECONNECT_MAX_ATTEMPTS", defaults.max_attempts)?;
-        if minutes == 0 || attempts == 0 {
+        let window: u64 = parsed_or(
+            "RECONNECT_LIMIT_WINDOW_MINUTES",
+            defaults.limit_window.as_secs() / 60,
+        )?;
+        // Each per-subject budget needs at least one use, or the route could never answer.
+        let at_least_one = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match parsed_or(name, default)? {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    detail: "must be at least 1".into(),
+                }),
+                n => Ok(n),
+            }
+        };
+        if minutes == 0 || window == 0 {
             return Err(ConfigError::Invalid {
                 name: "RECONNECT_SESSION_MINUTES",
-                detail: "sessions need at least a minute and one attempt".into(),
+                detail: "sessions and limit windows need at least a minute".into(),
             });
         }
         Ok(Self {
@@ -420,7 +437,14 @@ impl ReconnectEnv {
             subject_claim: parsed_or("SUBJECT_CLAIM", "sub".to_owned())?,
             reconnect: crate::reconnect::ReconnectConfig {
                 session_ttl: Duration::from_secs(minutes * 60),
-                max_attempts: attempts,
+                limit_window: Duration::from_secs(window * 60),
+                max_starts: at_least_one("RECONNECT_MAX_STARTS", defaults.max_starts)?,
+                max_tokens: at_least_one("RECONNECT_MAX_TOKENS", defaults.max_tokens)?,
+                max_attempts: at_least_one("RECONNECT_MAX_ATTEMPTS", defaults.max_attempts)?,
+                max_concurrent_polls: at_least_one(
+                    "RECONNECT_MAX_CONCURRENT_POLLS",
+                    defaults.max_concurrent_polls,
+                )?,
                 ..defaults
             },
         })

@@ -14,7 +14,7 @@
 use crate::canopy::{CanopyApi, CanopyError, ConnectRequest, WidgetApi};
 use crate::ports::{Clock, PortError};
 use crate::records::PullRecord;
-use crate::store::{AttemptTaken, MonitoringStore, ReconnectSession, SessionStore};
+use crate::store::{LimitKey, LimitStore, MonitoringStore, ReconnectSession, SessionStore, Window};
 use crate::time_fmt::format_ts;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -23,9 +23,19 @@ use std::time::Duration;
 pub struct ReconnectConfig {
     /// How long a session lives (Canopy's whitelabel flow takes minutes).
     pub session_ttl: Duration,
-    /// Calls of each kind (`connect`, `idvoptions`, `idv`) a session may make.
+    /// The fixed window the per-subject counts below are kept over.
+    pub limit_window: Duration,
+    /// Sessions a subject may start per window (each is two Canopy calls on the team's keys).
+    pub max_starts: u32,
+    /// `/token` calls a subject may make per window (each is a Canopy call on the team's keys).
+    pub max_tokens: u32,
+    /// Calls of each kind (`connect`, `idvoptions`, `idv`) a subject may make per window on one
+    /// monitoring, whatever the session: a new session buys no new tries.
     pub max_attempts: u32,
-    /// The longest a poll waits for the next step (API Gateway gives up after 30 s).
+    /// Polls a subject may have waiting at once: one consumer cannot hold the function's
+    /// concurrency.
+    pub max_concurrent_polls: u32,
+    /// The longest a poll waits for the next step.
     pub max_wait: Duration,
     /// How often a waiting poll reads the pull.
     pub poll_every: Duration,
@@ -35,12 +45,68 @@ impl Default for ReconnectConfig {
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(30 * 60),
+            limit_window: Duration::from_secs(15 * 60),
+            max_starts: 5,
+            max_tokens: 5,
             max_attempts: 5,
-            max_wait: Duration::from_secs(20),
+            max_concurrent_polls: 2,
+            max_wait: Duration::from_secs(10),
             poll_every: Duration::from_millis(500),
         }
     }
 }
+
+/// A per-subject budget (principle 14). Each is a parameter of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Sessions started, per subject.
+    SessionStarts,
+    /// `/token` calls, per subject.
+    Tokens,
+    /// `connect` calls, per subject and monitoring.
+    Connects,
+    /// `idvoptions` calls, per subject and monitoring.
+    MfaOptions,
+    /// `idv` calls, per subject and monitoring.
+    MfaCodes,
+    /// Polls waiting at once, per subject.
+    ConcurrentPolls,
+}
+
+impl Limit {
+    /// The name answers and keys carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::SessionStarts => "session_starts",
+            Limit::Tokens => "tokens",
+            Limit::Connects => "connects",
+            Limit::MfaOptions => "mfa_options",
+            Limit::MfaCodes => "mfa_codes",
+            Limit::ConcurrentPolls => "concurrent_polls",
+        }
+    }
+}
+
+/// The fixed window of `length` holding `now` (Unix seconds): windows start at multiples of
+/// the length, so every request of a subject counts against the same item.
+pub fn window_at(now: i64, length: Duration) -> Window {
+    let length = crate::budget::unix_secs(length).max(1);
+    let start = now - now.rem_euclid(length);
+    Window {
+        start,
+        end: start + length,
+    }
+}
+
+/// Seconds a refused caller waits before the window starts again (at least 1).
+pub fn retry_after(now: i64, window: Window) -> u64 {
+    (window.end - now).max(1).unsigned_abs()
+}
+
+/// How long a poll's slot counts as held without a release: longer than any request can
+/// last (the function's timeout), so a count nobody took from since is only leaked slots.
+pub const POLL_SLOT_HOLD: Duration =
+    Duration::from_secs(crate::budget::API_FUNCTION_TIMEOUT.as_secs() + 5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconnectError {
@@ -54,8 +120,12 @@ pub enum ReconnectError {
     NotFound(&'static str),
     #[error("the reconnect session expired; start a new one")]
     Expired,
-    #[error("too many attempts in this session; start a new one")]
-    TooManyAttempts,
+    /// A per-subject budget is spent: answered 429 with `Retry-After`.
+    #[error("limit {} reached; retry in {retry_after} s", limit.name())]
+    Limited { limit: Limit, retry_after: u64 },
+    /// The session key could not seal or open a value (cannot happen with a 32-byte key).
+    #[error("sealing failed")]
+    Sealing,
     #[error("Canopy answered {0}")]
     Canopy(#[from] CanopyError),
     #[error(transparent)]
@@ -69,7 +139,13 @@ impl ReconnectError {
             ReconnectError::Invalid { .. } => (400, "invalid_request".into()),
             ReconnectError::NotFound(_) => (404, "not_found".into()),
             ReconnectError::Expired => (410, "session_expired".into()),
-            ReconnectError::TooManyAttempts => (429, "too_many_attempts".into()),
+            ReconnectError::Limited { .. } => (429, "too_many_requests".into()),
+            ReconnectError::Sealing => (500, "internal".into()),
+            // Canopy refused the pull's JWT (only the widget calls carry one, see
+            // `canopy::classify_pull_call`): the consumer's session is over, not our keys.
+            ReconnectError::Canopy(CanopyError::Permanent { status: 401, .. }) => {
+                (410, "session_expired".into())
+            }
             ReconnectError::Canopy(CanopyError::Permanent { status, code }) => {
                 let status = match code.as_str() {
                     "INVALID_RECONNECT_TOKEN" => 410,
@@ -98,6 +174,16 @@ impl ReconnectError {
     /// A message a UI can show to the consumer.
     pub fn message(&self) -> String {
         match self {
+            ReconnectError::Canopy(CanopyError::Permanent { status: 401, .. }) => {
+                "This reconnect session is no longer valid. Please start again.".to_owned()
+            }
+            ReconnectError::Limited { limit, retry_after } => {
+                let what = match limit {
+                    Limit::ConcurrentPolls => "Too many requests at once",
+                    _ => "Too many tries",
+                };
+                format!("{what}. Please try again in {}.", in_words(*retry_after))
+            }
             ReconnectError::Canopy(CanopyError::Permanent { code, .. }) => match code.as_str() {
                 "INVALID_RECONNECT_TOKEN" => "This reconnect link has expired. Please start again.",
                 "MONITORING_INACTIVE" => "Updates for this account are switched off.",
@@ -121,11 +207,21 @@ impl ReconnectError {
                 "The service is busy. Please try again in a moment.".to_owned()
             }
             ReconnectError::Canopy(CanopyError::Misconfigured { .. })
-            | ReconnectError::Storage(_) => {
+            | ReconnectError::Storage(_)
+            | ReconnectError::Sealing => {
                 "Something went wrong on our side. Please try again later.".to_owned()
             }
             other => other.to_string(),
         }
+    }
+}
+
+/// A wait for a person to read: seconds under two minutes, minutes after.
+fn in_words(secs: u64) -> String {
+    match secs {
+        0..=1 => "a second".to_owned(),
+        2..=119 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
     }
 }
 
@@ -213,7 +309,7 @@ pub struct ReconnectService<S, K, C> {
 
 impl<S, K, C> ReconnectService<S, K, C>
 where
-    S: MonitoringStore + SessionStore,
+    S: MonitoringStore + SessionStore + LimitStore,
     K: CanopyApi + WidgetApi,
     C: Clock,
 {
@@ -227,19 +323,43 @@ where
         }
     }
 
-    /// The monitoring id of a request body, if it is the caller's.
-    async fn owned_monitoring(
+    /// Counts one use of `limit` by `subject` (on `monitoring_id`, when given) in the current
+    /// window, or refuses with the seconds until the window ends.
+    async fn take(
         &self,
+        limit: Limit,
         subject: &str,
-        body: &Value,
-    ) -> Result<String, ReconnectError> {
+        monitoring_id: Option<&str>,
+        max: u32,
+    ) -> Result<(), ReconnectError> {
+        let now = self.clock.now().unix_timestamp();
+        let window = window_at(now, self.config.limit_window);
+        let key = LimitKey {
+            subject,
+            name: limit.name(),
+            monitoring_id,
+        };
+        if self.store.take_in_window(&key, window, max).await? {
+            Ok(())
+        } else {
+            Err(ReconnectError::Limited {
+                limit,
+                retry_after: retry_after(now, window),
+            })
+        }
+    }
+
+    /// The monitoring id of a request body, checked as an id (not yet as the caller's).
+    fn monitoring_id_of(body: &Value) -> Result<String, ReconnectError> {
         let id = required_text(body, "monitoring_id", 64)?;
-        let id = crate::monitoring::validate_id("monitoring_id", &id).map_err(|e| {
-            ReconnectError::Invalid {
-                field: e.field,
-                problem: e.problem,
-            }
-        })?;
+        crate::monitoring::validate_id("monitoring_id", &id).map_err(|e| ReconnectError::Invalid {
+            field: e.field,
+            problem: e.problem,
+        })
+    }
+
+    /// `id`, if the monitoring is the caller's.
+    async fn owned_monitoring(&self, subject: &str, id: String) -> Result<String, ReconnectError> {
         let monitoring = self.store.monitoring(&id).await?;
         match monitoring.and_then(|m| m.owner) {
             Some(owner) if owner == subject => Ok(id),
@@ -267,7 +387,12 @@ where
 
     /// `POST /v1/reconnect/sessions {monitoring_id}`.
     pub async fn start(&self, subject: &str, body: &Value) -> Result<Value, ReconnectError> {
-        let monitoring_id = self.owned_monitoring(subject, body).await?;
+        let id = Self::monitoring_id_of(body)?;
+        // Counted before anything is read: the budget bounds the reads and Canopy calls, and
+        // a refusal tells nothing about the monitoring.
+        self.take(Limit::SessionStarts, subject, None, self.config.max_starts)
+            .await?;
+        let monitoring_id = self.owned_monitoring(subject, id).await?;
         let token = self.canopy.reconnect_token(&monitoring_id).await?;
         let pull = self
             .canopy
@@ -280,12 +405,21 @@ where
             }));
         }
         let now = self.clock.now();
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let sealed_jwt = self.key.seal(
+            &pull.pull_jwt,
+            &SealedFor {
+                session_id: &session_id,
+                owner: subject,
+                pull_id: &pull.pull_id,
+            },
+        )?;
         let session = ReconnectSession {
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
             owner: subject.to_owned(),
             monitoring_id: monitoring_id.clone(),
             pull_id: pull.pull_id.clone(),
-            sealed_jwt: self.key.seal(&pull.pull_jwt),
+            sealed_jwt,
             created_at: format_ts(now),
             expires_at: now.unix_timestamp() + crate::budget::unix_secs(self.config.session_ttl),
         };
@@ -302,7 +436,10 @@ where
 
     /// `POST /v1/reconnect/token {monitoring_id}`: a fresh token for Canopy's SDK.
     pub async fn fresh_token(&self, subject: &str, body: &Value) -> Result<Value, ReconnectError> {
-        let monitoring_id = self.owned_monitoring(subject, body).await?;
+        let id = Self::monitoring_id_of(body)?;
+        self.take(Limit::Tokens, subject, None, self.config.max_tokens)
+            .await?;
+        let monitoring_id = self.owned_monitoring(subject, id).await?;
         let token = self.canopy.reconnect_token(&monitoring_id).await?;
         tracing::info!(monitoring_id = %monitoring_id, "reconnect token handed to its owner");
         Ok(json!({
@@ -318,7 +455,7 @@ where
         &self,
         subject: &str,
         session_id: &str,
-        kind: &str,
+        limit: Limit,
         call: F,
     ) -> Result<Value, ReconnectError>
     where
@@ -326,25 +463,23 @@ where
         Fut: std::future::Future<Output = Result<(), CanopyError>>,
     {
         let session = self.owned_session(subject, session_id).await?;
-        let now = self.clock.now().unix_timestamp();
-        match self
-            .store
-            .take_attempt(session_id, kind, self.config.max_attempts, now)
-            .await?
-        {
-            AttemptTaken::Taken => {}
-            AttemptTaken::LimitReached => return Err(ReconnectError::TooManyAttempts),
-            AttemptTaken::NoSession => return Err(ReconnectError::Expired),
-        }
+        // Per subject and monitoring, not per session: a new session buys no new tries.
+        self.take(
+            limit,
+            subject,
+            Some(&session.monitoring_id),
+            self.config.max_attempts,
+        )
+        .await?;
         // A session sealed under an earlier key (the Canopy keys were rotated) is over.
         let jwt = self
             .key
-            .open(&session.sealed_jwt)
+            .open(&session.sealed_jwt, &SealedFor::session(&session))
             .ok_or(ReconnectError::Expired)?;
         let before = step_of(self.store.pull(&session.pull_id).await?.as_ref());
         let pull_id = session.pull_id.clone();
         call(session.pull_id, jwt).await?;
-        tracing::info!(session_id, pull_id = %pull_id, kind, "reconnect step forwarded");
+        tracing::info!(session_id, pull_id = %pull_id, kind = limit.name(), "reconnect step forwarded");
         Ok(json!({"accepted": true, "poll_after": before["sequence"]}))
     }
 
@@ -375,9 +510,12 @@ where
                 ));
             }
         }
-        self.forward(subject, session_id, "connect", |pull, jwt| async move {
-            self.canopy.connect(&pull, &jwt, &request).await
-        })
+        self.forward(
+            subject,
+            session_id,
+            Limit::Connects,
+            |pull, jwt| async move { self.canopy.connect(&pull, &jwt, &request).await },
+        )
         .await
     }
 
@@ -389,9 +527,12 @@ where
         body: &Value,
     ) -> Result<Value, ReconnectError> {
         let key = required_text(body, "optionKey", 200)?;
-        self.forward(subject, session_id, "idvoptions", |pull, jwt| async move {
-            self.canopy.idv_options(&pull, &jwt, &key).await
-        })
+        self.forward(
+            subject,
+            session_id,
+            Limit::MfaOptions,
+            |pull, jwt| async move { self.canopy.idv_options(&pull, &jwt, &key).await },
+        )
         .await
     }
 
@@ -403,15 +544,53 @@ where
         body: &Value,
     ) -> Result<Value, ReconnectError> {
         let code = required_text(body, "mfaValue", 64)?;
-        self.forward(subject, session_id, "idv", |pull, jwt| async move {
-            self.canopy.idv(&pull, &jwt, &code).await
-        })
+        self.forward(
+            subject,
+            session_id,
+            Limit::MfaCodes,
+            |pull, jwt| async move { self.canopy.idv(&pull, &jwt, &code).await },
+        )
         .await
     }
 
     /// `GET /v1/reconnect/sessions/{id}?after=&wait=`: the step to show, once an AUTH_STATUS
-    /// newer than `after` is stored (or the data is ready), or after `wait` seconds.
+    /// newer than `after` is stored (or the data is ready), or after `wait` seconds (at most
+    /// `max_wait`). A subject has at most `max_concurrent_polls` waiting at once.
     pub async fn poll(
+        &self,
+        subject: &str,
+        session_id: &str,
+        after: i64,
+        wait: Duration,
+    ) -> Result<Value, ReconnectError> {
+        let key = LimitKey {
+            subject,
+            name: Limit::ConcurrentPolls.name(),
+            monitoring_id: None,
+        };
+        let now = self.clock.now().unix_timestamp();
+        let hold_until = now + crate::budget::unix_secs(POLL_SLOT_HOLD);
+        if !self
+            .store
+            .take_slot(&key, self.config.max_concurrent_polls, now, hold_until)
+            .await?
+        {
+            // The slots free up as the polls holding them answer, within `max_wait`.
+            return Err(ReconnectError::Limited {
+                limit: Limit::ConcurrentPolls,
+                retry_after: self.config.max_wait.as_secs().max(1),
+            });
+        }
+        let result = self.wait_for_step(subject, session_id, after, wait).await;
+        // Given back on every way out; a poll cut short (the handler's budget) leaves its slot
+        // to lapse (`POLL_SLOT_HOLD`).
+        if let Err(e) = self.store.release_slot(&key).await {
+            tracing::warn!(error = %e, "a poll slot was not given back; it lapses by itself");
+        }
+        result
+    }
+
+    async fn wait_for_step(
         &self,
         subject: &str,
         session_id: &str,
@@ -495,6 +674,59 @@ mod tests {
     }
 
     #[test]
+    fn windows_are_fixed_and_a_refusal_waits_for_the_next() {
+        let fifteen = Duration::from_secs(900);
+        let w = window_at(1_800 + 17, fifteen);
+        assert_eq!(
+            w,
+            Window {
+                start: 1_800,
+                end: 2_700
+            }
+        );
+        assert_eq!(window_at(2_699, fifteen), w, "the same item to the end");
+        assert_eq!(window_at(2_700, fifteen).start, 2_700);
+        assert_eq!(retry_after(1_817, w), 883);
+        assert_eq!(
+            retry_after(2_700, w),
+            1,
+            "never 0: a client would retry at once"
+        );
+        let e = ReconnectError::Limited {
+            limit: Limit::SessionStarts,
+            retry_after: 883,
+        };
+        assert_eq!(e.status_and_code(), (429, "too_many_requests".to_owned()));
+        assert_eq!(
+            e.message(),
+            "Too many tries. Please try again in 15 minutes."
+        );
+    }
+
+    #[test]
+    fn a_refused_pull_jwt_ends_the_session_and_refused_team_keys_are_ours() {
+        let jwt_refused = ReconnectError::Canopy(crate::canopy::classify_pull_call(
+            401,
+            None,
+            br#"{"error":"UNAUTHORIZED"}"#,
+        ));
+        assert_eq!(
+            jwt_refused.status_and_code(),
+            (410, "session_expired".to_owned())
+        );
+        assert!(jwt_refused.message().contains("start again"));
+        let keys_refused = ReconnectError::Canopy(crate::canopy::classify(
+            401,
+            None,
+            br#"{"error":"UNAUTHORIZED"}"#,
+        ));
+        assert_eq!(
+            keys_refused.status_and_code(),
+            (502, "canopy_misconfigured".to_owned())
+        );
+    }
+
+    #[test]
     fn canopy_refusals_map_to_ui_statuses() {
         let e = |code: &str| {
             ReconnectError::Canopy(CanopyError::Permanent {
@@ -514,50 +746,116 @@ mod tests {
     }
 }
 
-/// Seals a session's `pull_jwt` for storage (AES-256-GCM, a fresh nonce each time), so that a
-/// table export or backup holds no usable credential. The key is derived from the team's
-/// Canopy client secret, which the function holds anyway: no extra secret to provision, and
-/// rotating the Canopy keys retires every open session (they last 30 minutes).
+/// The sealing scheme and key generation, written first in every sealed value. A value of
+/// another version does not open: its session is over and the browser starts a new one.
+pub const SEAL_VERSION: &str = "v2";
+
+/// HKDF's salt and info for the session key: the key is for this one use.
+const KEY_SALT: &[u8] = b"canopy-monitor/reconnect";
+const KEY_INFO: &[u8] = b"pull_jwt sealing key v2";
+
+/// What a sealed JWT is bound to (the AEAD's associated data): the value opens only for the
+/// session, owner and pull it was sealed for, so a value copied into another item is useless.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedFor<'a> {
+    pub session_id: &'a str,
+    pub owner: &'a str,
+    pub pull_id: &'a str,
+}
+
+impl<'a> SealedFor<'a> {
+    pub fn session(session: &'a ReconnectSession) -> Self {
+        Self {
+            session_id: &session.session_id,
+            owner: &session.owner,
+            pull_id: &session.pull_id,
+        }
+    }
+
+    /// The version, then each field length-prefixed: no two bindings give the same bytes.
+    fn associated_data(&self) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64 + self.owner.len());
+        aad.extend_from_slice(SEAL_VERSION.as_bytes());
+        for field in [self.session_id, self.owner, self.pull_id] {
+            aad.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            aad.extend_from_slice(field.as_bytes());
+        }
+        aad
+    }
+}
+
+/// Seals a session's `pull_jwt` for storage (AES-256-GCM, a fresh nonce each time, bound to
+/// its session by [`SealedFor`]), so that a table export or backup holds no usable credential.
+/// The key is derived (HKDF-SHA256) from the team's Canopy client secret, which the function
+/// holds anyway: no extra secret to provision, and rotating the Canopy keys retires every open
+/// session (they last 30 minutes).
 #[derive(Clone)]
 pub struct SessionKey(aes_gcm::Aes256Gcm);
 
 impl SessionKey {
-    pub fn derive(credentials: &crate::canopy::CanopyCredentials) -> Self {
+    pub fn derive(credentials: &crate::canopy::CanopyCredentials) -> Result<Self, ReconnectError> {
         use aes_gcm::KeyInit;
-        use sha2::Digest;
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(b"canopy-monitor reconnect session key v1\0");
-        hasher.update(credentials.client_secret.as_bytes());
-        let key = hasher.finalize();
-        Self(aes_gcm::Aes256Gcm::new(&key))
+        let hkdf =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(KEY_SALT), credentials.client_secret.as_bytes());
+        let mut key = [0u8; 32];
+        hkdf.expand(KEY_INFO, &mut key)
+            .map_err(|_| ReconnectError::Sealing)?;
+        let cipher =
+            aes_gcm::Aes256Gcm::new_from_slice(&key).map_err(|_| ReconnectError::Sealing)?;
+        Ok(Self(cipher))
     }
 
-    /// `base64(nonce || ciphertext)`.
-    pub fn seal(&self, jwt: &crate::canopy::PullJwt) -> String {
-        use aes_gcm::aead::{Aead, AeadCore, OsRng};
+    /// `v2.` then `base64(nonce || ciphertext)`.
+    pub fn seal(
+        &self,
+        jwt: &crate::canopy::PullJwt,
+        sealed_for: &SealedFor<'_>,
+    ) -> Result<String, ReconnectError> {
+        use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
         use base64::Engine;
         let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+        let aad = sealed_for.associated_data();
         let sealed = self
             .0
-            .encrypt(&nonce, jwt.expose().as_bytes())
-            .unwrap_or_default();
-        base64::engine::general_purpose::STANDARD.encode([nonce.as_slice(), &sealed].concat())
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: jwt.expose().as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| ReconnectError::Sealing)?;
+        let text =
+            base64::engine::general_purpose::STANDARD.encode([nonce.as_slice(), &sealed].concat());
+        Ok(format!("{SEAL_VERSION}.{text}"))
     }
 
-    /// The JWT back, or `None` if the text was not sealed with this key.
-    pub fn open(&self, sealed: &str) -> Option<crate::canopy::PullJwt> {
-        use aes_gcm::aead::Aead;
+    /// The JWT back, or `None` if the text was not sealed with this key and version for this
+    /// session, owner and pull.
+    pub fn open(&self, sealed: &str, sealed_for: &SealedFor<'_>) -> Option<crate::canopy::PullJwt> {
+        use aes_gcm::aead::{Aead, Payload};
         use base64::Engine;
+        let (version, text) = sealed.split_once('.')?;
+        if version != SEAL_VERSION {
+            return None;
+        }
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
+            .decode(text)
             .ok()?;
         if raw.len() < 12 {
             return None;
         }
         let (nonce, text) = raw.split_at(12);
+        let aad = sealed_for.associated_data();
         let plain = self
             .0
-            .decrypt(aes_gcm::Nonce::from_slice(nonce), text)
+            .decrypt(
+                aes_gcm::Nonce::from_slice(nonce),
+                Payload {
+                    msg: text,
+                    aad: &aad,
+                },
+            )
             .ok()?;
         String::from_utf8(plain)
             .ok()
@@ -581,16 +879,61 @@ mod sealing_tests {
             client_id: "id".into(),
             client_secret: secret.into(),
         })
+        .unwrap()
     }
+
+    const FOR: SealedFor<'static> = SealedFor {
+        session_id: "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+        owner: "cust-7",
+        pull_id: "pull-1",
+    };
 
     #[test]
     fn sealed_jwts_open_with_their_key_only() {
         let jwt = PullJwt::new("eyJhbGciOi.payload.sig".into());
-        let sealed = key("s1").seal(&jwt);
+        let sealed = key("s1").seal(&jwt, &FOR).unwrap();
         assert!(!sealed.contains("payload"));
-        assert_ne!(sealed, key("s1").seal(&jwt), "a fresh nonce each time");
-        assert_eq!(key("s1").open(&sealed), Some(jwt));
-        assert_eq!(key("s2").open(&sealed), None);
-        assert_eq!(key("s1").open("not sealed"), None);
+        assert!(sealed.starts_with("v2."), "{sealed}");
+        assert_ne!(
+            sealed,
+            key("s1").seal(&jwt, &FOR).unwrap(),
+            "a fresh nonce each time"
+        );
+        assert_eq!(key("s1").open(&sealed, &FOR), Some(jwt));
+        assert_eq!(key("s2").open(&sealed, &FOR), None);
+        assert_eq!(key("s1").open("not sealed", &FOR), None);
+    }
+
+    #[test]
+    fn a_sealed_jwt_opens_only_for_its_session_owner_and_pull() {
+        let jwt = PullJwt::new("eyJhbGciOi.payload.sig".into());
+        let k = key("s1");
+        let sealed = k.seal(&jwt, &FOR).unwrap();
+        for moved in [
+            SealedFor {
+                session_id: "1b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+                ..FOR
+            },
+            SealedFor {
+                owner: "cust-8",
+                ..FOR
+            },
+            SealedFor {
+                pull_id: "pull-2",
+                ..FOR
+            },
+            // The length prefixes: moving a character from one field to the next is a move.
+            SealedFor {
+                owner: "cust-",
+                pull_id: "7pull-1",
+                ..FOR
+            },
+        ] {
+            assert_eq!(k.open(&sealed, &moved), None, "{moved:?}");
+        }
+        // Another version's value does not open, even with the same bytes after the prefix.
+        let (_, text) = sealed.split_once('.').unwrap();
+        assert_eq!(k.open(&format!("v1.{text}"), &FOR), None);
+        assert_eq!(k.open(text, &FOR), None);
     }
 }

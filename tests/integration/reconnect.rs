@@ -10,7 +10,9 @@ use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::FakeCanopy;
 use devkit::LOCAL_SIGNING_SECRET;
 use integration_tests::fetching::{consumer, drain_into, fake_canopy};
-use integration_tests::reconnect::{api, call, serve_intake, test_config, TestReconnectApi};
+use integration_tests::reconnect::{
+    api, call, call_with_headers, serve_intake, test_config, TestReconnectApi,
+};
 use integration_tests::{RequestCounter, TestEnv};
 use lambda_http::http::StatusCode;
 use serde_json::{json, Value};
@@ -437,4 +439,258 @@ async fn no_answer_item_or_log_line_holds_a_secret() {
         assert!(!logs.text().contains(secret), "a log line holds {secret}");
         assert!(!items.contains(secret), "an item holds {secret}");
     }
+}
+
+/// A 429 that names `limit`, with a `Retry-After` equal to the body's `retry_after`.
+fn assert_limited(
+    (status, body, _, headers): &(StatusCode, Value, String, lambda_http::http::HeaderMap),
+    limit: &str,
+) {
+    assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "too_many_requests");
+    assert_eq!(body["limit"], limit);
+    let retry_after: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!(retry_after >= 1);
+    assert_eq!(body["retry_after"], retry_after);
+}
+
+#[tokio::test]
+async fn a_sixth_session_start_in_the_window_is_refused() {
+    let rig = rig("rc-starts", test_config()).await;
+    for _ in 0..5 {
+        start(&rig).await;
+    }
+    let exchanges = rig.canopy.count("POST", "/widget/pull/reconnectToken");
+    let sixth = call_with_headers(
+        &rig.api,
+        OWNER,
+        "POST",
+        "/v1/reconnect/sessions",
+        Some(json!({"monitoring_id": rig.monitoring_id})),
+    )
+    .await;
+    assert_limited(&sixth, "session_starts");
+    assert_eq!(
+        rig.canopy.count("POST", "/widget/pull/reconnectToken"),
+        exchanges,
+        "a refused start asks Canopy nothing"
+    );
+    // The budget is this consumer's: another one is answered as before (not theirs: 404).
+    let (status, _, _) = call(
+        &rig.api,
+        "someone-else",
+        "POST",
+        "/v1/reconnect/sessions",
+        Some(json!({"monitoring_id": rig.monitoring_id})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn token_calls_are_limited_per_consumer() {
+    let rig = rig("rc-tokens", test_config()).await;
+    let before = rig.canopy.count("GET", "/reconnectToken");
+    let token = || {
+        call_with_headers(
+            &rig.api,
+            OWNER,
+            "POST",
+            "/v1/reconnect/token",
+            Some(json!({"monitoring_id": rig.monitoring_id})),
+        )
+    };
+    for _ in 0..5 {
+        let (status, body, _, _) = token().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_limited(&token().await, "tokens");
+    assert_eq!(
+        rig.canopy.count("GET", "/reconnectToken") - before,
+        5,
+        "five Canopy calls on the team's keys, not six"
+    );
+}
+
+#[tokio::test]
+async fn a_new_session_buys_no_new_attempts() {
+    let rig = rig(
+        "rc-attempts",
+        ReconnectConfig {
+            max_attempts: 2,
+            ..test_config()
+        },
+    )
+    .await;
+    let (first, _) = start(&rig).await;
+    for _ in 0..2 {
+        let (status, body) = post(&rig, &first, "connect", login("user_locked")).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let path = |session: &str| format!("/v1/reconnect/sessions/{session}/connect");
+    let third = call_with_headers(
+        &rig.api,
+        OWNER,
+        "POST",
+        &path(&first),
+        Some(login("user_good")),
+    )
+    .await;
+    assert_limited(&third, "connects");
+    // A fresh session on the same monitoring: the same budget.
+    let (second, _) = start(&rig).await;
+    let again = call_with_headers(
+        &rig.api,
+        OWNER,
+        "POST",
+        &path(&second),
+        Some(login("user_good")),
+    )
+    .await;
+    assert_limited(&again, "connects");
+    assert_eq!(rig.canopy.count("POST", "/connect"), 2);
+}
+
+#[tokio::test]
+async fn a_third_concurrent_poll_of_one_consumer_is_refused() {
+    use canopy_monitor::store::dynamo::limits::{limit_pk, slot_sk};
+    use canopy_monitor::store::LimitKey;
+    let rig = rig("rc-polls", test_config()).await;
+    let (session, started) = start(&rig).await;
+    let sequence = started["step"]["sequence"].as_i64().expect("sequence");
+    // Nothing is forwarded, so these wait their whole 8 s, each holding a slot.
+    let waiting = format!("/v1/reconnect/sessions/{session}?after={sequence}&wait=8");
+    let quick = format!("/v1/reconnect/sessions/{session}?after={sequence}&wait=0");
+    let (pk, sk) = (
+        limit_pk(OWNER),
+        slot_sk(&LimitKey {
+            subject: OWNER,
+            name: "concurrent_polls",
+            monitoring_id: None,
+        }),
+    );
+    let third = async {
+        let mut held = false;
+        for _ in 0..100 {
+            held = rig.env.scan().await.iter().any(|item| {
+                item["pk"].as_s().ok() == Some(&pk)
+                    && item["sk"].as_s().ok() == Some(&sk)
+                    && item
+                        .get("held")
+                        .and_then(|v| v.as_n().ok())
+                        .map(String::as_str)
+                        == Some("2")
+            });
+            if held {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert!(held, "both waiting polls hold a slot");
+        let third = call_with_headers(&rig.api, OWNER, "GET", &quick, None).await;
+        // Another consumer's polls are not this one's: answered (not theirs: 404), not 429.
+        let other = call(&rig.api, "someone-else", "GET", &quick, None).await.0;
+        (third, other)
+    };
+    let (first, second, (third, other)) = tokio::join!(
+        call(&rig.api, OWNER, "GET", &waiting, None),
+        call(&rig.api, OWNER, "GET", &waiting, None),
+        third
+    );
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    assert_eq!(second.0, StatusCode::OK, "{}", second.1);
+    assert_limited(&third, "concurrent_polls");
+    assert_eq!(other, StatusCode::NOT_FOUND);
+    // The waiting polls gave their slots back.
+    let (status, body, _) = call(&rig.api, OWNER, "GET", &quick, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn an_expired_pull_jwt_ends_the_session_with_410() {
+    let rig = rig("rc-jwt-expired", test_config()).await;
+    let (session, _) = start(&rig).await;
+    // Canopy no longer knows the session's JWT: its widget calls answer 401 UNAUTHORIZED.
+    rig.canopy.state().pull_jwts.clear();
+    let (status, body) = post(&rig, &session, "connect", login("user_good")).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["error"], "session_expired");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("start again")),
+        "{body}"
+    );
+    // A new session has a new JWT, and goes on.
+    let (session, _) = start(&rig).await;
+    let (status, body) = post(&rig, &session, "connect", login("user_good")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+/// The lines of the `- Sid: {sid}` statement in `block`, up to the next statement.
+fn statement<'a>(block: &'a str, sid: &str) -> Vec<&'a str> {
+    let mut lines = block
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != format!("- Sid: {sid}"));
+    let first = lines.next().unwrap_or_else(|| panic!("no statement {sid}"));
+    std::iter::once(first)
+        .chain(lines.take_while(|l| !l.starts_with("- Sid: ") && !l.starts_with("Events:")))
+        .collect()
+}
+
+#[test]
+fn reconnect_api_writes_only_under_the_key_prefixes_its_code_writes() {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
+            .expect("template.yaml");
+    let block: String = template
+        .lines()
+        .skip_while(|l| *l != "  ReconnectApiFunction:")
+        .take_while(|l| !l.starts_with("  ReconnectApiLogGroup:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Every write action sits in the one statement with the condition.
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ];
+    let written_in = |line: &str| {
+        writes
+            .iter()
+            .any(|w| line.trim_start_matches("- ").trim_start_matches("Action: ") == *w)
+    };
+    let statement = statement(&block, "WriteSessionsAndLimits");
+    assert_eq!(
+        block.lines().filter(|l| written_in(l.trim())).count(),
+        statement.iter().filter(|l| written_in(l)).count(),
+        "a write action outside the conditioned statement"
+    );
+    assert!(
+        statement.contains(&"ForAllValues:StringLike:"),
+        "{statement:?}"
+    );
+    let mut allowed: Vec<String> = statement
+        .iter()
+        .skip_while(|l| **l != "dynamodb:LeadingKeys:")
+        .skip(1)
+        .map_while(|l| l.strip_prefix("- "))
+        .map(|p| p.trim_matches('"').to_owned())
+        .collect();
+    let mut written: Vec<String> = reconnect_api::WRITTEN_KEY_PREFIXES
+        .iter()
+        .map(|p| format!("{p}*"))
+        .collect();
+    allowed.sort();
+    written.sort();
+    assert_eq!(
+        allowed, written,
+        "LeadingKeys = the prefixes the code writes"
+    );
 }

@@ -75,18 +75,22 @@ pub fn api(env: &TestEnv, canopy: &FakeCanopy, config: ReconnectConfig) -> TestR
                     client_id: canopy_sim::CLIENT_ID.to_owned(),
                     client_secret: canopy_sim::CLIENT_SECRET.to_owned(),
                 },
-            ),
+            )
+            .expect("session key"),
             config,
         ),
         subject_claim: "sub".to_owned(),
     }
 }
 
-/// Settings for tests: quick polls.
+/// Settings for tests: quick polls, and the default limits counted over a window no test
+/// run crosses the end of (windows start at multiples of their length since 1970: the next
+/// 100-year boundary is in 2069), so a count never starts again in the middle of a test.
 pub fn test_config() -> ReconnectConfig {
     ReconnectConfig {
         poll_every: Duration::from_millis(50),
         max_wait: Duration::from_secs(8),
+        limit_window: Duration::from_secs(100 * 365 * 86_400),
         ..ReconnectConfig::default()
     }
 }
@@ -99,6 +103,18 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value, String) {
+    let (status, json, text, _) = call_with_headers(api, subject, method, path, body).await;
+    (status, json, text)
+}
+
+/// [`call`], with the answer's headers.
+pub async fn call_with_headers(
+    api: &TestReconnectApi,
+    subject: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value, String, HeaderMap) {
     let raw = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let headers = [("content-type".to_owned(), "application/json".to_owned())];
     let mut event = apigw_event(method, path, &headers, &raw);
@@ -112,5 +128,6 @@ pub async fn call(
         response.status(),
         serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
+        response.headers().clone(),
     )
 }

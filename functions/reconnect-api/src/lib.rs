@@ -8,8 +8,8 @@ use canopy_monitor::config::{ConfigError, ReconnectEnv};
 use canopy_monitor::ports::{Clock, SystemClock};
 use canopy_monitor::reconnect::{ReconnectError, ReconnectService, SessionKey};
 use canopy_monitor::secrets;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::{MonitoringStore, SessionStore};
+use canopy_monitor::store::dynamo::{limits, sessions, DynamoStore};
+use canopy_monitor::store::{LimitStore, MonitoringStore, SessionStore};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -26,6 +26,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/reconnect/sessions/{session_id}/idvoptions"),
     ("POST", "/v1/reconnect/sessions/{session_id}/idv"),
 ];
+
+/// The partition key prefixes of every item this function writes (sessions, per-subject
+/// budgets): template.yaml allows its writes on these alone (`dynamodb:LeadingKeys`; a test
+/// holds the two together).
+pub const WRITTEN_KEY_PREFIXES: &[&str] = &[sessions::SESSION_PK_PREFIX, limits::LIMIT_PK_PREFIX];
+
+/// The longest `wait` a poll may ask for; the service waits at most its `max_wait` (10 s by
+/// default) whatever is asked.
+pub const MAX_WAIT_PARAM: i64 = 20;
 
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -55,7 +64,10 @@ pub async fn api_from(
         &env.canopy.api_secret_id,
     )
     .await?;
-    let key = SessionKey::derive(&credentials);
+    let key = SessionKey::derive(&credentials).map_err(|e| ConfigError::Invalid {
+        name: "CANOPY_API_SECRET_ID",
+        detail: e.to_string(),
+    })?;
     let canopy = CanopyClient::new(
         &env.canopy.base_url,
         &env.canopy.team_id,
@@ -162,7 +174,7 @@ fn query_number(request: &Request, name: &'static str, max: i64) -> Result<i64, 
 /// [`RECONNECT_BUDGET`](canopy_monitor::budget::RECONNECT_BUDGET), never a function timeout.
 pub async fn handle<S, K, C>(api: &ReconnectApi<S, K, C>, request: Request) -> Response<Body>
 where
-    S: MonitoringStore + SessionStore,
+    S: MonitoringStore + SessionStore + LimitStore,
     K: CanopyApi + WidgetApi,
     C: Clock,
 {
@@ -184,7 +196,7 @@ where
 
 async fn dispatch<S, K, C>(api: &ReconnectApi<S, K, C>, request: Request) -> Response<Body>
 where
-    S: MonitoringStore + SessionStore,
+    S: MonitoringStore + SessionStore + LimitStore,
     K: CanopyApi + WidgetApi,
     C: Clock,
 {
@@ -259,7 +271,7 @@ where
         Route::Poll(id) => {
             match (
                 query_number(&request, "after", i64::MAX / 2),
-                query_number(&request, "wait", 20),
+                query_number(&request, "wait", MAX_WAIT_PARAM),
             ) {
                 (Ok(after), Ok(wait)) => s
                     .poll(
@@ -290,10 +302,21 @@ pub fn error_response(err: &ReconnectError) -> Response<Body> {
         tracing::info!(error = %err, status = status.as_u16(), "reconnect request refused");
     }
     let mut body = json!({"error": code, "message": err.message()});
-    if let ReconnectError::Invalid { field, .. } = err {
-        body["field"] = json!(field);
+    match err {
+        ReconnectError::Invalid { field, .. } => body["field"] = json!(field),
+        ReconnectError::Limited { limit, retry_after } => {
+            body["limit"] = json!(limit.name());
+            body["retry_after"] = json!(retry_after);
+        }
+        _ => {}
     }
-    respond(status, &body)
+    let mut response = respond(status, &body);
+    if let ReconnectError::Limited { retry_after, .. } = err {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
+    response
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
@@ -326,5 +349,19 @@ mod tests {
             Err("")
         );
         assert_eq!(route(&Method::GET, "/v1/monitorings"), Err(""));
+    }
+
+    #[test]
+    fn a_spent_budget_answers_429_with_retry_after_and_names_the_limit() {
+        let response = error_response(&ReconnectError::Limited {
+            limit: canopy_monitor::reconnect::Limit::Tokens,
+            retry_after: 42,
+        });
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
+        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["error"], "too_many_requests");
+        assert_eq!(body["limit"], "tokens");
+        assert_eq!(body["retry_after"], 42);
     }
 }

@@ -1,9 +1,9 @@
 //! The Canopy API over HTTPS (reqwest).
 
 use super::{
-    classify, CanopyApi, CanopyCredentials, CanopyError, CanopyMonitoring, ConnectRequest,
-    EnableRequest, MonitoredPull, MonitoringControl, PatchRequest, PullJson, PullJwt, PullSession,
-    ReconnectToken, WidgetApi, MAX_PULL_BYTES,
+    classify, classify_pull_call, CanopyApi, CanopyCredentials, CanopyError, CanopyMonitoring,
+    ConnectRequest, EnableRequest, MonitoredPull, MonitoringControl, PatchRequest, PullJson,
+    PullJwt, PullSession, ReconnectToken, WidgetApi, MAX_PULL_BYTES,
 };
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -99,7 +99,7 @@ impl CanopyClient {
             &self.credentials.client_id,
             Some(&self.credentials.client_secret),
         );
-        self.send_as_is(request, limit).await
+        self.send_as_is(request, limit, classify).await
     }
 
     /// `{base}/widget/pull/{segments...}`, each segment percent-encoded.
@@ -131,14 +131,18 @@ impl CanopyClient {
             .header("pull-jwt", jwt.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_json());
-        self.send_as_is(request, MONITORING_ANSWER_LIMIT).await?;
+        // Authorized by the JWT alone: a 401 is about it, not about our keys.
+        self.send_as_is(request, MONITORING_ANSWER_LIMIT, classify_pull_call)
+            .await?;
         Ok(())
     }
 
+    /// Sends, and classifies a non-2xx answer with `classify_answer`.
     async fn send_as_is(
         &self,
         request: reqwest::RequestBuilder,
         limit: usize,
+        classify_answer: fn(u16, Option<&str>, &[u8]) -> CanopyError,
     ) -> Result<Vec<u8>, CanopyError> {
         let mut response = request.send().await.map_err(|e| CanopyError::RetryLater {
             reason: transport_reason(&e),
@@ -173,7 +177,7 @@ impl CanopyClient {
             body.extend_from_slice(&chunk);
         }
         if !(200..300).contains(&status) {
-            return Err(classify(status, retry_after.as_deref(), &body));
+            return Err(classify_answer(status, retry_after.as_deref(), &body));
         }
         Ok(body)
     }

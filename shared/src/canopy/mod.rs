@@ -7,6 +7,7 @@
 //! - [`CanopyError::Permanent`]: 404 / NOT_FOUND and other 4xx about the request: never works;
 //! - [`CanopyError::Misconfigured`]: 401, 403, INCORRECT_API_KEY_TYPE: our credentials or
 //!   subscription are wrong; retried (an operator may fix them) and finally dead-lettered.
+//!   Not a 401 to a call made with a pull's JWT: that JWT is over ([`classify_pull_call`]).
 
 #[cfg(feature = "http")]
 pub mod http;
@@ -108,6 +109,19 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> CanopyEr
             retry_after: None,
         },
         _ => CanopyError::Permanent { status, code },
+    }
+}
+
+/// Classifies a non-2xx answer to a whitelabel call made with a pull's JWT (`pull-jwt`, no
+/// team credentials): there a 401 says that JWT is expired or unknown, so the consumer's
+/// session is over ([`CanopyError::Permanent`] with status 401); it says nothing about our
+/// keys. Anything else is classified like any answer.
+pub fn classify_pull_call(status: u16, retry_after: Option<&str>, body: &[u8]) -> CanopyError {
+    match classify(status, retry_after, body) {
+        CanopyError::Misconfigured { status: 401, code } => {
+            CanopyError::Permanent { status: 401, code }
+        }
+        other => other,
     }
 }
 
@@ -302,6 +316,18 @@ mod tests {
         ));
         assert!(matches!(
             classify(403, None, br#"{"error":"SUBSCRIPTION_INACTIVE"}"#),
+            CanopyError::Misconfigured { .. }
+        ));
+        // With a pull's JWT, a 401 is about that JWT; a 403 (subscription) stays ours.
+        assert_eq!(
+            classify_pull_call(401, None, br#"{"error":"UNAUTHORIZED"}"#),
+            CanopyError::Permanent {
+                status: 401,
+                code: "UNAUTHORIZED".into()
+            }
+        );
+        assert!(matches!(
+            classify_pull_call(403, None, br#"{"error":"SUBSCRIPTION_INACTIVE"}"#),
             CanopyError::Misconfigured { .. }
         ));
         // An HTTP-date Retry-After is not understood: the caller's own backoff applies.

@@ -367,21 +367,12 @@ pub struct ReconnectSession {
     pub owner: String,
     pub monitoring_id: String,
     pub pull_id: String,
-    /// The pull's JWT, sealed: `base64(nonce || AES-256-GCM ciphertext)`.
+    /// The pull's JWT, sealed ([`crate::reconnect::SessionKey::seal`]): bound to this session,
+    /// owner and pull.
     pub sealed_jwt: String,
     pub created_at: String,
     /// Unix seconds; the table's TTL attribute, also checked on every read.
     pub expires_at: i64,
-}
-
-/// What taking an attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptTaken {
-    Taken,
-    /// The session's limit for this kind of call is used up.
-    LimitReached,
-    /// The session is gone or expired.
-    NoSession,
 }
 
 /// Storage of reconnect sessions.
@@ -394,14 +385,49 @@ pub trait SessionStore: Send + Sync {
         session_id: &str,
         now: i64,
     ) -> Result<Option<ReconnectSession>, PortError>;
-    /// Counts one call of `kind` (`connect`, `idvoptions`, `idv`) unless `max` are used.
-    async fn take_attempt(
+}
+
+/// What a per-caller budget counts (see [`crate::reconnect::Limit`]): a limit, for a subject,
+/// optionally narrowed to one monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitKey<'a> {
+    pub subject: &'a str,
+    /// The limit's name ([`crate::reconnect::Limit::name`]).
+    pub name: &'static str,
+    pub monitoring_id: Option<&'a str>,
+}
+
+/// A fixed window of time, `[start, end)` in Unix seconds ([`crate::reconnect::window_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Per-caller budgets of the browser-facing routes: uses counted over a fixed window, and
+/// slots held at once.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Counts one use of `key` in `window` unless `max` are counted there already; `false`
+    /// when refused.
+    async fn take_in_window(
         &self,
-        session_id: &str,
-        kind: &str,
+        key: &LimitKey<'_>,
+        window: Window,
         max: u32,
+    ) -> Result<bool, PortError>;
+    /// Takes one of `cap` slots of `key` unless all are held; `false` when refused. Every
+    /// take sets the count to lapse at `hold_until`: a count nobody took from since then is
+    /// stale (its holders have ended, released or not) and starts again.
+    async fn take_slot(
+        &self,
+        key: &LimitKey<'_>,
+        cap: u32,
         now: i64,
-    ) -> Result<AttemptTaken, PortError>;
+        hold_until: i64,
+    ) -> Result<bool, PortError>;
+    /// Gives a slot back.
+    async fn release_slot(&self, key: &LimitKey<'_>) -> Result<(), PortError>;
 }
 
 /// An item holding business events that wait to be published (see [`crate::outbox`]).

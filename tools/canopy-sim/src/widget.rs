@@ -132,7 +132,9 @@ pub(crate) async fn exchange(
     Json(json!({"pull_id": pull_id, "pull_jwt": jwt})).into_response()
 }
 
-/// Records the request and checks the `pull-jwt` header against the path's pull.
+/// Records the request and checks the `pull-jwt` header against the path's pull. An unknown
+/// JWT (never issued, or expired: a test empties `pull_jwts`) answers Canopy's 401
+/// UNAUTHORIZED.
 fn jwt_gate(
     s: &mut SimState,
     headers: &HeaderMap,
@@ -146,7 +148,7 @@ fn jwt_gate(
     let jwt = headers.get("pull-jwt").and_then(|v| v.to_str().ok());
     match jwt.and_then(|j| s.pull_jwts.get(j)) {
         Some(p) if p == pull_id => None,
-        _ => Some(error(StatusCode::FORBIDDEN, "UNAUTHORIZED")),
+        _ => Some(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED")),
     }
 }
 

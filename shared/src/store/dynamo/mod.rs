@@ -13,6 +13,7 @@
 
 pub mod changes;
 pub mod episodes;
+pub mod limits;
 pub mod monitorings;
 pub mod operations;
 pub mod outbox;

@@ -2,24 +2,29 @@
 //!
 //! | item | pk | sk | holds |
 //! |---|---|---|---|
-//! | reconnect session | `RECONNECT#<session_id>` | `SESSION` | `owner_subject`, monitoring, pull, `sealed_jwt` (the pull's JWT, encrypted; never returned), attempt counters, `expires_at` (TTL) |
+//! | reconnect session | `RECONNECT#<session_id>` | `SESSION` | `owner_subject`, monitoring, pull, `sealed_jwt` (the pull's JWT, encrypted and bound to the session; never returned), `expires_at` (TTL) |
+//!
+//! A session is written once; the per-caller budgets are separate items (`limits.rs`).
 //!
 //! The owner is `owner_subject`, not `owner`: sessions must stay out of the `by_owner` index.
 
 use super::{key, n, s, DynamoStore};
 use crate::aws::port_error;
 use crate::ports::PortError;
-use crate::store::{AttemptTaken, ReconnectSession, SessionStore};
+use crate::store::{ReconnectSession, SessionStore};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
 const SERVICE: &str = "dynamodb";
 const SESSION_SK: &str = "SESSION";
 
+/// The partition key prefix of session items (template.yaml's `dynamodb:LeadingKeys` for
+/// reconnect-api names it; a test holds the two together).
+pub const SESSION_PK_PREFIX: &str = "RECONNECT#";
+
 fn session_pk(session_id: &str) -> String {
-    format!("RECONNECT#{session_id}")
+    format!("{SESSION_PK_PREFIX}{session_id}")
 }
 
 fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
@@ -84,51 +89,5 @@ impl SessionStore for DynamoStore {
             created_at: field("created_at")?,
             expires_at,
         }))
-    }
-
-    async fn take_attempt(
-        &self,
-        session_id: &str,
-        kind: &str,
-        max: u32,
-        now: i64,
-    ) -> Result<AttemptTaken, PortError> {
-        let counter = format!("attempts_{kind}");
-        let result = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key(session_pk(session_id), SESSION_SK)))
-            .update_expression("SET #c = if_not_exists(#c, :zero) + :one")
-            .condition_expression(
-                "attribute_exists(pk) AND expires_at > :now AND (attribute_not_exists(#c) OR #c < :max)",
-            )
-            .expression_attribute_names("#c", &counter)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":max", n(max))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(AttemptTaken::Taken),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let alive = failed.item().is_some_and(|old| {
-                        old.get("expires_at")
-                            .and_then(|v| v.as_n().ok())
-                            .and_then(|v| v.parse::<i64>().ok())
-                            .is_some_and(|at| at > now)
-                    });
-                    Ok(if alive {
-                        AttemptTaken::LimitReached
-                    } else {
-                        AttemptTaken::NoSession
-                    })
-                }
-                _ => Err(port_error(SERVICE, err)),
-            },
-        }
     }
 }
