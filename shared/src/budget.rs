@@ -257,7 +257,11 @@ mod tests {
         // A record's own budget ends it earlier, never later.
         let item = d.within(Duration::from_secs(20));
         assert!(item.allows(Duration::from_secs(14)) && !item.allows(Duration::from_secs(16)));
-        assert!(!d.within(Duration::from_secs(3600)).allows(Duration::from_secs(36)));
-        assert!(Deadline::NONE.within(Duration::from_secs(10)).allows(Duration::from_secs(4)));
+        assert!(!d
+            .within(Duration::from_secs(3600))
+            .allows(Duration::from_secs(36)));
+        assert!(Deadline::NONE
+            .within(Duration::from_secs(10))
+            .allows(Duration::from_secs(4)));
     }
 }

@@ -39,9 +39,9 @@ pub mod records;
 pub mod reminders;
 pub mod replay;
 pub mod retry;
-pub mod shard;
 #[cfg(feature = "secrets")]
 pub mod secrets;
+pub mod shard;
 pub mod signature;
 pub mod start;
 pub mod store;

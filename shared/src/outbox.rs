@@ -22,8 +22,8 @@
 //! Delivery is at least once: a crash between PutEvents and the removal, or the stream and a
 //! sweep racing, publishes an event again, with the same `id` ([`crate::business_events`]).
 
-use crate::budget::{Deadline, OUTBOX_ACK_BUDGET, OUTBOX_ITEM_BUDGET, PUT_EVENTS_TRY};
 use crate::budget::AWS_OPERATION_TIMEOUT;
+use crate::budget::{Deadline, OUTBOX_ACK_BUDGET, OUTBOX_ITEM_BUDGET, PUT_EVENTS_TRY};
 use crate::bus::{event_entry_size, fits_one_request, is_transient, pack, Delivery, EventBus};
 use crate::business_events::BusinessEvent;
 use crate::ports::{Clock, PortError};
@@ -133,6 +133,12 @@ pub fn bus_forms(events: &[BusinessEvent]) -> Vec<(BusinessEvent, bool)> {
 /// acknowledgement after it.
 fn try_fits(item_deadline: &Deadline, pause: Duration) -> bool {
     item_deadline.allows(pause + PUT_EVENTS_TRY + OUTBOX_ACK_BUDGET)
+}
+
+/// Whether an item is worth starting before `deadline`: at least one try and its
+/// acknowledgement fit.
+pub fn item_can_start(deadline: &Deadline) -> bool {
+    try_fits(deadline, Duration::ZERO)
 }
 
 pub struct OutboxPublisher<S, B, C> {
@@ -298,7 +304,7 @@ impl<S: OutboxStore, B: EventBus, C: Clock> OutboxPublisher<S, B, C> {
                     report.cleared += 1;
                     continue;
                 }
-                if !try_fits(&deadline, Duration::ZERO) {
+                if !item_can_start(&deadline) {
                     return Ok(report);
                 }
                 let done = self.publish_item(item, deadline).await?;
@@ -508,7 +514,11 @@ mod tests {
         let bus = MemoryBus::default();
         let report = publisher(&items, &bus).sweep(Deadline::NONE).await.unwrap();
         assert_eq!(report.events.published, 11);
-        assert_eq!(bus.calls().len(), 2, "9 + 2, each under the limit, none refused");
+        assert_eq!(
+            bus.calls().len(),
+            2,
+            "9 + 2, each under the limit, none refused"
+        );
         assert_eq!(ids(&bus.published()), ids(&big.events));
     }
 
@@ -524,10 +534,16 @@ mod tests {
         assert_eq!(report.events.published, 2);
         assert!(items.pending.lock().unwrap().is_empty());
         let sent = bus.published();
-        let shrunk = sent.iter().find(|e| e.id() == huge.id()).expect("published");
+        let shrunk = sent
+            .iter()
+            .find(|e| e.id() == huge.id())
+            .expect("published");
         assert_eq!(shrunk.detail["truncated"], true);
         assert!(shrunk.detail.get("changes").is_none());
-        assert_eq!(shrunk.detail["change_set"]["path"], "/v1/monitorings/m/changes");
+        assert_eq!(
+            shrunk.detail["change_set"]["path"],
+            "/v1/monitorings/m/changes"
+        );
         assert!(event_entry_size(shrunk) < MAX_REQUEST_BYTES);
     }
 
@@ -550,7 +566,12 @@ mod tests {
         for _ in 1..config().park_after {
             parked += p.sweep(Deadline::NONE).await.unwrap().parked;
         }
-        assert_eq!(parked, 1, "parked on the {}th refused pass", config().park_after);
+        assert_eq!(
+            parked,
+            1,
+            "parked on the {}th refused pass",
+            config().park_after
+        );
         assert!(items.pending.lock().unwrap().is_empty(), "out of the index");
         let kept = items.parked.lock().unwrap();
         assert_eq!(kept[0].events, poison.events, "its events kept");
@@ -577,9 +598,18 @@ mod tests {
             },
         );
         let report = p.sweep(Deadline::NONE).await.unwrap();
-        assert!(report.pages >= 3 + 15, "{report:?}: 3 pages of shard 0, 1 of each other");
+        assert!(
+            report.pages >= 3 + 15,
+            "{report:?}: 3 pages of shard 0, 1 of each other"
+        );
         assert_eq!(report.events.published, 3 + 4 + 5 + 6);
-        let left: Vec<String> = items.pending.lock().unwrap().iter().map(|i| i.pk.clone()).collect();
+        let left: Vec<String> = items
+            .pending
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|i| i.pk.clone())
+            .collect();
         assert_eq!(left, ["MONITORING#1", "MONITORING#2"]);
     }
 
@@ -629,7 +659,10 @@ mod tests {
         bus2.set_latency(PUT_EVENTS_TRY);
         let p2 = publisher(&items, &bus2);
         let end = tokio::time::Instant::now() + left;
-        let done = p2.publish_item(&item(12), Deadline::after(left)).await.unwrap();
+        let done = p2
+            .publish_item(&item(12), Deadline::after(left))
+            .await
+            .unwrap();
         assert!(done.out_of_time);
         for start in bus2.calls() {
             assert!(start + PUT_EVENTS_TRY + OUTBOX_ACK_BUDGET + FINISH_MARGIN <= end);

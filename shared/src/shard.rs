@@ -57,6 +57,9 @@ mod tests {
         }
         assert_eq!(counts.len(), SHARDS as usize);
         // 1,000 expected per shard; a uniform hash stays well within +-15 %.
-        assert!(counts.values().all(|&c| (850..=1150).contains(&c)), "{counts:?}");
+        assert!(
+            counts.values().all(|&c| (850..=1150).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

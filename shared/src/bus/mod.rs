@@ -79,7 +79,9 @@ pub fn pack(sizes: &[usize]) -> Vec<Range<usize>> {
 pub enum Delivery {
     Published,
     /// The bus refused this entry, with its error code: see [`is_transient`].
-    Refused { code: String },
+    Refused {
+        code: String,
+    },
 }
 
 /// The code an adapter gives every entry of a request the bus refused whole as invalid (too
@@ -120,7 +122,10 @@ mod tests {
     #[test]
     fn an_entry_is_sized_by_the_guide_formula() {
         assert_eq!(entry_size(false, "src", "Type", Some("{}"), &[]), 9);
-        assert_eq!(entry_size(true, "src", "Type", None, &["arn:a", "b"]), 14 + 7 + 6);
+        assert_eq!(
+            entry_size(true, "src", "Type", None, &["arn:a", "b"]),
+            14 + 7 + 6
+        );
         // UTF-8 bytes, not characters.
         assert_eq!(entry_size(false, "", "", Some("é"), &[]), 2);
         let e = crate::business_events::reconnect_needed("m", "p", "t");
@@ -143,7 +148,10 @@ mod tests {
         }
         // Exactly at the limit does not fit; one byte under does.
         assert_eq!(pack(&[MAX_REQUEST_BYTES / 2; 2]), vec![0..1, 1..2]);
-        assert_eq!(pack(&[MAX_REQUEST_BYTES / 2, MAX_REQUEST_BYTES / 2 - 1]), vec![0..2]);
+        assert_eq!(
+            pack(&[MAX_REQUEST_BYTES / 2, MAX_REQUEST_BYTES / 2 - 1]),
+            vec![0..2]
+        );
         assert!(pack(&[]).is_empty());
     }
 

@@ -223,7 +223,9 @@ impl OutboxStore for DynamoStore {
                 .expression_attribute_names("#at", AT_ATTR)
                 .expression_attribute_names("#version", VERSION_ATTR)
                 .expression_attribute_names("#attempts", ATTEMPTS_ATTR)
-                .set_expression_attribute_values(version.map(|v| HashMap::from([(":version".to_owned(), v)])))
+                .set_expression_attribute_values(
+                    version.map(|v| HashMap::from([(":version".to_owned(), v)])),
+                )
                 .send()
                 .await;
             match result {
