@@ -321,3 +321,38 @@ impl OutboxStore for DynamoStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::{all_shard_keys, SHARDS};
+    use std::collections::HashSet;
+
+    #[test]
+    fn the_pending_partition_is_one_of_16_shards_fixed_per_item() {
+        let p = pending_partition("MONITORING#m1", "STATE");
+        assert_eq!(p, pending_partition("MONITORING#m1", "STATE"));
+        assert!(all_shard_keys(PENDING).any(|k| k == p), "{p}");
+        let spread: HashSet<String> = (0..200)
+            .map(|i| pending_partition(&format!("PULL#{i}"), "STATE"))
+            .collect();
+        assert_eq!(
+            spread.len(),
+            SHARDS as usize,
+            "writes spread over every shard"
+        );
+    }
+
+    #[test]
+    fn the_sample_stream_record_carries_its_items_partition() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/stream-outbox.json");
+        let sample: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let image = &sample["Records"][0]["dynamodb"]["NewImage"];
+        let (pk, sk) = (
+            image["pk"]["S"].as_str().unwrap(),
+            image["sk"]["S"].as_str().unwrap(),
+        );
+        assert_eq!(image[PENDING_ATTR]["S"], pending_partition(pk, sk));
+    }
+}
