@@ -135,9 +135,16 @@ pub fn until_lease_ends(expires_at: i64, now: i64) -> Duration {
 
 /// The event publisher's function timeout: a sweep pass, or a stream batch.
 pub const PUBLISHER_FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
-/// The longest one outbox item's publication can take: three PutEvents attempts and the
-/// acknowledging write. A sweep starts an item only with this much time left.
-pub const OUTBOX_ITEM_BUDGET: Duration = Duration::from_secs(35);
+/// One PutEvents call, the SDK's retries included (its operation timeout).
+pub const PUT_EVENTS_TRY: Duration = AWS_OPERATION_TIMEOUT;
+/// Acknowledging an item's published events: at most two UpdateItems (the conditional clear of
+/// the pending mark, then the removal of the published events alone).
+pub const OUTBOX_ACK_BUDGET: Duration = Duration::from_secs(20);
+/// The longest one outbox item's publication may take: every PutEvents try and the
+/// acknowledging writes. A try is started only if it and the acknowledgement fit both in this
+/// budget (from the item's start) and before the invocation's deadline; what does not fit
+/// stays pending for the next pass.
+pub const OUTBOX_ITEM_BUDGET: Duration = Duration::from_secs(60);
 
 /// When an invocation must stop starting records. `None` (tests, the local runner) never stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +162,13 @@ impl Deadline {
 
     pub fn after(left: Duration) -> Self {
         Deadline(Some(tokio::time::Instant::now() + left))
+    }
+
+    /// The earlier of this deadline and `budget` from now: one record's own budget inside
+    /// the invocation's.
+    pub fn within(&self, budget: Duration) -> Deadline {
+        let own = tokio::time::Instant::now() + budget;
+        Deadline(Some(self.0.map_or(own, |end| end.min(own))))
     }
 
     /// Whether `needed` more time fits before the deadline, leaving [`FINISH_MARGIN`].
@@ -196,6 +210,16 @@ mod tests {
         assert!(poll + Duration::from_secs(2) <= RECONNECT_BUDGET);
         assert!(CANOPY_TIMEOUT * 2 + Duration::from_secs(2) <= RECONNECT_BUDGET);
         assert!(RECONNECT_BUDGET + Duration::from_secs(2) <= API_FUNCTION_TIMEOUT);
+        // One outbox request's three tries (pauses included) and the acknowledgement fit an
+        // item's budget, and an item fits the publisher's invocation.
+        let outbox = crate::outbox::OutboxConfig::default();
+        let pauses = outbox.first_pause * (2u32.pow(outbox.attempts - 1) - 1);
+        assert!(
+            PUT_EVENTS_TRY * outbox.attempts + pauses + OUTBOX_ACK_BUDGET + FINISH_MARGIN
+                <= OUTBOX_ITEM_BUDGET
+        );
+        assert!(AWS_OPERATION_TIMEOUT * 2 <= OUTBOX_ACK_BUDGET);
+        assert!(OUTBOX_ITEM_BUDGET + FINISH_MARGIN <= PUBLISHER_FUNCTION_TIMEOUT);
     }
 
     #[test]
@@ -230,5 +254,14 @@ mod tests {
         assert!(d.allows(Duration::from_secs(30)));
         assert!(!d.allows(Duration::from_secs(36)));
         assert!(!Deadline::from_lambda_ms(0).allows(Duration::ZERO));
+        // A record's own budget ends it earlier, never later.
+        let item = d.within(Duration::from_secs(20));
+        assert!(item.allows(Duration::from_secs(14)) && !item.allows(Duration::from_secs(16)));
+        assert!(!d
+            .within(Duration::from_secs(3600))
+            .allows(Duration::from_secs(36)));
+        assert!(Deadline::NONE
+            .within(Duration::from_secs(10))
+            .allows(Duration::from_secs(4)));
     }
 }

@@ -86,7 +86,52 @@ impl BusinessEvent {
     pub fn id(&self) -> &str {
         self.detail.get("id").and_then(Value::as_str).unwrap_or("")
     }
+
+    /// The detail as the bus receives it (what its entry size counts).
+    pub fn detail_json(&self) -> String {
+        self.detail.to_string()
+    }
+
+    /// The same fact without its lists, for an event too large for the bus (PutEvents takes
+    /// less than 256 KB a request): the ids, counts and kinds stay, the lists of changes
+    /// (`changes`, `account_changes`) go, `truncated` is `true`, and `change_set` says where
+    /// the whole change set is read: `GET /v1/monitorings/{monitoring_id}/changes`, the entry
+    /// of `pull_id` from `source`. Same `id`: it is the same fact.
+    pub fn shrunk(&self) -> BusinessEvent {
+        let mut detail = match &self.detail {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        for list in LIST_FIELDS {
+            detail.remove(list);
+        }
+        let monitoring_id = detail.get("monitoring_id").cloned().unwrap_or(Value::Null);
+        let source = match self.detail_type {
+            DetailType::CanopyMonitoringEvent => "canopy",
+            _ => SOURCE,
+        };
+        let path = monitoring_id
+            .as_str()
+            .map(|id| format!("/v1/monitorings/{id}/changes"));
+        detail.insert("truncated".into(), Value::Bool(true));
+        detail.insert(
+            "change_set".into(),
+            json!({
+                "source": source,
+                "monitoring_id": monitoring_id,
+                "pull_id": detail.get("pull_id").cloned().unwrap_or(Value::Null),
+                "path": path,
+            }),
+        );
+        BusinessEvent {
+            detail_type: self.detail_type,
+            detail: Value::Object(detail),
+        }
+    }
 }
+
+/// The detail fields that list changes: what [`BusinessEvent::shrunk`] drops.
+const LIST_FIELDS: [&str; 2] = ["changes", "account_changes"];
 
 /// A stable event id: 32 hex digits of the SHA-256 of what the fact is about.
 pub fn event_id(parts: &[&str]) -> String {
@@ -381,6 +426,37 @@ mod tests {
             reconnect_needed("m", "p", "t1").id(),
             reconnect_needed("m", "p", "t2").id()
         );
+    }
+
+    #[test]
+    fn a_shrunk_event_keeps_its_id_and_points_to_its_change_set() {
+        let changes = ChangeSet {
+            changes: (0..3)
+                .map(|i| Change::PremiumChanged {
+                    policy: policy("a"),
+                    before_cents: Some(i),
+                    after_cents: Some(i + 1),
+                    difference_cents: Some(1),
+                })
+                .collect(),
+        };
+        let events = refresh_events(&ctx(Some("p1")), &PullSummary::default(), Some(&changes));
+        let full = &events[1];
+        let small = full.shrunk();
+        assert_eq!(small.id(), full.id());
+        assert_eq!(small.detail_type, DetailType::PolicyChanged);
+        assert!(small.detail.get("changes").is_none());
+        assert_eq!(small.detail["truncated"], true);
+        assert_eq!(small.detail["change_count"], 3);
+        assert_eq!(
+            small.detail["change_set"],
+            json!({"source": "canopy-monitor", "monitoring_id": "m1", "pull_id": "p2",
+                   "path": "/v1/monitorings/m1/changes"})
+        );
+        assert!(events[0].shrunk().detail.get("account_changes").is_none());
+        let relayed = canopy_monitoring_event("k", None, "p", None, &json!([{"schema": "X"}]), "t");
+        assert_eq!(relayed.shrunk().detail["change_set"]["source"], "canopy");
+        assert_eq!(relayed.shrunk().detail["change_set"]["path"], Value::Null);
     }
 
     #[test]

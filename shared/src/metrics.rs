@@ -78,3 +78,8 @@ pub fn events(published: usize, left: usize) {
     metrics::counter!("EventsPublished").increment(published as u64);
     metrics::counter!("EventsLeft").increment(left as u64);
 }
+
+/// Outbox items parked: the bus refused their events on every sweep (see [`crate::outbox`]).
+pub fn events_parked(items: usize) {
+    metrics::counter!("EventsParked").increment(items as u64);
+}

@@ -11,7 +11,8 @@ use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize, Subject};
 use canopy_sim::SimChange;
 use devkit::LOCAL_SIGNING_SECRET;
 use integration_tests::events_out::{
-    function_publisher, premium_increase_rule, publisher, receive_all, schema_errors, waiting,
+    function_publisher, premium_increase_rule, publisher, publisher_with, receive_all,
+    schema_errors, test_outbox_config, waiting, PutEventsLimits,
 };
 use integration_tests::faults::{Fault, FaultInjector};
 use integration_tests::fetching::{consumer, drain_into, enqueue_fetch, fake_canopy};
@@ -352,10 +353,322 @@ async fn a_refresh_with_changes_costs_these_aws_requests() {
         2,
         "one per change-set item"
     );
-    assert_eq!(op(&publish, ".Query"), 2, "the outbox index, until empty");
+    assert_eq!(
+        op(&publish, ".Query"),
+        canopy_monitor::shard::SHARDS as usize,
+        "one page of each shard of the outbox index"
+    );
     assert_eq!(
         op(&publish, ".UpdateItem"),
         2,
         "one acknowledgement per item"
     );
+}
+
+/// A change set of `policies` policies with `per_policy` coverage changes each, written with
+/// its events (PullRefreshed and one PolicyChanged per policy) as the fetcher writes it, its
+/// events waiting since `at`.
+async fn put_change_set(
+    env: &TestEnv,
+    monitoring_id: &str,
+    pull_id: &str,
+    at: &str,
+    policies: usize,
+    per_policy: usize,
+    coverage_len: usize,
+) -> Vec<canopy_monitor::business_events::BusinessEvent> {
+    use canopy_monitor::business_events::{refresh_events, RefreshContext};
+    use canopy_monitor::changes::{Change, ChangeSet, CoverageScope, ItemRef, MatchedBy};
+    use canopy_monitor::store::{ChangeSetRecord, ChangeStore};
+    let item = |id: String| ItemRef {
+        id: Some(id),
+        matched_by: MatchedBy::Id,
+    };
+    let changes = ChangeSet {
+        changes: (0..policies)
+            .flat_map(|p| {
+                (0..per_policy).map(move |c| Change::CoverageChanged {
+                    policy: item(format!("policy-{p:04}-{}", "0".repeat(24))),
+                    scope: CoverageScope::Vehicle {
+                        vehicle: item(format!("vehicle-{c:04}-{}", "0".repeat(24))),
+                    },
+                    coverage: format!("coverage-{c:04}-{}", "c".repeat(coverage_len)),
+                    field: "deductible_cents".to_owned(),
+                    before: json!(50_000),
+                    after: json!(100_000),
+                })
+            })
+            .collect(),
+    };
+    let ctx = RefreshContext {
+        monitoring_id,
+        pull_id,
+        previous_pull_id: Some("previous-pull"),
+        created_at: Some(at),
+        at,
+    };
+    let summary = canopy_monitor::pull_data::PullSummary::default();
+    let events = refresh_events(&ctx, &summary, Some(&changes));
+    let record = ChangeSetRecord {
+        monitoring_id: monitoring_id.to_owned(),
+        pull_id: pull_id.to_owned(),
+        order: at.to_owned(),
+        previous_pull_id: Some("previous-pull".to_owned()),
+        computed_at: at.to_owned(),
+        // The events are what this test is about; the stored list is another item's size.
+        changes: None,
+        not_compared: Some("test"),
+        counts: json!({}),
+    };
+    env.store
+        .put_change_set(&record, &events)
+        .await
+        .expect("change set item");
+    events
+}
+
+/// One oldest item whose events, ten to a request, exceed PutEvents' 256 KB (a change set of
+/// 10 policies x 100 changes) no longer stalls the sweep: its events go out in requests sized
+/// by AWS's entry-size formula, and every item behind it is published in the same pass.
+#[tokio::test]
+async fn an_oversized_change_set_oldest_in_the_outbox_does_not_stall_the_items_behind_it() {
+    let env = TestEnv::new("events-stall").await;
+    let big = put_change_set(
+        &env,
+        "m-big",
+        "p-big",
+        "2026-01-01T00:00:00.000Z",
+        10,
+        100,
+        60,
+    )
+    .await;
+    let sizes: Vec<usize> = big
+        .iter()
+        .map(|e| "canopy-monitor".len() + e.detail_type.as_str().len() + e.detail.to_string().len())
+        .collect();
+    assert!(
+        sizes.iter().take(10).sum::<usize>() > 256 * 1024,
+        "ten of its events exceed one request: {sizes:?}"
+    );
+    let mut behind = Vec::new();
+    for i in 0..6 {
+        let at = format!("2026-01-01T00:00:{:02}.000Z", i + 1);
+        behind
+            .extend(put_change_set(&env, &format!("m{i}"), &format!("p{i}"), &at, 1, 2, 10).await);
+    }
+    let limits = PutEventsLimits::default();
+    let p = publisher(&env, &limits);
+    let report = p.sweep(Deadline::NONE).await.expect("sweep");
+    println!(
+        "{report:?}; requests refused over the limits: {}",
+        limits.refused()
+    );
+    assert_eq!(limits.refused(), 0, "no request over AWS's limits is sent");
+    assert!(waiting(&env).await.is_empty(), "every item published");
+    assert_eq!(report.events.published, big.len() + behind.len());
+    let envelopes = receive_all(&env, &env.resources.events_tap_url).await;
+    let ids: BTreeSet<&str> = envelopes
+        .iter()
+        .filter_map(|e| e["detail"]["id"].as_str())
+        .collect();
+    for e in big.iter().chain(&behind) {
+        assert!(ids.contains(e.id()), "{} published", e.id());
+    }
+    for e in &envelopes {
+        assert_eq!(schema_errors(e), Vec::<String>::new());
+    }
+}
+
+/// An event whose own entry is over 256 KB (one policy's 100 changes with long coverage
+/// names) is published shrunk: its ids, counts and kinds, `truncated`, and where to read the
+/// whole change set; valid against its schema.
+#[tokio::test]
+async fn an_event_too_large_for_put_events_is_published_shrunk() {
+    let env = TestEnv::new("events-shrunk").await;
+    let events = put_change_set(
+        &env,
+        "m-huge",
+        "p-huge",
+        "2026-01-01T00:00:00.000Z",
+        1,
+        100,
+        2800,
+    )
+    .await;
+    let huge = events
+        .iter()
+        .find(|e| e.detail_type == DetailType::PolicyChanged)
+        .expect("PolicyChanged");
+    assert!(
+        huge.detail.to_string().len() > 256 * 1024,
+        "over the limit alone"
+    );
+    let limits = PutEventsLimits::default();
+    let report = publisher(&env, &limits)
+        .sweep(Deadline::NONE)
+        .await
+        .expect("sweep");
+    assert_eq!(limits.refused(), 0, "{report:?}");
+    assert_eq!(report.events.published, 2);
+    assert!(waiting(&env).await.is_empty());
+    let envelopes = receive_all(&env, &env.resources.events_tap_url).await;
+    let shrunk = envelopes
+        .iter()
+        .find(|e| e["detail"]["id"] == huge.id())
+        .expect("published, same id");
+    println!("{}", shrunk["detail"]);
+    assert_eq!(schema_errors(shrunk), Vec::<String>::new());
+    let detail = &shrunk["detail"];
+    assert_eq!(detail["truncated"], true);
+    assert_eq!(detail["change_count"], 100);
+    assert!(detail.get("changes").is_none());
+    assert_eq!(
+        detail["change_set"],
+        json!({"source": "canopy-monitor", "monitoring_id": "m-huge", "pull_id": "p-huge",
+               "path": "/v1/monitorings/m-huge/changes"})
+    );
+}
+
+fn key(
+    pk: &str,
+    sk: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    [
+        ("pk".to_owned(), S(pk.to_owned())),
+        ("sk".to_owned(), S(sk.to_owned())),
+    ]
+    .into()
+}
+
+async fn get(
+    env: &TestEnv,
+    pk: &str,
+    sk: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    env.store
+        .client()
+        .get_item()
+        .table_name(&env.resources.table_name)
+        .set_key(Some(key(pk, sk)))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item")
+}
+
+/// An item whose events PutEvents refuses (ValidationException) on every pass no longer holds
+/// up the items behind it: each sweep pages past it (one item per page, more than one page in
+/// a shard) and publishes the rest; the 5th refused pass parks it (out of the index, its
+/// events kept, `outbox_parked_at` set, counted), and the next sweep is complete.
+#[tokio::test]
+async fn an_item_refused_on_every_pass_is_parked_and_counted_and_the_sweep_pages_past_it() {
+    let env = TestEnv::new("events-park").await;
+    let poison = put_change_set(
+        &env,
+        "m-poison",
+        "p-poison",
+        "2026-01-01T00:00:00.000Z",
+        0,
+        0,
+        0,
+    )
+    .await;
+    let mut behind = Vec::new();
+    for i in 0..20 {
+        let at = format!("2026-01-01T00:00:{:02}.000Z", i + 1);
+        behind.extend(put_change_set(&env, &format!("m{i}"), &format!("p{i}"), &at, 0, 0, 0).await);
+    }
+    let limits = PutEventsLimits::default();
+    limits.faults.add(integration_tests::faults::Rule {
+        operation: "AWSEvents.PutEvents".to_owned(),
+        body_contains: Some(poison[0].id().to_owned()),
+        times: None,
+        fault: Fault::json_1_1(400, "ValidationException"),
+    });
+    let config = canopy_monitor::outbox::OutboxConfig {
+        page: 1,
+        ..test_outbox_config()
+    };
+    let park_after = config.park_after;
+    let p = publisher_with(&env, &limits, config);
+    let first = p.sweep(Deadline::NONE).await.expect("sweep");
+    println!("first pass: {first:?}");
+    assert_eq!(first.events.published, behind.len(), "everything behind it");
+    assert!(
+        first.pages > canopy_monitor::shard::SHARDS as usize,
+        "21 items in 16 shards, one a page: some shard took more than one page"
+    );
+    assert!(!first.complete);
+    assert_eq!(first.parked, 0);
+    let mut parked = 0;
+    for _ in 1..park_after {
+        parked += p.sweep(Deadline::NONE).await.expect("sweep").parked;
+    }
+    assert_eq!(parked, 1);
+    assert!(waiting(&env).await.is_empty(), "out of the index");
+    let item = get(
+        &env,
+        "MONITORING#m-poison",
+        "CHANGES#2026-01-01T00:00:00.000Z#p-poison#canopy-monitor",
+    )
+    .await;
+    assert!(item.contains_key("outbox_parked_at"));
+    assert!(!item.contains_key("outbox_pending"));
+    assert_eq!(
+        attr(&item, "outbox_version").map(|v| !v.is_empty()),
+        Some(true)
+    );
+    assert_eq!(
+        item.get("outbox_attempts")
+            .and_then(|v| v.as_n().ok())
+            .map(String::as_str),
+        Some(park_after.to_string().as_str())
+    );
+    assert!(
+        item.contains_key(&format!("outbox_{}", poison[0].id())),
+        "its event kept for a redrive"
+    );
+    let after = p.sweep(Deadline::NONE).await.expect("sweep");
+    assert!(after.complete, "{after:?}");
+}
+
+/// A pending mark whose events are gone (no `outbox_<id>` attribute) is cleared by the sweep.
+#[tokio::test]
+async fn a_pending_mark_without_events_is_cleared() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let env = TestEnv::new("events-empty-mark").await;
+    let (pk, sk) = ("PULL#empty-mark", "STATE");
+    let mut item = key(pk, sk);
+    item.insert(
+        "outbox_pending".to_owned(),
+        S(canopy_monitor::store::dynamo::outbox::pending_partition(
+            pk, sk,
+        )),
+    );
+    item.insert(
+        "outbox_at".to_owned(),
+        S("2026-01-01T00:00:00.000Z".to_owned()),
+    );
+    item.insert("outbox_version".to_owned(), S("v1".to_owned()));
+    env.store
+        .client()
+        .put_item()
+        .table_name(&env.resources.table_name)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(waiting(&env).await.len(), 1);
+    let report = publisher(&env, &RequestCounter::default())
+        .sweep(Deadline::NONE)
+        .await
+        .expect("sweep");
+    assert_eq!(report.cleared, 1, "{report:?}");
+    assert!(waiting(&env).await.is_empty());
+    let item = get(&env, pk, sk).await;
+    assert!(!item.contains_key("outbox_pending") && !item.contains_key("outbox_version"));
 }

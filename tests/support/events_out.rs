@@ -19,6 +19,14 @@ pub fn publisher<I>(env: &TestEnv, interceptor: &I) -> AwsPublisher
 where
     I: aws_sdk_dynamodb::config::Intercept + Clone + 'static,
 {
+    publisher_with(env, interceptor, test_outbox_config())
+}
+
+/// [`publisher`] with its own outbox settings.
+pub fn publisher_with<I>(env: &TestEnv, interceptor: &I, config: OutboxConfig) -> AwsPublisher
+where
+    I: aws_sdk_dynamodb::config::Intercept + Clone + 'static,
+{
     let ddb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&env.aws)
             .interceptor(interceptor.clone())
@@ -36,7 +44,7 @@ where
             env.resources.event_bus_name.clone(),
         ),
         canopy_monitor::ports::SystemClock,
-        test_outbox_config(),
+        config,
     )
 }
 
@@ -60,12 +68,26 @@ pub fn function_publisher(env: &TestEnv) -> AwsPublisher {
     )
 }
 
-/// Every item with events waiting, read through the outbox index.
+/// Every item with events waiting (or a pending mark), read through every shard of the
+/// outbox index, page by page.
 pub async fn waiting(env: &TestEnv) -> Vec<PendingOutbox> {
-    env.store
-        .pending("9999-12-31T00:00:00Z", 1000)
-        .await
-        .expect("outbox index")
+    let mut all = Vec::new();
+    for shard in 0..canopy_monitor::shard::SHARDS {
+        let mut after = None;
+        loop {
+            let page = env
+                .store
+                .pending(shard, "9999-12-31T00:00:00Z", 100, after.as_ref())
+                .await
+                .expect("outbox index");
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    all
 }
 
 /// Receives (and deletes) every message on `queue_url` until it stays empty: the EventBridge
@@ -125,4 +147,114 @@ pub fn premium_increase_rule() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/eventbridge/premium-increase-rule.json");
     serde_json::from_slice(&std::fs::read(path).expect("rule file")).expect("rule JSON")
+}
+
+/// AWS's limits of one PutEvents request, which moto does not enforce: at most 10 entries,
+/// and entries totalling at most 256 KB, each entry sized by the formula of the EventBridge
+/// guide ("Calculating PutEvents event entry size": Time 14 bytes if present; Source,
+/// DetailType, Detail and each Resources entry as UTF-8 bytes). Computed here from the wire
+/// body, independently of the code under test.
+pub const PUT_EVENTS_MAX_ENTRIES: usize = 10;
+pub const PUT_EVENTS_MAX_BYTES: usize = 256 * 1024;
+
+/// The entry sizes of a PutEvents request body (JSON 1.1).
+pub fn put_events_entry_sizes(body: &str) -> Vec<usize> {
+    let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let text_len = |v: &Value| v.as_str().map_or(0, str::len);
+    body["Entries"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    let time = if e.get("Time").is_some() { 14 } else { 0 };
+                    let resources: usize = e["Resources"]
+                        .as_array()
+                        .map(|r| r.iter().map(text_len).sum())
+                        .unwrap_or(0);
+                    time + text_len(&e["Source"])
+                        + text_len(&e["DetailType"])
+                        + text_len(&e["Detail"])
+                        + resources
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An interceptor on the EventBridge client that answers a PutEvents over AWS's limits with
+/// `ValidationException` (HTTP 400), as AWS does; a request within them goes on to `faults`
+/// (a test's own rules). Counts what it refused.
+#[derive(Debug, Clone, Default)]
+pub struct PutEventsLimits {
+    pub faults: crate::faults::FaultInjector,
+    /// Holds the one-time answer of a request over the limits.
+    over: crate::faults::FaultInjector,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PutEventsLimits {
+    /// Requests refused for being over the limits.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for PutEventsLimits {
+    fn name(&self) -> &'static str {
+        "PutEventsLimits"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<
+            '_,
+        >,
+        runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let request = context.request();
+        let is_put_events = request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with("PutEvents"));
+        if is_put_events {
+            let body = request
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let sizes = put_events_entry_sizes(&body);
+            if sizes.len() > PUT_EVENTS_MAX_ENTRIES
+                || sizes.iter().sum::<usize>() > PUT_EVENTS_MAX_BYTES
+            {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.over.add(crate::faults::Rule {
+                    operation: "AWSEvents.PutEvents".to_owned(),
+                    body_contains: None,
+                    times: Some(1),
+                    fault: crate::faults::Fault::json_1_1(400, "ValidationException"),
+                });
+                return self
+                    .over
+                    .modify_before_transmit(context, runtime_components, cfg);
+            }
+        }
+        self.faults
+            .modify_before_transmit(context, runtime_components, cfg)
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        // Whichever injector marked the request replaces its answer (the mark is shared).
+        self.over
+            .modify_before_deserialization(context, runtime_components, cfg)?;
+        self.faults
+            .modify_before_deserialization(context, runtime_components, cfg)
+    }
 }

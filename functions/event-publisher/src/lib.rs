@@ -9,7 +9,7 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use canopy_monitor::budget::Deadline;
 use canopy_monitor::bus::eventbridge::EventBridgeBus;
 use canopy_monitor::config::PublisherEnv;
-use canopy_monitor::outbox::{OutboxPublisher, Published, SweepReport};
+use canopy_monitor::outbox::{item_can_start, OutboxPublisher, Published, SweepReport};
 use canopy_monitor::ports::{PortError, SystemClock};
 use canopy_monitor::store::dynamo::outbox::pending_from_item;
 use canopy_monitor::store::dynamo::DynamoStore;
@@ -56,14 +56,15 @@ pub async fn handle(
         let Some(pending) = pending_from_item(&image) else {
             continue;
         };
-        // Time budgets nest: a record is started only if it can finish before the function's
-        // timeout; what is not started stays in the outbox, where the sweep finds it.
-        if !deadline.allows(canopy_monitor::budget::OUTBOX_ITEM_BUDGET) {
+        // Time budgets nest: a record is started only if a try and its acknowledgement fit
+        // before the function's timeout, and each later try only if it fits too; what is not
+        // published stays in the outbox, where the sweep finds it.
+        if !item_can_start(&deadline) {
             break;
         }
         records += 1;
         // What the bus refuses stays in the outbox for the sweep: the stream moves on.
-        events += publisher.publish_item(&pending).await?;
+        events += publisher.publish_item(&pending, deadline).await?.events;
     }
     Ok(Handled::Stream { records, events })
 }

@@ -28,6 +28,9 @@ async fn run() -> Result<(), Error> {
                 items = report.items,
                 published = report.events.published,
                 left = report.events.left,
+                parked = report.parked,
+                cleared = report.cleared,
+                pages = report.pages,
                 complete = report.complete,
                 "outbox sweep"
             ),

@@ -1,11 +1,12 @@
 //! The EventBridge adapter: PutEvents on the stack's custom bus, source
 //! [`crate::business_events::SOURCE`].
 
-use super::{Delivery, EventBus, MAX_EVENTS_PER_CALL};
+use super::{Delivery, EventBus, MAX_EVENTS_PER_CALL, REQUEST_INVALID};
 use crate::aws::port_error;
 use crate::business_events::{BusinessEvent, SOURCE};
 use crate::ports::PortError;
 use async_trait::async_trait;
+use aws_sdk_eventbridge::error::ProvideErrorMetadata;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
@@ -38,17 +39,26 @@ impl EventBus for EventBridgeBus {
                     .event_bus_name(&self.bus)
                     .source(SOURCE)
                     .detail_type(e.detail_type.as_str())
-                    .detail(e.detail.to_string())
+                    .detail(e.detail_json())
                     .build()
             })
             .collect();
-        let answer = self
+        let answer = match self
             .client
             .put_events()
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| port_error("events", e))?;
+        {
+            Ok(answer) => answer,
+            // The request itself is refused (too large, malformed): these entries are at
+            // fault, not the bus.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some(REQUEST_INVALID) => {
+                let code = REQUEST_INVALID.to_owned();
+                return Ok(vec![Delivery::Refused { code }; events.len()]);
+            }
+            Err(e) => return Err(port_error("events", e)),
+        };
         let results = answer.entries();
         Ok((0..events.len())
             .map(|i| match results.get(i) {

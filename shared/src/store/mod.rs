@@ -438,21 +438,66 @@ pub struct PendingOutbox {
     /// Changes with every write that adds events: the pending mark is cleared only if no
     /// event was added since this was read.
     pub version: String,
+    /// Since when its events wait (the outbox index's sort key).
+    pub at: String,
+    /// Sweeps that found its events refused by the bus.
+    pub attempts: u32,
+    /// Empty for a pending mark whose events are gone: the sweep clears it.
     pub events: Vec<crate::business_events::BusinessEvent>,
+}
+
+/// Where the reading of one shard of the outbox index goes on: after this item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingKey {
+    pub pk: String,
+    pub sk: String,
+    pub at: String,
+}
+
+/// One page of one shard of the outbox index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PendingPage {
+    pub items: Vec<PendingOutbox>,
+    /// `None` once the shard is read to its end.
+    pub next: Option<PendingKey>,
+}
+
+/// What counting a refused pass did to an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted; the item stays pending with this many refused passes.
+    Attempts(u32),
+    /// Out of the pending index, its events kept on it, `outbox_parked_at` set.
+    Parked,
 }
 
 /// The outbox side of the table: events recorded with the writes that caused them.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Items whose events have waited since before `cutoff` (RFC 3339), oldest first.
-    async fn pending(&self, cutoff: &str, limit: usize) -> Result<Vec<PendingOutbox>, PortError>;
+    /// Items of outbox shard `shard` (`0..`[`crate::shard::SHARDS`]) whose events have waited
+    /// since before `cutoff` (RFC 3339), oldest first, at most `limit`, after `after`.
+    async fn pending(
+        &self,
+        shard: u32,
+        cutoff: &str,
+        limit: usize,
+        after: Option<&PendingKey>,
+    ) -> Result<PendingPage, PortError>;
     /// Removes the published events from `item`, and its pending mark if nothing was added
-    /// since it was read.
+    /// since it was read (an item with no events: just the mark).
     async fn acknowledge(
         &self,
         item: &PendingOutbox,
         published_ids: &[String],
     ) -> Result<(), PortError>;
+    /// Counts a sweep that found `item`'s events refused; the `park_after`-th parks it, unless
+    /// events were added since it was read.
+    async fn count_refusal(
+        &self,
+        item: &PendingOutbox,
+        park_after: u32,
+        at: &str,
+    ) -> Result<Counted, PortError>;
 }
 
 /// One refresh's stored change set, compared with the previous stored pull of its monitoring

@@ -654,7 +654,13 @@ impl DynamoStore {
                     guards.push(guard(&mut b, "latest_pull_seen_at", "<"));
                     let event =
                         reconnect_needed(&update.monitoring_id, &update.pull_id, &update.at);
-                    add_to_update(&mut b, &[event], &update.at);
+                    add_to_update(
+                        &mut b,
+                        &monitoring_pk(&update.monitoring_id),
+                        STATE_SK,
+                        &[event],
+                        &update.at,
+                    );
                 }
                 MonitoringPart::Latest => {
                     b.set("latest_pull_id", s(&update.pull_id))
@@ -676,7 +682,13 @@ impl DynamoStore {
                     guards.push(guard(&mut b, "reconnect_pull_seen_at", "<="));
                     let event =
                         reconnect_resolved(&update.monitoring_id, &update.pull_id, &update.at);
-                    add_to_update(&mut b, &[event], &update.at);
+                    add_to_update(
+                        &mut b,
+                        &monitoring_pk(&update.monitoring_id),
+                        STATE_SK,
+                        &[event],
+                        &update.at,
+                    );
                 }
             }
         }

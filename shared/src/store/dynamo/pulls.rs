@@ -477,7 +477,7 @@ impl PullDataStore for DynamoStore {
             .remove("fetch_lease_expires_at");
         // The FetchFailed event is recorded by the write that records the failure, and the
         // pull joins the operator's list of failed fetches (a partition of the sparse gsi1).
-        add_to_update(&mut b, events, at);
+        add_to_update(&mut b, &pull_pk(pull_id), STATE_SK, events, at);
         b.set("gsi1pk", s(super::operations::FETCH_FAILED_PK))
             .set("gsi1sk", s(format!("{at}#{pull_id}")));
         let lease = b.value("lease", s(lease_id));
