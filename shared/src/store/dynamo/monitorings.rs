@@ -19,7 +19,7 @@
 //! (a few writes per refresh, refreshes weeks apart).
 
 use super::{
-    condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, EVENT_SK,
+    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, EVENT_SK,
     STATE_SK,
 };
 use crate::aws::port_error;
@@ -35,7 +35,6 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
@@ -55,30 +54,6 @@ fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
-/// A listing cursor: which partition, where in it, and which query it belongs to.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Cursor {
-    /// Fingerprint of the filters: a cursor only continues the listing it came from.
-    q: String,
-    /// Index of the partition in the query's list.
-    p: usize,
-    /// `LastEvaluatedKey` (all string attributes), or none to start the partition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    k: Option<BTreeMap<String, String>>,
-}
-
-fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(c).unwrap_or_default())
-}
-
-fn decode_cursor(text: &str) -> Result<Cursor, BadCursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| BadCursor)?;
-    serde_json::from_slice(&raw).map_err(|_| BadCursor)
-}
-
 fn string_key(k: &HashMap<String, AttributeValue>) -> Option<BTreeMap<String, String>> {
     k.iter()
         .map(|(name, v)| v.as_s().ok().map(|v| (name.clone(), v.clone())))
@@ -89,15 +64,12 @@ fn attr_key(k: &BTreeMap<String, String>) -> HashMap<String, AttributeValue> {
     k.iter().map(|(name, v)| (name.clone(), s(v))).collect()
 }
 
-/// A listing's id in its cursors: the first 8 bytes of its fingerprint are plenty.
-fn fingerprint(parts: &[&str]) -> String {
-    crate::monitoring::fingerprint(parts)[..16].to_owned()
-}
-
 /// How a listing is answered: one index, its partitions in order, and a filter.
 struct ListingPlan {
     index: &'static str,
     hash_attr: &'static str,
+    /// The index's sort key: with the table's `pk`/`sk`, a start key's attributes.
+    range_attr: &'static str,
     partitions: Vec<String>,
     filter: Vec<&'static str>,
     status_filter: Option<String>,
@@ -121,6 +93,7 @@ fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
         return ListingPlan {
             index: OWNER_INDEX,
             hash_attr: "owner",
+            range_attr: "monitoring_id",
             partitions: vec![owner.clone()],
             filter,
             status_filter: q.status.clone(),
@@ -130,6 +103,7 @@ fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
         return ListingPlan {
             index: RECONNECT_INDEX,
             hash_attr: "monitoring_status",
+            range_attr: "reconnect_needed_since",
             partitions: statuses,
             filter: Vec::new(),
             status_filter: None,
@@ -138,6 +112,7 @@ fn listing_plan(q: &MonitoringQuery) -> ListingPlan {
     ListingPlan {
         index: STATUS_INDEX,
         hash_attr: "monitoring_status",
+        range_attr: "monitoring_id",
         partitions: statuses,
         filter: reconnect_filter.into_iter().collect(),
         status_filter: None,
@@ -338,7 +313,7 @@ impl MonitoringStore for DynamoStore {
             .reconnect_needed
             .map(|b| b.to_string())
             .unwrap_or_default();
-        let query_id = fingerprint(&[
+        let query_id = cursor::listing_id(&[
             plan.index,
             q.status.as_deref().unwrap_or(""),
             &reconnect,
@@ -347,13 +322,16 @@ impl MonitoringStore for DynamoStore {
         let (mut partition, mut start) = match &q.cursor {
             None => (0, None),
             Some(text) => {
-                let Ok(c) = decode_cursor(text) else {
+                let Ok(c) = cursor::open(self.cursor_key(), &query_id, text) else {
                     return Ok(Err(BadCursor));
                 };
-                if c.q != query_id || c.p >= plan.partitions.len() {
-                    return Ok(Err(BadCursor));
+                // The start key must lie in the partition the cursor names.
+                let names = ["pk", "sk", plan.hash_attr, plan.range_attr];
+                match plan.partitions.get(c.partition) {
+                    Some(p) if c.start_within(&names, plan.hash_attr, p) => {}
+                    _ => return Ok(Err(BadCursor)),
                 }
-                (c.p, c.k.as_ref().map(attr_key))
+                (c.partition, c.start.as_ref().map(attr_key))
             }
         };
         let mut items = Vec::new();
@@ -392,11 +370,14 @@ impl MonitoringStore for DynamoStore {
             }
         }
         let next_cursor = if partition < plan.partitions.len() {
-            Some(encode_cursor(&Cursor {
-                q: query_id,
-                p: partition,
-                k: start.as_ref().and_then(string_key),
-            }))
+            Some(cursor::seal(
+                self.cursor_key(),
+                &cursor::Position {
+                    listing: query_id,
+                    partition,
+                    start: start.as_ref().and_then(string_key),
+                },
+            ))
         } else {
             None
         };
@@ -603,18 +584,5 @@ mod tests {
             plan.filter,
             ["attribute_not_exists(reconnect_needed_since)"]
         );
-    }
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let c = Cursor {
-            q: "abc".into(),
-            p: 1,
-            k: Some(BTreeMap::from([("pk".into(), "MONITORING#x".into())])),
-        };
-        let back = decode_cursor(&encode_cursor(&c)).unwrap();
-        assert_eq!((back.q, back.p, back.k), (c.q, c.p, c.k));
-        assert!(decode_cursor("not a cursor!").is_err());
-        assert!(decode_cursor("e30").is_err(), "{{}} lacks fields");
     }
 }
