@@ -116,7 +116,10 @@ fn lay_out(base: &Item, changes_json: &str, events: &[BusinessEvent], at: &str) 
         }
     }
     let text = |k: &str| base.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let (pk, sk) = (text("pk").unwrap_or_default(), text("sk").unwrap_or_default());
+    let (pk, sk) = (
+        text("pk").unwrap_or_default(),
+        text("sk").unwrap_or_default(),
+    );
     let prefix = parts_prefix(&sk, &packed.sha256);
     let parts = packed
         .parts
@@ -452,7 +455,11 @@ mod tests {
             e
         }));
         let layout = lay_out(&base(), &json, &events, "t");
-        assert!(item_size(&layout.item) <= ITEM_BUDGET, "{}", item_size(&layout.item));
+        assert!(
+            item_size(&layout.item) <= ITEM_BUDGET,
+            "{}",
+            item_size(&layout.item)
+        );
         assert!(layout.parts.len() >= 2);
         assert!(layout
             .parts
@@ -467,8 +474,9 @@ mod tests {
             .filter(|e| e.detail["truncated"] == true)
             .collect();
         assert!(!compact.is_empty());
-        assert!(compact.iter().all(|e| e.detail["changes"] == json!([])
-            && e.detail["change_count"] == 100));
+        assert!(compact
+            .iter()
+            .all(|e| e.detail["changes"] == json!([]) && e.detail["change_count"] == 100));
     }
 
     #[test]

@@ -154,9 +154,16 @@ mod tests {
         let (_, tag) = text.split_once('.').unwrap();
         // Same MAC, another start key: the re-encoded JSON no longer matches it.
         let mut forged = p.clone();
-        forged.start.as_mut().unwrap().insert("pk".into(), "MONITORING#m2".into());
+        forged
+            .start
+            .as_mut()
+            .unwrap()
+            .insert("pk".into(), "MONITORING#m2".into());
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
-        assert_eq!(open(&key, &p.listing, &format!("{payload}.{tag}")), Err(BadCursor));
+        assert_eq!(
+            open(&key, &p.listing, &format!("{payload}.{tag}")),
+            Err(BadCursor)
+        );
         // No MAC at all, or garbage.
         assert_eq!(open(&key, &p.listing, &payload), Err(BadCursor));
         assert_eq!(open(&key, &p.listing, "not a cursor!"), Err(BadCursor));
@@ -169,7 +176,10 @@ mod tests {
         let p = position();
         assert!(p.start_within(&["pk", "sk"], "pk", "MONITORING#m1"));
         assert!(!p.start_within(&["pk", "sk"], "pk", "MONITORING#m2"));
-        assert!(!p.start_within(&["pk"], "pk", "MONITORING#m1"), "sk is not a key here");
+        assert!(
+            !p.start_within(&["pk"], "pk", "MONITORING#m1"),
+            "sk is not a key here"
+        );
         assert!(!p.start_within(&["pk", "sk"], "owner", "MONITORING#m1"));
         let fresh = Position { start: None, ..p };
         assert!(fresh.start_within(&["pk", "sk"], "pk", "anything"));

@@ -94,10 +94,16 @@ mod tests {
         assert_eq!(value_size(&AttributeValue::Bool(true)), 1);
         assert_eq!(value_size(&AttributeValue::Null(true)), 1);
         assert_eq!(value_size(&AttributeValue::L(vec![])), 3);
-        assert_eq!(value_size(&AttributeValue::L(vec![s("ab"), s("c")])), 3 + 3 + 2);
+        assert_eq!(
+            value_size(&AttributeValue::L(vec![s("ab"), s("c")])),
+            3 + 3 + 2
+        );
         let map = HashMap::from([("key".to_owned(), s("value"))]);
         assert_eq!(value_size(&AttributeValue::M(map)), 3 + 3 + 1 + 5);
-        assert_eq!(value_size(&AttributeValue::Ss(vec!["ab".into(), "c".into()])), 3);
+        assert_eq!(
+            value_size(&AttributeValue::Ss(vec!["ab".into(), "c".into()])),
+            3
+        );
     }
 
     #[test]

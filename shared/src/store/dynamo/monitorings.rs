@@ -19,8 +19,8 @@
 //! (a few writes per refresh, refreshes weeks apart).
 
 use super::{
-    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, EVENT_SK,
-    STATE_SK,
+    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder,
+    EVENT_SK, STATE_SK,
 };
 use crate::aws::port_error;
 use crate::monitoring::{CanopyMonitoring, RefreshCutoffs, ACTIVE, STOPPED};
