@@ -267,3 +267,197 @@ async fn our_diff_agrees_with_canopys_monitoring_events() {
     }
     assert_eq!(walked, items);
 }
+
+/// Every item of the table, read with a consistent paginated Scan, fits DynamoDB's 400 KB as
+/// DynamoDB counts it (moto itself refuses nothing).
+async fn assert_every_item_fits(env: &TestEnv) -> usize {
+    use canopy_monitor::store::dynamo::item_size::{item_size, MAX_ITEM_BYTES};
+    let mut start = None;
+    let mut largest = 0;
+    loop {
+        let page = env
+            .store
+            .client()
+            .scan()
+            .table_name(env.store.table())
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            let size = item_size(item);
+            assert!(
+                size <= MAX_ITEM_BYTES,
+                "item {:?} {:?} is {size} bytes",
+                attr(item, "pk"),
+                attr(item, "sk")
+            );
+            largest = largest.max(size);
+        }
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return largest,
+        }
+    }
+}
+
+/// A pull of 10 auto policies, each with 10 vehicles of 10 coverages whose limits are
+/// `base + n`: between two such pulls, 100 changes per policy.
+fn fleet_pull(pull_id: &str, created_at: &str, base: i64) -> Value {
+    let policies: Vec<Value> = (0..10)
+        .map(|p| {
+            let vehicles: Vec<Value> = (0..10)
+                .map(|v| {
+                    let coverages: Vec<Value> = (0..10)
+                        .map(|c| {
+                            json!({
+                                "vehicle_coverage_id": format!("{pull_id}-vc-{p}-{v}-{c}"),
+                                "name": format!("BODILY_INJURY_LIABILITY_SPLIT_LIMIT_{c:02}"),
+                                "per_person_limit_cents": base + c,
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "vehicle_id": format!("b0f1c9de-7a55-4c1e-9f0e-policy{p:02}-vehicle{v:02}"),
+                        "vin": format!("1G1FK1R62J{p:02}{v:05}"),
+                        "coverages": coverages,
+                    })
+                })
+                .collect();
+            json!({
+                "policy_id": format!("5d7c2a10-3e4b-4f6a-8c9d-fleetpolicy{p:02}"),
+                "policy_type": "AUTO", "status": "ACTIVE", "carrier_policy_number": format!("AU-{p:04}"),
+                "vehicles": vehicles,
+            })
+        })
+        .collect();
+    json!({"pull_id": pull_id, "created_at": created_at, "status": "SUCCESS", "policies": policies})
+}
+
+/// Defect 4: a refresh with 10 policies x 100 changes. Its change set with its outbox events
+/// is larger than an item; the fetch still succeeds, every item fits 400 KB, and the changes
+/// route returns all 1,000 changes.
+#[tokio::test]
+async fn a_change_set_of_ten_policies_by_a_hundred_changes_is_stored_whole() {
+    let env = TestEnv::new("bigchanges").await;
+    let canopy = fake_canopy().await;
+    let (first, second) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let before = fleet_pull(&first, "2026-01-01T00:00:00Z", 2_500_000);
+    let after = fleet_pull(&second, "2026-02-01T00:00:00Z", 5_000_000);
+    canopy.add_pull(before.clone());
+    canopy.add_pull(after.clone());
+    let api = integration_tests::monitoring::api(
+        &env,
+        &canopy,
+        &RequestCounter::default(),
+        ApiConfig::default(),
+    );
+    let id = integration_tests::monitoring::enable(&api, &first).await;
+    let fetcher = consumer(&env, &canopy, Duration::from_secs(10)).await;
+    integration_tests::fetching::enqueue_fetch(&env, &first, Some(&id)).await;
+    drain_into(&env, &fetcher).await;
+    integration_tests::fetching::enqueue_fetch(&env, &second, Some(&id)).await;
+    drain_into(&env, &fetcher).await;
+
+    let expected = serde_json::to_value(diff(&before, &after).changes).unwrap();
+    let expected_len = expected.as_array().unwrap().len();
+    assert_eq!(expected_len, 1000);
+    // The premise: the list and its events' copies together outgrow an item.
+    assert!(expected.to_string().len() * 2 > 400 * 1024);
+
+    let state = env.store.get_pull(&second).await.unwrap().expect("pull");
+    assert_eq!(state.fetch_status.as_deref(), Some("FETCHED"), "{state:?}");
+    let largest = assert_every_item_fits(&env).await;
+    println!("largest item: {largest} bytes");
+
+    let page = integration_tests::monitoring::call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings/{id}/changes?limit=10"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    let ours = page.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source"] == "canopy-monitor" && i["pull_id"] == second.as_str())
+        .cloned()
+        .expect("the refresh's change set");
+    assert_eq!(ours["change_count"], 1000);
+    assert_eq!(ours["truncated"], false);
+    assert_eq!(ours["changes"], expected, "all 1,000 changes, as computed");
+}
+
+/// Defect 4: a MONITORING_EVENTS delivery of about 1 MB (thousands of small changes, under
+/// intake's 1 MB limit) is accepted with 200, every item fits 400 KB, and all its changes
+/// read back through the Monitoring API.
+#[tokio::test]
+async fn a_one_megabyte_monitoring_events_delivery_is_stored_whole() {
+    let env = TestEnv::new("bigevents").await;
+    let canopy = fake_canopy().await;
+    let (monitoring_id, pull_id) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let changes: Vec<Value> = (0..3600)
+        .map(|n| {
+            let vehicle = uuid::Uuid::new_v4().to_string();
+            json!({"schema": "VEHICLE", "type": "UPDATE",
+                   "before": {"vehicle_id": vehicle, "annual_mileage": 12000 + n},
+                   "after": {"vehicle_id": vehicle, "annual_mileage": 13000 + n,
+                             "lien_holder": uuid::Uuid::new_v4().to_string()}})
+        })
+        .collect();
+    let subject = canopy_sim::fixtures::Subject {
+        pull_id: pull_id.clone(),
+        monitoring_id: Some(monitoring_id.clone()),
+        initial_pull_id: Some(pull_id.clone()),
+        meta_data: json!({}),
+    };
+    let body = canopy_sim::fixtures::monitoring_events_webhook(
+        &subject,
+        json!({"type": "POLICY_CHANGE", "changes": changes, "documents": []}),
+    )
+    .to_string()
+    .into_bytes();
+    assert!(
+        (900_000..=1_048_576).contains(&body.len()),
+        "{} bytes",
+        body.len()
+    );
+    let (status, response) = env.deliver(&body).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let largest = assert_every_item_fits(&env).await;
+    println!("largest item: {largest} bytes");
+
+    let api = integration_tests::monitoring::api(
+        &env,
+        &canopy,
+        &RequestCounter::default(),
+        ApiConfig::default(),
+    );
+    let page = integration_tests::monitoring::call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings/{monitoring_id}/changes"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    let items = page.json["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{}", page.json);
+    assert_eq!(items[0]["source"], "canopy");
+    assert_eq!(
+        items[0]["changes"],
+        Value::Array(changes),
+        "every change read back"
+    );
+}

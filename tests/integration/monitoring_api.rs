@@ -914,3 +914,186 @@ async fn requests_per_route_are_counted() {
         "the summary's part count, then the parts"
     );
 }
+
+const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn b64url_decode(text: &str) -> Vec<u8> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes() {
+        let v = B64URL.iter().position(|&b| b == c).expect("base64url") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+fn b64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(B64URL[((v >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Re-encodes a cursor's JSON after `edit`, keeping whatever follows its payload (a MAC).
+fn forge(cursor: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let (payload, rest) = match cursor.split_once('.') {
+        Some((p, r)) => (p, format!(".{r}")),
+        None => (cursor, String::new()),
+    };
+    let mut json: Value = serde_json::from_slice(&b64url_decode(payload)).expect("cursor JSON");
+    edit(&mut json);
+    format!("{}{rest}", b64url_encode(json.to_string().as_bytes()))
+}
+
+fn assert_bad_cursor(reply: &Reply) {
+    assert_error(reply, StatusCode::BAD_REQUEST, "invalid_cursor");
+    assert_eq!(reply.json["field"], "cursor", "{}", reply.json);
+}
+
+/// Defect 14: a listing cursor re-encoded with another partition's start key is refused (moto
+/// would ignore the key and answer 200; DynamoDB would answer a ValidationException, a 500).
+#[tokio::test]
+async fn a_forged_listing_cursor_is_refused() {
+    let (env, canopy, _, api) = rig("api-forge").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let pull_id = seed_pull(&env, &canopy, "cust-forge").await;
+        let reply = enable(&api, &pull_id).await;
+        ids.push(
+            reply.json["monitoring"]["monitoring_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    call(
+        &api,
+        "DELETE",
+        &format!("/v1/monitorings/{}", ids[2]),
+        &[],
+        None,
+    )
+    .await;
+    let first = call(&api, "GET", "/v1/monitorings?limit=1", &[], None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.json);
+    let cursor = first.json["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    // The genuine cursor pages.
+    let next = call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings?limit=1&cursor={cursor}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.json);
+    assert_ne!(next.json["monitorings"][0], first.json["monitorings"][0]);
+
+    // The same cursor, its start key moved to the STOPPED partition.
+    let stopped = ids[2].clone();
+    let forged = forge(&cursor, |c| {
+        let k = c["k"].as_object_mut().expect("a start key");
+        k.insert("monitoring_status".into(), json!("STOPPED"));
+        k.insert("pk".into(), json!(format!("MONITORING#{stopped}")));
+        k.insert("monitoring_id".into(), json!(stopped));
+    });
+    let reply = call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings?limit=1&cursor={forged}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_bad_cursor(&reply);
+    // Re-encoded unchanged but for its partition index.
+    let forged = forge(&cursor, |c| c["p"] = json!(1));
+    let reply = call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings?limit=1&cursor={forged}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_bad_cursor(&reply);
+}
+
+/// Defect 14: a change-history cursor of one monitoring is refused on another; on its own
+/// monitoring it pages to the end.
+#[tokio::test]
+async fn a_cursor_of_one_monitoring_is_refused_on_another() {
+    let (env, _canopy, _, api) = rig("api-foreign").await;
+    let (a, b) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    for (monitoring, n) in [(&a, 0), (&a, 1), (&b, 2)] {
+        let subject = Subject {
+            pull_id: uuid::Uuid::new_v4().to_string(),
+            monitoring_id: Some(monitoring.clone()),
+            initial_pull_id: None,
+            meta_data: json!({}),
+        };
+        let body = canopy_sim::fixtures::monitoring_events_webhook(
+            &subject,
+            json!({"type": "POLICY_CHANGE", "changes": [{"schema": "POLICY", "type": "UPDATE",
+                   "before": {"policy_id": "p", "status": "ACTIVE"},
+                   "after": {"policy_id": "p", "status": format!("S{n}")}}]}),
+        );
+        let (status, reply) = env.deliver(body.to_string().as_bytes()).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+    let page = call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings/{a}/changes?limit=1"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    let cursor = page.json["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    let foreign = call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings/{b}/changes?limit=1&cursor={cursor}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_bad_cursor(&foreign);
+    let next = call(
+        &api,
+        "GET",
+        &format!("/v1/monitorings/{a}/changes?limit=1&cursor={cursor}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.json);
+    assert_eq!(next.json["items"].as_array().map(Vec::len), Some(1));
+    assert_ne!(next.json["items"][0], page.json["items"][0]);
+    assert!(next.json["next_cursor"].is_null(), "{}", next.json);
+}

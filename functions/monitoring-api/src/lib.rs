@@ -9,6 +9,7 @@ use canopy_monitor::ports::{Clock, SystemClock};
 use canopy_monitor::queue::sqs::SqsWorkQueue;
 use canopy_monitor::queue::WorkQueue;
 use canopy_monitor::secrets;
+use canopy_monitor::store::dynamo::cursor::CursorKey;
 use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_monitor::store::{IntakeStore, MonitoringStore};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
@@ -32,9 +33,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Largest request body read: the API's bodies are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Lambda answers at most 6 MB (6,291,456 bytes) of response payload, base64 included; a
-/// little is kept for headers and the envelope.
-pub const MAX_RESPONSE_BYTES: usize = 6_000_000;
+/// Lambda answers at most 6 MB (6,291,456 bytes) of response payload: the JSON envelope API
+/// Gateway reads, with the body escaped into it (or base64-encoded, a third more) and the
+/// headers. [`payload_bytes`] sizes that envelope; a margin is kept for what it rounds.
+pub const MAX_RESPONSE_BYTES: usize = 6_291_456 - 16 * 1024;
 
 pub type AwsMonitoringApi = MonitoringApi<DynamoStore, SqsWorkQueue, CanopyClient, SystemClock>;
 
@@ -48,10 +50,14 @@ pub async fn api_from(
     env: ApiEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsMonitoringApi, ConfigError> {
-    let canopy =
-        secrets::canopy_client(&aws_sdk_secretsmanager::Client::new(aws), &env.canopy).await?;
+    let sm = aws_sdk_secretsmanager::Client::new(aws);
+    let canopy = secrets::canopy_client(&sm, &env.canopy).await?;
+    // Listing cursors are signed with a key every instance derives from the same secret.
+    let credentials = secrets::load_canopy_credentials(&sm, &env.canopy.api_secret_id).await?;
+    let cursor_key = CursorKey::derive(credentials.client_secret.as_bytes());
     Ok(MonitoringApi::new(
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name)
+            .with_cursor_key(cursor_key),
         SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(aws),
             env.fetch_queue_url,
@@ -306,25 +312,81 @@ pub fn accepts_gzip(accept: Option<&str>) -> bool {
     })
 }
 
-/// The whole stored pull: gzip as stored when the client takes it and it fits Lambda's
-/// response limit (base64 adds a third), else plain JSON if that fits, else 413.
+/// The bytes of a string escaped into JSON, quotes included (as serde_json escapes it).
+fn json_string_bytes(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// The size of the Lambda response payload `response` becomes: API Gateway's JSON envelope
+/// (`statusCode`, `headers`, `body`, `isBase64Encoded`, ...), the headers, and the body as
+/// lambda_http puts it there: text escaped into a JSON string, binary base64-encoded.
+pub fn payload_bytes(response: &Response<Body>) -> usize {
+    /// The envelope's fixed text, generously rounded up.
+    const ENVELOPE: usize = 256;
+    let headers: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            json_string_bytes(name.as_str())
+                + json_string_bytes(&String::from_utf8_lossy(value.as_bytes()))
+                + 2
+        })
+        .sum();
+    let body = match response.body() {
+        Body::Empty => 4,
+        Body::Text(text) => json_string_bytes(text),
+        Body::Binary(bytes) => 2 + bytes.len().div_ceil(3) * 4,
+        _ => 0,
+    };
+    ENVELOPE + headers + body
+}
+
+/// Whether `response` fits Lambda's response payload limit.
+pub fn fits_lambda(response: &Response<Body>) -> bool {
+    payload_bytes(response) <= MAX_RESPONSE_BYTES
+}
+
+/// 413 for a pull no response can carry as asked; `accept_encoding` names the way out when
+/// the gzip form would fit.
+fn too_large(gzip_would_fit: bool) -> Response<Body> {
+    let mut body = json!({"error": "response_too_large"});
+    if gzip_would_fit {
+        body["message"] = json!("the pull is larger than a Lambda response (6 MB) uncompressed; ask again with Accept-Encoding: gzip");
+        body["accept_encoding"] = json!("gzip");
+    } else {
+        body["message"] = json!("the pull is larger than a Lambda response (6 MB) even compressed; read its summary (GET /v1/pulls/{pull_id} without full)");
+    }
+    respond(StatusCode::PAYLOAD_TOO_LARGE, &body)
+}
+
+/// The whole stored pull: gzip as stored when the client takes it and the response fits
+/// Lambda's payload limit (base64 adds a third), else plain JSON text if that fits (escaped
+/// into the envelope), else 413 saying whether asking for gzip would help.
 pub fn full_pull_response(gzip: Vec<u8>, gzip_ok: bool) -> Response<Body> {
     let json_header = HeaderValue::from_static("application/json");
-    if gzip_ok && gzip.len().div_ceil(3) * 4 <= MAX_RESPONSE_BYTES {
-        let mut response = Response::new(Body::Binary(gzip));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, json_header);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        response
-            .headers_mut()
-            .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        return response;
+    let mut compressed = Response::new(Body::Binary(gzip));
+    compressed
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, json_header.clone());
+    compressed
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    compressed
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    let gzip_fits = fits_lambda(&compressed);
+    if gzip_ok && gzip_fits {
+        return compressed;
     }
     let mut text = Vec::new();
-    let limited = flate2::read::GzDecoder::new(gzip.as_slice())
+    let limited = flate2::read::GzDecoder::new(compressed.body().as_ref())
         .take(MAX_RESPONSE_BYTES as u64 + 1)
         .read_to_end(&mut text);
     if limited.is_err() {
@@ -335,19 +397,23 @@ pub fn full_pull_response(gzip: Vec<u8>, gzip_ok: bool) -> Response<Body> {
         );
     }
     if text.len() > MAX_RESPONSE_BYTES {
-        return error_body(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "response_too_large",
-            "the pull is larger than a Lambda response (6 MB) uncompressed; ask again with Accept-Encoding: gzip",
-        );
+        return too_large(gzip_fits);
     }
-    let mut response = Response::new(Body::Binary(text));
+    // JSON is UTF-8: sent as text it is escaped into the envelope, not base64-encoded.
+    let body = match String::from_utf8(text) {
+        Ok(text) => Body::Text(text),
+        Err(e) => Body::Binary(e.into_bytes()),
+    };
+    let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, json_header);
     response
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if !fits_lambda(&response) {
+        return too_large(gzip_fits);
+    }
     response
 }
 
@@ -361,8 +427,11 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
         tracing::info!(error = %err, status = status.as_u16(), "request refused");
     }
     let mut body = json!({"error": code, "message": err.message()});
-    if let ApiError::Invalid(invalid) = err {
-        body["field"] = json!(invalid.field);
+    match err {
+        ApiError::Invalid(invalid) => body["field"] = json!(invalid.field),
+        // An altered, forged or foreign cursor: the client starts the listing again.
+        ApiError::BadCursor(_) => body["field"] = json!("cursor"),
+        _ => {}
     }
     let mut response = respond(status, &body);
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -379,7 +448,19 @@ fn error_body(status: StatusCode, code: &str, message: &str) -> Response<Body> {
 
 fn json_response(answer: Answer) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    respond(status, &answer.body)
+    let response = respond(status, &answer.body);
+    if !fits_lambda(&response) {
+        tracing::error!(
+            bytes = payload_bytes(&response),
+            "answer larger than a Lambda response"
+        );
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "response_too_large",
+            "the answer is larger than a Lambda response (6 MB); ask for a smaller page (limit)",
+        );
+    }
+    response
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
@@ -459,6 +540,99 @@ mod tests {
         let r = full_pull_response(gz(pull), false);
         assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
         assert_eq!(r.body().as_ref(), pull);
+    }
+
+    /// The payload lambda_http hands the runtime for `response`, serialized as for API
+    /// Gateway HTTP API: the bytes Lambda's 6 MB limit applies to.
+    fn lambda_payload(response: Response<Body>) -> usize {
+        let (parts, body) = response.into_parts();
+        let mut out = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse::default();
+        out.status_code = i64::from(parts.status.as_u16());
+        out.is_base64_encoded = matches!(body, Body::Binary(_));
+        out.body = Some(body);
+        out.headers = parts.headers;
+        serde_json::to_vec(&out).unwrap().len()
+    }
+
+    const LAMBDA_LIMIT: usize = 6_291_456;
+
+    #[test]
+    fn payload_bytes_never_undercounts_the_real_payload() {
+        let text = "{\"a\":\"x\\ny\",\"b\":[\"\\u0001\",\"é\"]}".repeat(1000);
+        let gzipped = full_pull_response(gz(text.as_bytes()), true);
+        let plain = full_pull_response(gz(text.as_bytes()), false);
+        for r in [
+            gzipped,
+            plain,
+            error_body(StatusCode::NOT_FOUND, "not_found", "x"),
+        ] {
+            let estimate = payload_bytes(&r);
+            let real = lambda_payload(r);
+            assert!(
+                estimate >= real && estimate - real <= 512,
+                "estimate {estimate}, real {real}"
+            );
+        }
+    }
+
+    /// A JSON array of `n` bytes, mostly quotes (escaping doubles them in the envelope).
+    fn quote_dense(n: usize) -> Vec<u8> {
+        let mut text = b"[".to_vec();
+        while text.len() + 4 < n {
+            text.extend_from_slice(b"\"\",");
+        }
+        text.extend_from_slice(b"\"\"]");
+        text
+    }
+
+    #[test]
+    fn a_pull_that_fits_raw_but_not_after_base64_is_served_within_the_limit() {
+        // 5 MB of JSON: under the limit raw, 6.7 MB base64-encoded.
+        let pull = format!("[{}]", "1,".repeat(2_500_000) + "1").into_bytes();
+        assert!(pull.len() < LAMBDA_LIMIT && pull.len().div_ceil(3) * 4 > LAMBDA_LIMIT);
+        let r = full_pull_response(gz(&pull), false);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.body().as_ref(), pull.as_slice());
+        let real = lambda_payload(r);
+        assert!(
+            real <= LAMBDA_LIMIT,
+            "a payload of {real} bytes: Lambda fails it (500)"
+        );
+    }
+
+    #[test]
+    fn a_pull_over_the_limit_once_encoded_is_413_naming_gzip() {
+        // 5 MB raw, but about 7.5 MB once escaped into the response envelope.
+        let pull = quote_dense(5_000_000);
+        assert!(pull.len() < LAMBDA_LIMIT);
+        let r = full_pull_response(gz(&pull), false);
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
+        assert_eq!(body["error"], "response_too_large");
+        assert_eq!(body["accept_encoding"], "gzip");
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Accept-Encoding: gzip"));
+        // Asked with gzip, the same pull is served, within the limit.
+        let r = full_pull_response(gz(&pull), true);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(lambda_payload(r) <= LAMBDA_LIMIT);
+    }
+
+    #[test]
+    fn at_the_boundary_the_last_byte_decides() {
+        // Plain text sized so that its payload is exactly the limit, then one byte more.
+        let overhead = payload_bytes(&full_pull_response(gz(b"[]"), false)) - 2;
+        let fill = |n: usize| format!("[{}]", "1".repeat(n - 2)).into_bytes();
+        let exact = fill(MAX_RESPONSE_BYTES - overhead);
+        let r = full_pull_response(gz(&exact), false);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(payload_bytes(&r), MAX_RESPONSE_BYTES);
+        assert!(lambda_payload(r) <= LAMBDA_LIMIT);
+        let over = fill(MAX_RESPONSE_BYTES - overhead + 1);
+        let r = full_pull_response(gz(&over), false);
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

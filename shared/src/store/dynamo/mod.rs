@@ -12,7 +12,9 @@
 //! `meta_data` is kept once, compressed and split, with the pull item pointing at it.
 
 pub mod changes;
+pub mod cursor;
 pub mod episodes;
+pub mod item_size;
 pub mod limits;
 pub mod monitorings;
 pub mod operations;
@@ -74,15 +76,44 @@ pub struct DynamoStore {
     table: String,
     /// How long stored pull data is kept (TTL); `None` keeps it until deleted.
     pull_data_retention: Option<std::time::Duration>,
+    /// Signs listing cursors ([`cursor`]).
+    cursor_key: cursor::CursorKey,
 }
 
 /// A page of partition `pk`'s items whose sort key starts with `prefix`, newest (greatest
-/// sort key) first, and the opaque cursor of the next page: the base64 of the last sort key.
+/// sort key) first, and the signed cursor of the next page ([`cursor`]).
 /// `Err(BadCursor)` when `cursor` is not one of this listing's.
 type PrefixPage =
     Result<(Vec<HashMap<String, AttributeValue>>, Option<String>), crate::store::BadCursor>;
 
+/// The listing id of a prefix listing: one partition, one sort-key prefix.
+fn prefix_listing(pk: &str, prefix: &str) -> String {
+    cursor::listing_id(&["prefix", pk, prefix])
+}
+
 impl DynamoStore {
+    /// The cursor that continues the prefix listing of `pk` after the item `sk`.
+    pub(crate) fn prefix_cursor(&self, pk: &str, prefix: &str, sk: &str) -> String {
+        cursor::seal(
+            &self.cursor_key,
+            &cursor::Position {
+                listing: prefix_listing(pk, prefix),
+                partition: 0,
+                start: Some(
+                    [("pk", pk), ("sk", sk)]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                ),
+            },
+        )
+    }
+
+    /// The signing key of listing cursors.
+    pub(crate) fn cursor_key(&self) -> &cursor::CursorKey {
+        &self.cursor_key
+    }
+
     pub(crate) async fn newest_first_page(
         &self,
         pk: String,
@@ -90,15 +121,14 @@ impl DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<PrefixPage, PortError> {
-        use base64::Engine;
-        let codec = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let start = match cursor {
             None => None,
             Some(c) => {
-                let sk = codec
-                    .decode(c)
+                let position = cursor::open(&self.cursor_key, &prefix_listing(&pk, prefix), c);
+                let sk = position
                     .ok()
-                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .filter(|p| p.start_within(&["pk", "sk"], "pk", &pk))
+                    .and_then(|p| p.start?.get("sk").cloned())
                     .filter(|sk| sk.starts_with(prefix));
                 match sk {
                     Some(sk) => Some(key(pk.clone(), sk)),
@@ -111,7 +141,7 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s(prefix))
             // Histories are read beside state read consistently (and right after the events
             // that announce them): they must not be older than it.
@@ -127,7 +157,7 @@ impl DynamoStore {
             .as_ref()
             .and_then(|k| k.get("sk"))
             .and_then(|v| v.as_s().ok())
-            .map(|sk| codec.encode(sk));
+            .map(|sk| self.prefix_cursor(&pk, prefix, sk));
         Ok(Ok((page.items.unwrap_or_default(), next_cursor)))
     }
 }
@@ -221,7 +251,15 @@ impl DynamoStore {
             client,
             table: table.into(),
             pull_data_retention: None,
+            cursor_key: cursor::CursorKey::random(),
         }
+    }
+
+    /// Signs listing cursors with `key`: every instance of a function must share one key for
+    /// a cursor from one instance to page on another (see [`cursor`]).
+    pub fn with_cursor_key(mut self, key: cursor::CursorKey) -> Self {
+        self.cursor_key = key;
+        self
     }
 
     /// Expires stored pull data (summary and parts) `retention` after each fetch.

@@ -21,8 +21,8 @@
 //! An owner's partition takes only that customer's monitorings.
 
 use super::{
-    condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder, EVENT_SK,
-    STATE_SK,
+    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder,
+    EVENT_SK, STATE_SK,
 };
 use crate::aws::port_error;
 use crate::monitoring::{CanopyMonitoring, RefreshCutoffs, ACTIVE, STOPPED};
@@ -37,8 +37,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use base64::Engine;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 const SERVICE: &str = "dynamodb";
@@ -76,36 +75,6 @@ pub fn status_shard_key(status: &str, monitoring_id: &str) -> String {
 /// The `reconnect_key` value of a monitoring whose episode opened at `since`.
 pub fn reconnect_key(since: &str, monitoring_id: &str) -> String {
     format!("{since}#{monitoring_id}")
-}
-
-/// A listing cursor: which partition group, and the sort key of the last item returned in it.
-/// It holds no DynamoDB key: the next page's key condition is always the listing's own.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Cursor {
-    /// Fingerprint of the filters: a cursor only continues the listing it came from.
-    q: String,
-    /// Index of the partition group in the query's list.
-    p: usize,
-    /// The last sort key returned from the group, or none to start it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    a: Option<String>,
-}
-
-fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(c).unwrap_or_default())
-}
-
-fn decode_cursor(text: &str) -> Result<Cursor, BadCursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| BadCursor)?;
-    serde_json::from_slice(&raw).map_err(|_| BadCursor)
-}
-
-/// A listing's id in its cursors: the first 8 bytes of its fingerprint are plenty.
-fn fingerprint(parts: &[&str]) -> String {
-    crate::monitoring::fingerprint(parts)[..16].to_owned()
 }
 
 /// How a listing is answered: one index, groups of partitions in order (the shards of one
@@ -443,7 +412,7 @@ impl MonitoringStore for DynamoStore {
             .reconnect_needed
             .map(|b| b.to_string())
             .unwrap_or_default();
-        let query_id = fingerprint(&[
+        let query_id = cursor::listing_id(&[
             plan.index,
             q.status.as_deref().unwrap_or(""),
             &reconnect,
@@ -452,13 +421,18 @@ impl MonitoringStore for DynamoStore {
         let (mut group, mut after) = match &q.cursor {
             None => (0, None),
             Some(text) => {
-                let Ok(c) = decode_cursor(text) else {
+                let Ok(c) = cursor::open(self.cursor_key(), &query_id, text) else {
                     return Ok(Err(BadCursor));
                 };
-                if c.q != query_id || c.p >= plan.groups.len() {
+                // A cursor holds only the sort key of the last item returned, in a group of
+                // this listing: the next Query's key condition is always the listing's own.
+                let start = c.start.unwrap_or_default();
+                if c.partition >= plan.groups.len()
+                    || start.keys().any(|name| name != plan.range_attr)
+                {
                     return Ok(Err(BadCursor));
                 }
-                (c.p, c.a)
+                (c.partition, start.get(plan.range_attr).cloned())
             }
         };
         let mut items = Vec::new();
@@ -489,11 +463,14 @@ impl MonitoringStore for DynamoStore {
             }
         }
         let next_cursor = (group < plan.groups.len()).then(|| {
-            encode_cursor(&Cursor {
-                q: query_id,
-                p: group,
-                a: after,
-            })
+            cursor::seal(
+                self.cursor_key(),
+                &cursor::Position {
+                    listing: query_id,
+                    partition: group,
+                    start: after.map(|sort| BTreeMap::from([(plan.range_attr.to_owned(), sort)])),
+                },
+            )
         });
         Ok(Ok(Page { items, next_cursor }))
     }
@@ -703,19 +680,6 @@ mod tests {
             plan.filter,
             ["attribute_not_exists(reconnect_needed_since)"]
         );
-    }
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let c = Cursor {
-            q: "abc".into(),
-            p: 1,
-            a: Some("m-42".into()),
-        };
-        let back = decode_cursor(&encode_cursor(&c)).unwrap();
-        assert_eq!((back.q, back.p, back.a), (c.q, c.p, c.a));
-        assert!(decode_cursor("not a cursor!").is_err());
-        assert!(decode_cursor("e30").is_err(), "{{}} lacks fields");
     }
 
     fn page(sorts: &[&str], more_after: Option<&str>) -> PartitionPage {
