@@ -95,21 +95,10 @@ impl DynamoStore {
 
     /// The newest `limit` deliveries of one shard of a day.
     async fn recent_shard(&self, shard: String, limit: usize) -> Result<Vec<Delivery>, PortError> {
-        let page = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .index_name(RECENT_INDEX)
-            .key_condition_expression("#day = :day")
-            .expression_attribute_names("#day", RECENT_DAY_ATTR)
-            .expression_attribute_values(":day", s(shard))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| port_error(SERVICE, e))?;
-        Ok(page
-            .items()
+        let items = self
+            .newest_in_partition(RECENT_INDEX, RECENT_DAY_ATTR, shard, limit)
+            .await?;
+        Ok(items
             .iter()
             .map(|i| Delivery {
                 received_at: text(i, "received_at").unwrap_or_default(),
@@ -125,22 +114,37 @@ impl DynamoStore {
             .collect())
     }
 
-    /// Pulls whose fetch failed for good, newest first.
-    pub async fn failed_fetches(&self, limit: usize) -> Result<Vec<FailedFetch>, PortError> {
+    /// The newest `limit` items of one partition of an index (the operator's views: eventual
+    /// reads are fine, a second's lag shows on the next look).
+    async fn newest_in_partition(
+        &self,
+        index: &str,
+        hash_attr: &str,
+        value: String,
+        limit: usize,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
         let page = self
             .client()
             .query()
             .table_name(self.table())
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(FETCH_FAILED_PK))
+            .index_name(index)
+            .key_condition_expression("#hash = :hash")
+            .expression_attribute_names("#hash", hash_attr)
+            .expression_attribute_values(":hash", s(value))
             .scan_index_forward(false)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .send()
             .await
             .map_err(|e| port_error(SERVICE, e))?;
-        Ok(page
-            .items()
+        Ok(page.items.unwrap_or_default())
+    }
+
+    /// Pulls whose fetch failed for good, newest first.
+    pub async fn failed_fetches(&self, limit: usize) -> Result<Vec<FailedFetch>, PortError> {
+        let items = self
+            .newest_in_partition("gsi1", "gsi1pk", FETCH_FAILED_PK.to_owned(), limit)
+            .await?;
+        Ok(items
             .iter()
             .map(|i| FailedFetch {
                 pull_id: text(i, "pull_id").unwrap_or_default(),
