@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 /// verbose first. No TRACE: see [`QUIET_CRATES`] and [`effective_level`].
 pub const LOG_LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 
-/// The most verbose level a user can set: scripts/log-secrecy.sh runs the functions at it.
+/// The most verbose level a user can set: the log-secrecy test (tools/local-runner/tests) runs the functions at it.
 pub const MOST_VERBOSE_LEVEL: &str = LOG_LEVELS[0];
 
 /// Crates that log what passes through them below INFO: lambda_runtime logs every raw event
