@@ -3,9 +3,9 @@
 //! 100 KB MONITORING_EVENTS bodies. Run with `cargo bench -p canopy-monitor --bench intake_cpu`;
 //! criterion prints the time per event.
 
-use canopy_monitor::event::parse_event;
-use canopy_monitor::plan::{plan_event, PlanConfig};
-use canopy_monitor::signature::{sign, verify, SigningSecrets};
+use canopy_monitor::domain::event::parse_event;
+use canopy_monitor::domain::plan::{plan_event, PlanConfig};
+use canopy_monitor::domain::signature::{sign, verify, SigningSecrets};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 use std::hint::black_box;

@@ -1,56 +1,34 @@
-//! The common crate of canopy-monitor: the domain (webhook events, state decisions, work
-//! messages) and the ports it talks through, each in one folder with its adapters and its
-//! in-memory fake: `store/` (DynamoDB), `queue/` (SQS), `channel/` (SES, SNS, webhook),
-//! `canopy/` (HTTPS), `bus/` (EventBridge).
+//! The common crate of canopy-monitor, in layers. Each layer imports only the layers above it
+//! in this list (`tests/layers.rs` fails otherwise), and no two modules import each other:
 //!
-//! Each AWS adapter is behind a Cargo feature (`dynamodb`, `sqs`, `secrets`, `email`, `sms`, `eventbridge`),
-//! and the HTTPS clients behind `http`, so that each function links only the SDKs it calls.
+//! - [`domain`]: webhook events, state decisions, records, change sets, business events, work
+//!   messages. Pure types and rules: no tokio, no AWS, no I/O.
+//! - [`ports`]: the traits the use cases talk through (store, queue, notice channel, Canopy,
+//!   event bus) and the values they carry.
+//! - [`app`]: the use cases (intake, fetcher, notifier, reconciler, outbox, Monitoring API,
+//!   in-app reconnect, reminders, replay, change log), over domain and ports, with their time
+//!   budgets and metric names.
+//! - [`adapters`]: the ports over AWS (DynamoDB, SQS, SES, SNS, EventBridge, Secrets Manager)
+//!   and HTTPS (Canopy, the integrator's webhook). Each behind a Cargo feature (`dynamodb`,
+//!   `sqs`, `secrets`, `email`, `sms`, `eventbridge`, `http`), so that each function links only
+//!   the SDKs it calls.
+//! - [`fakes`]: in-memory ports for tests, benchmarks and the local tools (feature `fakes`;
+//!   never in a deployed function).
+//! - [`runtime`]: what a function's `main` uses: configuration from the environment, start-up,
+//!   TLS, logging and metrics, the SQS batch driver.
+//!
 //! Function crates stay thin: they build a config and adapters once per cold start and hand
-//! Lambda events to the services defined here.
+//! Lambda events to the use cases.
 
-#[cfg(feature = "aws")]
-pub mod aws;
-pub mod budget;
-pub mod bus;
-pub mod business_events;
-pub mod canopy;
-pub mod change_log;
-pub mod changes;
-pub mod channel;
-pub mod config;
-pub mod consumer;
-pub mod contact;
-pub mod event;
-pub mod fetcher;
-pub mod ids;
-pub mod intake;
-pub mod metrics;
-pub mod monitoring;
-pub mod monitoring_api;
-pub mod notifier;
-pub mod observability;
-pub mod outbox;
-pub mod plan;
+pub mod adapters;
+pub mod app;
+pub mod domain;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod ports;
-pub mod pull_data;
-pub mod queue;
-pub mod reconnect;
-pub mod records;
-pub mod reminders;
-pub mod replay;
-pub mod retry;
-#[cfg(feature = "secrets")]
-pub mod secrets;
-pub mod shard;
-pub mod signature;
-pub mod start;
-pub mod store;
-pub mod sync;
-pub mod time_fmt;
-pub mod tls;
-pub mod work;
+pub mod runtime;
 
-pub use config::ConfigError;
-pub use event::{EventType, ParseError, WebhookEvent};
-pub use intake::{Intake, IntakeError, IntakeOutcome};
-pub use signature::{SignatureError, SigningSecrets};
+pub use app::intake::{Intake, IntakeError, IntakeOutcome};
+pub use domain::event::{EventType, ParseError, WebhookEvent};
+pub use domain::signature::{SignatureError, SigningSecrets};
+pub use ports::ConfigError;

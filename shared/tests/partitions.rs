@@ -7,11 +7,11 @@
 //! The writes per webhook follow the flow (intake, pull-fetcher, reconnect-notifier and the
 //! event publisher): each entry below names the code that makes it.
 
-use canopy_monitor::monitoring::ACTIVE;
-use canopy_monitor::store::dynamo::monitorings::status_shard_key;
-use canopy_monitor::store::dynamo::operations::{recent_day, recent_key};
-use canopy_monitor::store::dynamo::outbox::pending_partition;
-use canopy_monitor::store::dynamo::{event_pk, monitoring_pk, pull_pk};
+use canopy_monitor::adapters::dynamo::monitorings::status_shard_key;
+use canopy_monitor::adapters::dynamo::operations::{recent_day, recent_key};
+use canopy_monitor::adapters::dynamo::outbox::pending_partition;
+use canopy_monitor::adapters::dynamo::{event_pk, monitoring_pk, pull_pk};
+use canopy_monitor::domain::records::ACTIVE;
 use std::collections::HashMap;
 
 const WEBHOOKS_PER_SECOND: usize = 2_000;

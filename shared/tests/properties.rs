@@ -2,9 +2,9 @@
 //! signature check, over generated bodies, secrets and clocks; and of how a fetched pull is
 //! summarised and stored.
 
-use canopy_monitor::event::{dedupe_key, parse_event};
-use canopy_monitor::pull_data::{prepare, reassemble, summarise, summarise_json, PullJson};
-use canopy_monitor::signature::{sign, verify, SignatureError, SigningSecrets};
+use canopy_monitor::domain::event::{dedupe_key, parse_event};
+use canopy_monitor::domain::pull_data::{prepare, reassemble, summarise, summarise_json, PullJson};
+use canopy_monitor::domain::signature::{sign, verify, SignatureError, SigningSecrets};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench -p integration-tests --bench diff`.
 
-use canopy_monitor::changes::diff;
+use canopy_monitor::domain::changes::diff;
 use canopy_sim::fixtures::{sample_pull, PullSize};
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout, System};

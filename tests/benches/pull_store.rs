@@ -4,9 +4,9 @@
 //!
 //! Run: `scripts/bench.sh` (starts moto), or `cargo bench -p integration-tests --bench pull_store`.
 
-use canopy_monitor::pull_data::prepare;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::PullDataStore;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::domain::pull_data::prepare;
+use canopy_monitor::ports::store::PullDataStore;
 use canopy_sim::fixtures::{sample_pull, PullSize};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -61,7 +61,7 @@ async fn main() {
         let answer = serde_json::to_vec(&json!({"success": true, "pull": pull})).expect("json");
         drop(pull);
         let (parse_ms, parsed) = best_of(5, || {
-            canopy_monitor::pull_data::PullJson::from_answer(answer.clone()).expect("parse")
+            canopy_monitor::domain::pull_data::PullJson::from_answer(answer.clone()).expect("parse")
         });
         let (prepare_ms, prepared) = best_of(5, || prepare("bench", &parsed));
         let (store_ms, read_ms) = match &store {

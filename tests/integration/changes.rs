@@ -3,8 +3,8 @@
 //! MONITORING_EVENTS webhook (signed, over HTTP, into intake). The two pulls are fetched and
 //! stored, and `changes::diff` of the stored pulls must say what Canopy said, no more, no less.
 
-use canopy_monitor::changes::{diff, Change, CoverageScope, ItemKind};
-use canopy_monitor::monitoring_api::ApiConfig;
+use canopy_monitor::app::monitoring_api::ApiConfig;
+use canopy_monitor::domain::changes::{diff, Change, CoverageScope, ItemKind};
 use canopy_sim::fixtures::{sample_pull, PullSize};
 use canopy_sim::SimChange;
 use devkit::LOCAL_SIGNING_SECRET;
@@ -64,7 +64,7 @@ fn canopys(events: &[Value], previous: &Value) -> BTreeSet<String> {
 
 /// Ours, in the same lines.
 fn ours(changes: &[Change]) -> BTreeSet<String> {
-    let id = |r: &canopy_monitor::changes::ItemRef| json!(r.id).to_string();
+    let id = |r: &canopy_monitor::domain::changes::ItemRef| json!(r.id).to_string();
     changes
         .iter()
         .map(|c| match c {
@@ -271,7 +271,7 @@ async fn our_diff_agrees_with_canopys_monitoring_events() {
 /// Every item of the table, read with a consistent paginated Scan, fits DynamoDB's 400 KB as
 /// DynamoDB counts it (moto itself refuses nothing).
 async fn assert_every_item_fits(env: &TestEnv) -> usize {
-    use canopy_monitor::store::dynamo::item_size::{item_size, MAX_ITEM_BYTES};
+    use canopy_monitor::adapters::dynamo::item_size::{item_size, MAX_ITEM_BYTES};
     let mut start = None;
     let mut largest = 0;
     loop {

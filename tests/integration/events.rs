@@ -2,7 +2,7 @@
 //! requests with a verifiable body, SQS events carry work messages of the right kind.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use canopy_monitor::work::{parse_message, WorkMessage};
+use canopy_monitor::domain::work::{parse_message, WorkMessage};
 use devkit::events::{event_body, events_dir, read_event, resign, to_lambda_request};
 
 #[test]
@@ -15,7 +15,7 @@ fn every_sample_event_is_a_valid_payload() {
         if name.starts_with("webhook-") {
             resign(&mut event, devkit::LOCAL_SIGNING_SECRET, 1_764_115_200);
             assert!(
-                canopy_monitor::event::parse_event(&event_body(&event)).is_ok(),
+                canopy_monitor::domain::event::parse_event(&event_body(&event)).is_ok(),
                 "{name}"
             );
             to_lambda_request(event).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -63,7 +63,7 @@ fn every_sample_event_is_a_valid_payload() {
             assert!(!batch.records.is_empty(), "{name}");
             for record in batch.records {
                 let image: std::collections::HashMap<_, _> = record.change.new_image.into();
-                let pending = canopy_monitor::store::dynamo::outbox::pending_from_item(&image)
+                let pending = canopy_monitor::adapters::dynamo::outbox::pending_from_item(&image)
                     .unwrap_or_else(|| panic!("{name}: no waiting events"));
                 for e in &pending.events {
                     let envelope = serde_json::json!({

@@ -4,9 +4,9 @@
 //! premium-increase rule routing exactly the premium increase. EventBridge is moto's: rules
 //! on the test's bus deliver to SQS queues the test reads.
 
-use canopy_monitor::budget::Deadline;
-use canopy_monitor::business_events::DetailType;
-use canopy_monitor::monitoring_api::ApiConfig;
+use canopy_monitor::app::budget::Deadline;
+use canopy_monitor::app::monitoring_api::ApiConfig;
+use canopy_monitor::domain::business_events::DetailType;
 use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize, Subject};
 use canopy_sim::SimChange;
 use devkit::LOCAL_SIGNING_SECRET;
@@ -269,8 +269,8 @@ async fn every_event_is_published_once_per_id_after_an_outage_and_matches_its_sc
 /// write the change set with its events) and the publisher's.
 #[tokio::test]
 async fn a_refresh_with_changes_costs_these_aws_requests() {
-    use canopy_monitor::fetcher::{FetcherConfig, PullFetcher};
-    use canopy_monitor::work::{FetchPullJob, FetchTrigger};
+    use canopy_monitor::app::fetcher::{FetcherConfig, PullFetcher};
+    use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger};
     let env = TestEnv::new("events-cost").await;
     let canopy = fake_canopy().await;
     let first = uuid::Uuid::new_v4().to_string();
@@ -289,7 +289,7 @@ async fn a_refresh_with_changes_costs_these_aws_requests() {
             .build(),
     );
     let fetcher = PullFetcher::new(
-        canopy_monitor::store::dynamo::DynamoStore::new(ddb.clone(), &env.resources.table_name),
+        canopy_monitor::adapters::dynamo::DynamoStore::new(ddb.clone(), &env.resources.table_name),
         integration_tests::rigs::canopy_client(&canopy, Duration::from_secs(5)),
         canopy_monitor::ports::SystemClock,
         FetcherConfig::default(),
@@ -355,7 +355,7 @@ async fn a_refresh_with_changes_costs_these_aws_requests() {
     );
     assert_eq!(
         op(&publish, ".Query"),
-        canopy_monitor::shard::SHARDS as usize,
+        canopy_monitor::domain::shard::SHARDS as usize,
         "one page of each shard of the outbox index"
     );
     assert_eq!(
@@ -376,10 +376,10 @@ async fn put_change_set(
     policies: usize,
     per_policy: usize,
     coverage_len: usize,
-) -> Vec<canopy_monitor::business_events::BusinessEvent> {
-    use canopy_monitor::business_events::{refresh_events, RefreshContext};
-    use canopy_monitor::changes::{Change, ChangeSet, CoverageScope, ItemRef, MatchedBy};
-    use canopy_monitor::store::{ChangeSetRecord, ChangeStore};
+) -> Vec<canopy_monitor::domain::business_events::BusinessEvent> {
+    use canopy_monitor::domain::business_events::{refresh_events, RefreshContext};
+    use canopy_monitor::domain::changes::{Change, ChangeSet, CoverageScope, ItemRef, MatchedBy};
+    use canopy_monitor::ports::store::{ChangeSetRecord, ChangeStore};
     let item = |id: String| ItemRef {
         id: Some(id),
         matched_by: MatchedBy::Id,
@@ -407,7 +407,7 @@ async fn put_change_set(
         created_at: Some(at),
         at,
     };
-    let summary = canopy_monitor::pull_data::PullSummary::default();
+    let summary = canopy_monitor::domain::pull_data::PullSummary::default();
     let events = refresh_events(&ctx, &summary, Some(&changes));
     let record = ChangeSetRecord {
         monitoring_id: monitoring_id.to_owned(),
@@ -589,7 +589,7 @@ async fn an_item_refused_on_every_pass_is_parked_and_counted_and_the_sweep_pages
         times: None,
         fault: Fault::json_1_1(400, "ValidationException"),
     });
-    let config = canopy_monitor::outbox::OutboxConfig {
+    let config = canopy_monitor::app::outbox::OutboxConfig {
         page: 1,
         ..test_outbox_config()
     };
@@ -599,7 +599,7 @@ async fn an_item_refused_on_every_pass_is_parked_and_counted_and_the_sweep_pages
     println!("first pass: {first:?}");
     assert_eq!(first.events.published, behind.len(), "everything behind it");
     assert!(
-        first.pages > canopy_monitor::shard::SHARDS as usize,
+        first.pages > canopy_monitor::domain::shard::SHARDS as usize,
         "21 items in 16 shards, one a page: some shard took more than one page"
     );
     assert!(!first.complete);
@@ -645,7 +645,7 @@ async fn a_pending_mark_without_events_is_cleared() {
     let mut item = key(pk, sk);
     item.insert(
         "outbox_pending".to_owned(),
-        S(canopy_monitor::store::dynamo::outbox::pending_partition(
+        S(canopy_monitor::adapters::dynamo::outbox::pending_partition(
             pk, sk,
         )),
     );

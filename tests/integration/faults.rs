@@ -3,9 +3,9 @@
 //! format, the fake Canopy hanging, refusing our keys, missing pulls). For every kind of work,
 //! what went in is accounted for: `in = stored + failed-with-reason + dead-lettered`.
 
-use canopy_monitor::store::PullDataStore;
-use canopy_monitor::store::ReminderStore;
-use canopy_monitor::work::{FetchTrigger, WorkMessage};
+use canopy_monitor::domain::work::{FetchTrigger, WorkMessage};
+use canopy_monitor::ports::store::PullDataStore;
+use canopy_monitor::ports::store::ReminderStore;
 use canopy_sim::fixtures::{reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::Fault as CanopyFault;
 use integration_tests::faults::{Fault, FaultInjector, Rule};

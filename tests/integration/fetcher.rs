@@ -1,7 +1,7 @@
 //! pull-fetcher end to end: webhooks through intake, the fetch queue driven like Lambda's event
 //! source mapping, the fake Canopy counting every GET, the data read back from DynamoDB.
 
-use canopy_monitor::fetcher::FAILED;
+use canopy_monitor::domain::fetch_claim::FAILED;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::Fault;
 use integration_tests::fetching::{consumer, drain_into, enqueue_fetch, fake_canopy, queue_depth};
@@ -188,7 +188,7 @@ async fn faults_end_stored_failed_or_dead_lettered_and_nothing_is_lost() {
         let data = env.store.get_pull_data(pull_id).await.unwrap();
         let state = env.store.get_pull(pull_id).await.unwrap();
         let is_failed = state.as_ref().and_then(|s| s.fetch_status.as_deref()) == Some(FAILED);
-        let in_dlq = dead.iter().any(|m| matches!(m, canopy_monitor::work::WorkMessage::FetchPull(j) if j.pull_id == *pull_id));
+        let in_dlq = dead.iter().any(|m| matches!(m, canopy_monitor::domain::work::WorkMessage::FetchPull(j) if j.pull_id == *pull_id));
         let end = match (data.is_some(), is_failed, in_dlq) {
             (true, false, false) => "stored",
             (false, true, false) => "failed",

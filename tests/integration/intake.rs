@@ -1,9 +1,9 @@
 //! webhook-intake end to end: API Gateway v2 events through the handler, state in DynamoDB and
 //! messages in SQS over the real wire protocol (moto).
 
-use canopy_monitor::records::{MonitoringRecord, PullRecord};
-use canopy_monitor::signature::sign;
-use canopy_monitor::work::{FetchTrigger, WorkMessage};
+use canopy_monitor::domain::records::{MonitoringRecord, PullRecord};
+use canopy_monitor::domain::signature::sign;
+use canopy_monitor::domain::work::{FetchTrigger, WorkMessage};
 use devkit::events::{apigw_event, webhook_request};
 use devkit::LOCAL_SIGNING_SECRET;
 use integration_tests::{attr, deliver_to, now, test_intake_config, RequestCounter, TestEnv};

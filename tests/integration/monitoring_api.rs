@@ -1,8 +1,8 @@
 //! The Monitoring API end to end: requests through the function's handler, DynamoDB and SQS on
 //! moto, Canopy played by the fake (which validates bodies as the spec does).
 
-use canopy_monitor::monitoring_api::ApiConfig;
-use canopy_monitor::work::WorkMessage;
+use canopy_monitor::app::monitoring_api::ApiConfig;
+use canopy_monitor::domain::work::WorkMessage;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::FakeCanopy;
 use integration_tests::fetching::{consumer, drain_into, fake_canopy};
@@ -905,7 +905,7 @@ async fn requests_per_route_are_counted() {
     );
     assert_eq!(
         by("GET /v1/monitorings"),
-        Some(2 * canopy_monitor::shard::SHARDS as usize),
+        Some(2 * canopy_monitor::domain::shard::SHARDS as usize),
         "one Query per shard of each status, read in parallel"
     );
     assert_eq!(

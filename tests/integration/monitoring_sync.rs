@@ -2,9 +2,9 @@
 //! Canopy, one whose interval changed, one whose refresh completed while its webhooks were
 //! lost; then a second run right after that finds nothing to fix.
 
-use canopy_monitor::budget::Deadline;
-use canopy_monitor::monitoring_api::ApiConfig;
-use canopy_monitor::sync::SyncReport;
+use canopy_monitor::app::budget::Deadline;
+use canopy_monitor::app::monitoring_api::ApiConfig;
+use canopy_monitor::app::sync::SyncReport;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::{FakeCanopy, Fault};
 use integration_tests::fetching::{consumer, drain_into, fake_canopy};

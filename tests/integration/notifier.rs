@@ -2,8 +2,8 @@
 //! like Lambda's event source mapping, email and SMS through moto's SES and SNS, the outbound
 //! webhook through a local receiver that verifies its signature, the fake Canopy for tokens.
 
-use canopy_monitor::reminders::run_reminders;
-use canopy_monitor::store::ReminderStore;
+use canopy_monitor::app::reminders::run_reminders;
+use canopy_monitor::ports::store::ReminderStore;
 use canopy_sim::fixtures::{reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::Fault;
 use integration_tests::fetching::fake_canopy;
@@ -175,15 +175,15 @@ async fn twenty_concurrent_duplicates_send_once_per_channel() {
     // Nineteen more copies of the job the reconnect queued, as redeliveries would make.
     let queued = env.drain(&env.resources.notify_queue_url).await;
     assert_eq!(queued.len(), 1);
-    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
     );
     for _ in 0..20 {
-        use canopy_monitor::queue::WorkQueue;
+        use canopy_monitor::ports::queue::WorkQueue;
         queue
-            .enqueue(&canopy_monitor::work::Outgoing {
+            .enqueue(&canopy_monitor::domain::work::Outgoing {
                 message: queued[0].clone(),
                 delay: std::time::Duration::ZERO,
             })
@@ -302,7 +302,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
         },
     )
     .await;
-    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
@@ -322,7 +322,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
         &queue,
         now + day,
         100,
-        canopy_monitor::budget::Deadline::NONE,
+        canopy_monitor::app::budget::Deadline::NONE,
     )
     .await
     .unwrap();
@@ -333,7 +333,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
             &queue,
             now + day * days + time::Duration::minutes(5),
             100,
-            canopy_monitor::budget::Deadline::NONE,
+            canopy_monitor::app::budget::Deadline::NONE,
         )
         .await
         .unwrap();
@@ -350,7 +350,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
         &queue,
         now + day * 30,
         100,
-        canopy_monitor::budget::Deadline::NONE,
+        canopy_monitor::app::budget::Deadline::NONE,
     )
     .await
     .unwrap();
@@ -382,7 +382,7 @@ async fn reminders_are_capped_and_stop_when_the_reconnect_is_resolved() {
         &queue,
         now + day * 4,
         100,
-        canopy_monitor::budget::Deadline::NONE,
+        canopy_monitor::app::budget::Deadline::NONE,
     )
     .await
     .unwrap();

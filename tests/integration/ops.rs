@@ -3,12 +3,12 @@
 //! `redrive --dry-run`, then a redrive that moves the fetch back, after which it is stored;
 //! `replay` of a stored webhook; `tail`; and the JSON forms.
 
-use canopy_monitor::event::REDACTED;
-use canopy_monitor::intake::IntakeConfig;
-use canopy_monitor::plan::PlanConfig;
-use canopy_monitor::queue::WorkQueue;
-use canopy_monitor::store::dynamo::{monitoring_pk, STATE_SK};
-use canopy_monitor::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
+use canopy_monitor::adapters::dynamo::{monitoring_pk, STATE_SK};
+use canopy_monitor::app::intake::IntakeConfig;
+use canopy_monitor::domain::event::REDACTED;
+use canopy_monitor::domain::plan::PlanConfig;
+use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
+use canopy_monitor::ports::queue::WorkQueue;
 use canopy_ops::{
     deliveries_table, redrive_table, status_table, Ops, QueueName, Stack, OWNER_KEY_PARAMETER,
 };
@@ -59,7 +59,7 @@ async fn status_redrive_replay_and_tail_on_the_local_stack() {
     // One dead-lettered fetch of a pull Canopy has.
     let dead = uuid::Uuid::new_v4().to_string();
     canopy.add_pull(sample_pull(&dead, PullSize::default()));
-    canopy_monitor::queue::sqs::SqsWorkQueue::new(
+    canopy_monitor::adapters::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_dlq_url.clone(),
         env.resources.notify_dlq_url.clone(),

@@ -4,8 +4,8 @@
 //! webhook, the browser long-polls for the step to show, the refresh's data is fetched and
 //! stored, and the episode closes.
 
-use canopy_monitor::monitoring_api::ApiConfig;
-use canopy_monitor::reconnect::ReconnectConfig;
+use canopy_monitor::app::monitoring_api::ApiConfig;
+use canopy_monitor::app::reconnect::ReconnectConfig;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::FakeCanopy;
 use devkit::LOCAL_SIGNING_SECRET;
@@ -557,8 +557,8 @@ async fn a_new_session_buys_no_new_attempts() {
 
 #[tokio::test]
 async fn a_third_concurrent_poll_of_one_consumer_is_refused() {
-    use canopy_monitor::store::dynamo::limits::{limit_pk, slot_sk};
-    use canopy_monitor::store::LimitKey;
+    use canopy_monitor::adapters::dynamo::limits::{limit_pk, slot_sk};
+    use canopy_monitor::ports::store::LimitKey;
     let rig = rig("rc-polls", test_config()).await;
     let (session, started) = start(&rig).await;
     let sequence = started["step"]["sequence"].as_i64().expect("sequence");

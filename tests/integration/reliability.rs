@@ -2,9 +2,9 @@
 //! these failed on the code before its fix (the note on the issue says how).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use canopy_monitor::store::PullDataStore;
-use canopy_monitor::store::ReminderStore;
-use canopy_monitor::work::{FetchPullJob, FetchTrigger, WorkMessage};
+use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger, WorkMessage};
+use canopy_monitor::ports::store::PullDataStore;
+use canopy_monitor::ports::store::ReminderStore;
 use canopy_sim::fixtures::{reconnect_webhook, refresh_sequence, sample_pull, PullSize, Subject};
 use integration_tests::faults::{Fault, FaultInjector, Rule};
 use integration_tests::fetching::{consumer, drain_into, fake_canopy};
@@ -41,14 +41,14 @@ async fn deliver(env: &TestEnv, body: &Value) -> Value {
 }
 
 async fn enqueue(env: &TestEnv, pull_id: &str, trigger: FetchTrigger) {
-    use canopy_monitor::queue::WorkQueue;
-    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+    use canopy_monitor::ports::queue::WorkQueue;
+    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
     );
     queue
-        .enqueue(&canopy_monitor::work::Outgoing {
+        .enqueue(&canopy_monitor::domain::work::Outgoing {
             message: WorkMessage::FetchPull(FetchPullJob {
                 pull_id: pull_id.to_owned(),
                 monitoring_id: None,
@@ -199,9 +199,9 @@ async fn a_failed_refetch_leaves_the_stored_pull_readable() {
             i["pk"].as_s().unwrap() == "PULL#p-d3" && i["sk"].as_s().unwrap().starts_with("DATA")
         })
         .count();
-    let parts = canopy_monitor::pull_data::prepare(
+    let parts = canopy_monitor::domain::pull_data::prepare(
         "p-d3",
-        &canopy_monitor::pull_data::PullJson::from_value(&second),
+        &canopy_monitor::domain::pull_data::PullJson::from_value(&second),
     )
     .parts
     .len();
@@ -321,18 +321,18 @@ async fn one_failing_reminder_does_not_block_the_others() {
         times: None,
         fault: Fault::Transport,
     });
-    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.fetch_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
     );
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(4);
-    let _ = canopy_monitor::reminders::run_reminders(
+    let _ = canopy_monitor::app::reminders::run_reminders(
         &rigs::store(&env, &faults),
         &queue,
         later,
         100,
-        canopy_monitor::budget::Deadline::NONE,
+        canopy_monitor::app::budget::Deadline::NONE,
     )
     .await;
     let queued = env.drain(&env.resources.notify_queue_url).await;

@@ -28,31 +28,31 @@ fn every_setting_is_set_by_the_template() {
     for (function, names) in [
         (
             "WebhookIntakeFunction",
-            canopy_monitor::config::INTAKE_ENV_VARS,
+            canopy_monitor::runtime::config::INTAKE_ENV_VARS,
         ),
         (
             "PullFetcherFunction",
-            canopy_monitor::config::FETCHER_ENV_VARS,
+            canopy_monitor::runtime::config::FETCHER_ENV_VARS,
         ),
         (
             "ReconnectNotifierFunction",
-            canopy_monitor::config::NOTIFIER_ENV_VARS,
+            canopy_monitor::runtime::config::NOTIFIER_ENV_VARS,
         ),
         (
             "ReconnectReminderFunction",
-            canopy_monitor::config::REMINDER_ENV_VARS,
+            canopy_monitor::runtime::config::REMINDER_ENV_VARS,
         ),
         (
             "MonitoringApiFunction",
-            canopy_monitor::config::API_ENV_VARS,
+            canopy_monitor::runtime::config::API_ENV_VARS,
         ),
         (
             "MonitoringSyncFunction",
-            canopy_monitor::config::SYNC_ENV_VARS,
+            canopy_monitor::runtime::config::SYNC_ENV_VARS,
         ),
         (
             "ReconnectApiFunction",
-            canopy_monitor::config::RECONNECT_ENV_VARS,
+            canopy_monitor::runtime::config::RECONNECT_ENV_VARS,
         ),
     ] {
         let block = resource(&t, function);
@@ -113,7 +113,7 @@ fn number(block: &str, key: &str) -> u64 {
 
 #[test]
 fn the_time_budgets_in_the_template_are_the_codes() {
-    use canopy_monitor::budget::{self, ConsumerBudget};
+    use canopy_monitor::app::budget::{self, ConsumerBudget};
     let t = template();
     let consumers: [(&str, &str, &str, ConsumerBudget); 2] = [
         (
@@ -257,7 +257,7 @@ fn every_reconnect_route_is_wired_behind_the_jwt_authorizer() {
     }
     assert_eq!(
         number(&resource(&t, "ReconnectApiFunction"), "Timeout"),
-        canopy_monitor::budget::API_FUNCTION_TIMEOUT.as_secs()
+        canopy_monitor::app::budget::API_FUNCTION_TIMEOUT.as_secs()
     );
 }
 
@@ -459,11 +459,11 @@ const DYNAMODB_WRITES: [&str; 5] = [
 
 #[test]
 fn every_function_writes_only_under_its_own_key_prefixes() {
-    use canopy_monitor::store::dynamo::monitorings::REQUEST_PK_PREFIX as REQUEST;
-    use canopy_monitor::store::dynamo::{
+    use canopy_monitor::adapters::dynamo::monitorings::REQUEST_PK_PREFIX as REQUEST;
+    use canopy_monitor::adapters::dynamo::{
         EVENT_PK_PREFIX as EVENT, MONITORING_PK_PREFIX as MONITORING, PULL_PK_PREFIX as PULL,
     };
-    // What each function writes (shared/src/store/dynamo: the key builders each store method
+    // What each function writes (shared/src/adapters/dynamo: the key builders each store method
     // it calls uses). Outbox entries live on PULL# (FetchFailed) and MONITORING# items.
     let writes: [(&str, &[&str]); 7] = [
         ("WebhookIntakeFunction", &[EVENT, PULL, MONITORING]),
@@ -525,7 +525,7 @@ fn no_allowed_log_level_turns_the_runtime_crates_to_trace() {
     assert!(!allowed.contains(&"TRACE"), "{allowed:?}");
     assert_eq!(
         allowed,
-        canopy_monitor::observability::LOG_LEVELS,
+        canopy_monitor::runtime::observability::LOG_LEVELS,
         "the template's levels are the code's"
     );
 }

@@ -5,7 +5,7 @@
 //! outbox publisher) against moto and the fake Canopy, then parses the EMF lines and the log
 //! lines that were written.
 
-use canopy_monitor::budget::Deadline;
+use canopy_monitor::app::budget::Deadline;
 use canopy_sim::fixtures::{reconnect_webhook, sample_pull, PullSize};
 use canopy_sim::Fault;
 use devkit::events::webhook_request;
@@ -35,7 +35,10 @@ fn parse(text: &str) -> Emitted {
         let aws = &doc["_aws"];
         assert!(aws["Timestamp"].is_u64(), "{line}");
         for directive in aws["CloudWatchMetrics"].as_array().expect("directives") {
-            assert_eq!(directive["Namespace"], canopy_monitor::metrics::NAMESPACE);
+            assert_eq!(
+                directive["Namespace"],
+                canopy_monitor::app::metrics::NAMESPACE
+            );
             let dims: Vec<String> = directive["Dimensions"][0]
                 .as_array()
                 .expect("one dimension set")
@@ -113,7 +116,7 @@ async fn each_outcome_is_counted_in_emf_and_logged_with_its_ids() {
     let logs = Captured::default();
     lambda_runtime::tracing::init_default_subscriber_with_writer(logs.clone());
     let collector = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace(canopy_monitor::metrics::NAMESPACE)
+        .cloudwatch_namespace(canopy_monitor::app::metrics::NAMESPACE)
         .with_dimension("Stack", "metrics-test")
         .init()
         .expect("the recorder");
@@ -170,13 +173,13 @@ async fn each_outcome_is_counted_in_emf_and_logged_with_its_ids() {
 
     // A reminder pass three days on; a reconciler pass that finds an unknown monitoring; the
     // outbox publisher.
-    let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+    let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&env.aws),
         env.resources.notify_queue_url.clone(),
         env.resources.notify_queue_url.clone(),
     );
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(73);
-    canopy_monitor::reminders::run_reminders(&env.store, &queue, later, 500, Deadline::NONE)
+    canopy_monitor::app::reminders::run_reminders(&env.store, &queue, later, 500, Deadline::NONE)
         .await
         .expect("reminders");
     canopy.add_monitoring(&pull, "P1M");

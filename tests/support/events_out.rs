@@ -3,10 +3,10 @@
 //! event, and the JSON Schemas in `schemas/events/`.
 
 use crate::TestEnv;
-use canopy_monitor::business_events::DetailType;
-use canopy_monitor::config::PublisherEnv;
-use canopy_monitor::outbox::OutboxConfig;
-use canopy_monitor::store::{OutboxStore, PendingOutbox};
+use canopy_monitor::app::outbox::OutboxConfig;
+use canopy_monitor::domain::business_events::DetailType;
+use canopy_monitor::ports::store::{OutboxStore, PendingOutbox};
+use canopy_monitor::runtime::config::PublisherEnv;
 use event_publisher::AwsPublisher;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -37,9 +37,9 @@ where
             .interceptor(interceptor.clone())
             .build(),
     );
-    canopy_monitor::outbox::OutboxPublisher::new(
-        canopy_monitor::store::dynamo::DynamoStore::new(ddb, &env.resources.table_name),
-        canopy_monitor::bus::eventbridge::EventBridgeBus::new(
+    canopy_monitor::app::outbox::OutboxPublisher::new(
+        canopy_monitor::adapters::dynamo::DynamoStore::new(ddb, &env.resources.table_name),
+        canopy_monitor::adapters::eventbridge::EventBridgeBus::new(
             events,
             env.resources.event_bus_name.clone(),
         ),
@@ -72,7 +72,7 @@ pub fn function_publisher(env: &TestEnv) -> AwsPublisher {
 /// outbox index, page by page.
 pub async fn waiting(env: &TestEnv) -> Vec<PendingOutbox> {
     let mut all = Vec::new();
-    for shard in 0..canopy_monitor::shard::SHARDS {
+    for shard in 0..canopy_monitor::domain::shard::SHARDS {
         let mut after = None;
         loop {
             let page = env

@@ -10,13 +10,13 @@ pub mod reconnect;
 pub mod rigs;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use canopy_monitor::intake::{Intake, IntakeConfig};
-use canopy_monitor::plan::PlanConfig;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::app::intake::{Intake, IntakeConfig};
+use canopy_monitor::domain::plan::PlanConfig;
+use canopy_monitor::domain::signature::SigningSecrets;
+use canopy_monitor::domain::work::{parse_message, WorkMessage};
 use canopy_monitor::ports::SystemClock;
-use canopy_monitor::queue::sqs::SqsWorkQueue;
-use canopy_monitor::signature::SigningSecrets;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::work::{parse_message, WorkMessage};
 use devkit::events::{events_dir, read_event, resign, to_lambda_request, webhook_request};
 use devkit::resources::{provision, Resources};
 use devkit::{local_aws_config, LOCAL_SIGNING_SECRET};
@@ -239,8 +239,8 @@ pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, key: &str) -> Option<
 /// The fake Canopy and a pull-fetcher consumer wired to a [`TestEnv`].
 pub mod fetching {
     use super::*;
-    use canopy_monitor::config::{CanopyEnv, FetcherEnv};
-    use canopy_monitor::retry::RetryPolicy;
+    use canopy_monitor::domain::retry::RetryPolicy;
+    use canopy_monitor::runtime::config::{CanopyEnv, FetcherEnv};
     use canopy_sim::fixtures::TEAM_ID;
     use canopy_sim::FakeCanopy;
     use devkit::sqs_driver::drain;
@@ -276,7 +276,7 @@ pub mod fetching {
             },
             pull_data_retention: None,
             // A short lease: a message that finds another attempt's lease comes back soon.
-            fetcher: canopy_monitor::fetcher::FetcherConfig {
+            fetcher: canopy_monitor::app::fetcher::FetcherConfig {
                 lease: TEST_FETCH_LEASE,
             },
         };
@@ -290,7 +290,7 @@ pub mod fetching {
     pub async fn drain_into(env: &TestEnv, consumer: &AwsFetchConsumer) -> usize {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
         drain(&sqs, &env.resources.fetch_queue_url, |batch| {
-            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
+            consumer.handle(batch, canopy_monitor::app::budget::Deadline::NONE)
         })
         .await
         .expect("drain the fetch queue")
@@ -300,7 +300,7 @@ pub mod fetching {
     pub async fn fetch_once(env: &TestEnv, consumer: &AwsFetchConsumer) -> Option<usize> {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
         devkit::sqs_driver::poll_once(&sqs, &env.resources.fetch_queue_url, 1, &|batch| {
-            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
+            consumer.handle(batch, canopy_monitor::app::budget::Deadline::NONE)
         })
         .await
         .expect("one fetch batch")
@@ -308,9 +308,9 @@ pub mod fetching {
 
     /// Sends a fetch job straight onto the fetch queue.
     pub async fn enqueue_fetch(env: &TestEnv, pull_id: &str, monitoring_id: Option<&str>) {
-        use canopy_monitor::queue::WorkQueue;
-        use canopy_monitor::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
-        let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+        use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger, Outgoing, WorkMessage};
+        use canopy_monitor::ports::queue::WorkQueue;
+        let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(&env.aws),
             env.resources.fetch_queue_url.clone(),
             env.resources.notify_queue_url.clone(),
@@ -362,9 +362,9 @@ pub mod fetching {
 /// The notifier wired to a [`TestEnv`], the fake Canopy and a local webhook receiver.
 pub mod notifying {
     use super::*;
-    use canopy_monitor::config::{CanopyEnv, NotifierEnv};
-    use canopy_monitor::notifier::NotifierConfig;
-    use canopy_monitor::retry::RetryPolicy;
+    use canopy_monitor::app::notifier::NotifierConfig;
+    use canopy_monitor::domain::retry::RetryPolicy;
+    use canopy_monitor::runtime::config::{CanopyEnv, NotifierEnv};
     use canopy_sim::fixtures::TEAM_ID;
     use canopy_sim::FakeCanopy;
     use devkit::receiver::WebhookReceiver;
@@ -439,7 +439,7 @@ pub mod notifying {
     pub async fn drain_into(env: &TestEnv, consumer: &AwsNotifyConsumer) -> usize {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
         drain(&sqs, &env.resources.notify_queue_url, |batch| {
-            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
+            consumer.handle(batch, canopy_monitor::app::budget::Deadline::NONE)
         })
         .await
         .expect("drain the notify queue")
@@ -449,7 +449,7 @@ pub mod notifying {
     pub async fn drain_once(env: &TestEnv, consumer: &AwsNotifyConsumer) -> Option<usize> {
         let sqs = aws_sdk_sqs::Client::new(&env.aws);
         devkit::sqs_driver::poll_once(&sqs, &env.resources.notify_queue_url, 1, &|batch| {
-            consumer.handle(batch, canopy_monitor::budget::Deadline::NONE)
+            consumer.handle(batch, canopy_monitor::app::budget::Deadline::NONE)
         })
         .await
         .expect("one notify batch")

@@ -2,12 +2,12 @@
 //! their DynamoDB and SQS calls counted, and Canopy played by the fake.
 
 use crate::{RequestCounter, TestEnv};
-use canopy_monitor::canopy::http::CanopyClient;
-use canopy_monitor::monitoring_api::{ApiConfig, MonitoringApi};
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::app::monitoring_api::{ApiConfig, MonitoringApi};
+use canopy_monitor::app::sync::{MonitoringSync, SyncConfig};
 use canopy_monitor::ports::SystemClock;
-use canopy_monitor::queue::sqs::SqsWorkQueue;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::sync::{MonitoringSync, SyncConfig};
 use canopy_sim::FakeCanopy;
 use devkit::events::{apigw_event, to_lambda_request};
 use lambda_http::http::{HeaderMap, StatusCode};
@@ -18,7 +18,7 @@ pub type TestApi = MonitoringApi<DynamoStore, SqsWorkQueue, CanopyClient, System
 pub type TestSync = MonitoringSync<DynamoStore, SqsWorkQueue, CanopyClient, SystemClock>;
 
 /// The customer-id key the tests' `meta_data` uses (the default owner key).
-pub const OWNER_KEY: &str = canopy_monitor::plan::DEFAULT_OWNER_KEY;
+pub const OWNER_KEY: &str = canopy_monitor::domain::plan::DEFAULT_OWNER_KEY;
 
 fn counted(env: &TestEnv, counter: &RequestCounter) -> (DynamoStore, SqsWorkQueue) {
     let ddb = aws_sdk_dynamodb::Client::from_conf(

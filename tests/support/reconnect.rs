@@ -7,10 +7,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use canopy_monitor::canopy::http::CanopyClient;
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::app::reconnect::{ReconnectConfig, ReconnectService};
 use canopy_monitor::ports::SystemClock;
-use canopy_monitor::reconnect::{ReconnectConfig, ReconnectService};
-use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_sim::FakeCanopy;
 use devkit::events::{apigw_event, to_lambda_request};
 use lambda_http::http::StatusCode;
@@ -70,8 +70,8 @@ pub fn api(env: &TestEnv, canopy: &FakeCanopy, config: ReconnectConfig) -> TestR
             env.store.clone(),
             crate::rigs::canopy_client(canopy, Duration::from_secs(5)),
             SystemClock,
-            canopy_monitor::reconnect::SessionKey::derive(
-                &canopy_monitor::canopy::CanopyCredentials {
+            canopy_monitor::app::reconnect::SessionKey::derive(
+                &canopy_monitor::ports::canopy::CanopyCredentials {
                     client_id: canopy_sim::CLIENT_ID.to_owned(),
                     client_secret: canopy_sim::CLIENT_SECRET.to_owned(),
                 },

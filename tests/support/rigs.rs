@@ -4,15 +4,16 @@
 
 use crate::faults::FaultInjector;
 use crate::TestEnv;
-use canopy_monitor::canopy::{http::CanopyClient, CanopyCredentials};
-use canopy_monitor::channel::Channel;
-use canopy_monitor::channel::{email::SesEmail, sms::SnsSms};
-use canopy_monitor::fetcher::{FetcherConfig, PullFetcher};
-use canopy_monitor::notifier::{NotifierConfig, ReconnectNotifier};
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsVisibility;
+use canopy_monitor::adapters::{ses::SesEmail, sns::SnsSms};
+use canopy_monitor::app::fetcher::{FetcherConfig, PullFetcher};
+use canopy_monitor::app::notifier::{NotifierConfig, ReconnectNotifier};
+use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::ports::canopy::CanopyCredentials;
+use canopy_monitor::ports::channel::Channel;
 use canopy_monitor::ports::SystemClock;
-use canopy_monitor::queue::sqs::SqsVisibility;
-use canopy_monitor::retry::RetryPolicy;
-use canopy_monitor::store::dynamo::DynamoStore;
 use canopy_sim::fixtures::TEAM_ID;
 use canopy_sim::FakeCanopy;
 use pull_fetcher::{AwsFetchConsumer, FetchConsumer};
@@ -128,15 +129,15 @@ pub fn intake(env: &TestEnv, faults: &FaultInjector) -> crate::TestIntake {
             .retry_config(no_retries())
             .build(),
     );
-    canopy_monitor::intake::Intake::new(
+    canopy_monitor::app::intake::Intake::new(
         store(env, faults),
-        canopy_monitor::queue::sqs::SqsWorkQueue::new(
+        canopy_monitor::adapters::sqs::SqsWorkQueue::new(
             sqs,
             env.resources.fetch_queue_url.clone(),
             env.resources.notify_queue_url.clone(),
         ),
         SystemClock,
-        canopy_monitor::signature::SigningSecrets::new(vec![
+        canopy_monitor::domain::signature::SigningSecrets::new(vec![
             devkit::LOCAL_SIGNING_SECRET.to_owned()
         ])
         .expect("secret"),

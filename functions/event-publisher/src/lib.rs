@@ -1,18 +1,18 @@
 //! The event-publisher function: publishes the business events waiting in the table's outbox
-//! (see [`canopy_monitor::outbox`]). Two triggers call it:
+//! (see [`canopy_monitor::app::outbox`]). Two triggers call it:
 //! - the table's stream, filtered to items with waiting events: published within a second of
 //!   the write that recorded them;
 //! - a schedule: a sweep of what has waited longer than the grace period (an EventBridge
 //!   outage outlasting the retries, a stream batch given up).
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
-use canopy_monitor::budget::Deadline;
-use canopy_monitor::bus::eventbridge::EventBridgeBus;
-use canopy_monitor::config::PublisherEnv;
-use canopy_monitor::outbox::{item_can_start, OutboxPublisher, Published, SweepReport};
+use canopy_monitor::adapters::dynamo::outbox::pending_from_item;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::eventbridge::EventBridgeBus;
+use canopy_monitor::app::budget::Deadline;
+use canopy_monitor::app::outbox::{item_can_start, OutboxPublisher, Published, SweepReport};
 use canopy_monitor::ports::{PortError, SystemClock};
-use canopy_monitor::store::dynamo::outbox::pending_from_item;
-use canopy_monitor::store::dynamo::DynamoStore;
+use canopy_monitor::runtime::config::PublisherEnv;
 use serde_json::Value;
 use std::collections::HashMap;
 

@@ -1,17 +1,18 @@
 //! The monitoring-api handler: routes to [`MonitoringApi`] methods, errors to statuses.
 //! API Gateway authorizes every route with AWS_IAM (SigV4) before a request gets here.
 
-use canopy_monitor::canopy::http::CanopyClient;
-use canopy_monitor::canopy::MonitoringControl;
-use canopy_monitor::config::{ApiEnv, ConfigError};
-use canopy_monitor::monitoring_api::{flag, Answer, ApiError, MonitoringApi};
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::cursor::CursorKey;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::secrets;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::app::monitoring_api::{flag, Answer, ApiError, MonitoringApi};
+use canopy_monitor::ports::canopy::MonitoringControl;
+use canopy_monitor::ports::queue::WorkQueue;
+use canopy_monitor::ports::store::{IntakeStore, MonitoringStore};
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, SystemClock};
-use canopy_monitor::queue::sqs::SqsWorkQueue;
-use canopy_monitor::queue::WorkQueue;
-use canopy_monitor::secrets;
-use canopy_monitor::store::dynamo::cursor::CursorKey;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::{IntakeStore, MonitoringStore};
+use canopy_monitor::runtime::config::ApiEnv;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
@@ -40,7 +41,7 @@ pub const MAX_RESPONSE_BYTES: usize = 6_291_456 - 16 * 1024;
 
 pub type AwsMonitoringApi = MonitoringApi<DynamoStore, SqsWorkQueue, CanopyClient, SystemClock>;
 
-/// Builds the API from the environment (see the README's configuration table).
+/// Builds the API from the environment (see docs/configuration.md).
 pub async fn api_from_env(aws: &aws_config::SdkConfig) -> Result<AwsMonitoringApi, ConfigError> {
     api_from(ApiEnv::from_env()?, aws).await
 }
@@ -51,7 +52,7 @@ pub async fn api_from(
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsMonitoringApi, ConfigError> {
     let sm = aws_sdk_secretsmanager::Client::new(aws);
-    let canopy = secrets::canopy_client(&sm, &env.canopy).await?;
+    let canopy = env.canopy.client(&sm).await?;
     // Listing cursors are signed with a key every instance derives from the same secret.
     let credentials = secrets::load_canopy_credentials(&sm, &env.canopy.api_secret_id).await?;
     let cursor_key = CursorKey::derive(credentials.client_secret.as_bytes());
@@ -152,7 +153,7 @@ fn json_body(request: &Request) -> Result<Value, ApiError> {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
     let invalid = |problem: String| {
-        ApiError::Invalid(canopy_monitor::monitoring::Invalid {
+        ApiError::Invalid(canopy_monitor::domain::monitoring::Invalid {
             field: "body",
             problem,
         })
@@ -164,7 +165,7 @@ fn json_body(request: &Request) -> Result<Value, ApiError> {
 }
 
 /// Handles one API Gateway request. A hung dependency ends in a 503 within
-/// [`API_BUDGET`](canopy_monitor::budget::API_BUDGET), never a function timeout: an
+/// [`API_BUDGET`](canopy_monitor::app::budget::API_BUDGET), never a function timeout: an
 /// idempotency key left behind runs out with its lease, a refresh guard with its window.
 pub async fn handle<S, Q, K, C>(api: &MonitoringApi<S, Q, K, C>, request: Request) -> Response<Body>
 where
@@ -173,7 +174,7 @@ where
     K: MonitoringControl,
     C: Clock,
 {
-    let budget = canopy_monitor::budget::API_BUDGET;
+    let budget = canopy_monitor::app::budget::API_BUDGET;
     match tokio::time::timeout(budget, dispatch(api, request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -289,10 +290,12 @@ where
 fn only_params(params: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
     match params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         None => Ok(()),
-        Some((k, _)) => Err(ApiError::Invalid(canopy_monitor::monitoring::Invalid {
-            field: "query",
-            problem: format!("unknown parameter {k:?}; allowed: {}", allowed.join(", ")),
-        })),
+        Some((k, _)) => Err(ApiError::Invalid(
+            canopy_monitor::domain::monitoring::Invalid {
+                field: "query",
+                problem: format!("unknown parameter {k:?}; allowed: {}", allowed.join(", ")),
+            },
+        )),
     }
 }
 

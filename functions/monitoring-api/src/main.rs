@@ -3,15 +3,15 @@
 use lambda_http::Error;
 
 fn main() -> Result<(), Error> {
-    canopy_monitor::start::block_on(run())?
+    canopy_monitor::runtime::start::block_on(run())?
 }
 
 async fn run() -> Result<(), Error> {
-    let metrics = canopy_monitor::observability::init_lambda()?;
-    let aws = canopy_monitor::aws::sdk_config()?;
+    let metrics = canopy_monitor::runtime::observability::init_lambda()?;
+    let aws = canopy_monitor::adapters::aws::sdk_config()?;
     let api = monitoring_api::api_from_env(&aws).await?;
     let api = &api;
-    canopy_monitor::observability::run_http(metrics, move |request| async move {
+    canopy_monitor::runtime::observability::run_http(metrics, move |request| async move {
         Ok::<_, Error>(monitoring_api::handle(api, request).await)
     })
     .await

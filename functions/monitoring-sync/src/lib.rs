@@ -1,17 +1,17 @@
 //! The monitoring-sync function: one reconciler pass per scheduled invocation
-//! (see [`canopy_monitor::sync`]).
+//! (see [`canopy_monitor::app::sync`]).
 
-use canopy_monitor::canopy::http::CanopyClient;
-use canopy_monitor::config::{ConfigError, SyncEnv};
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::app::sync::MonitoringSync;
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::SystemClock;
-use canopy_monitor::queue::sqs::SqsWorkQueue;
-use canopy_monitor::secrets;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::sync::MonitoringSync;
+use canopy_monitor::runtime::config::SyncEnv;
 
 pub type AwsMonitoringSync = MonitoringSync<DynamoStore, SqsWorkQueue, CanopyClient, SystemClock>;
 
-/// Builds the reconciler from the environment (see the README's configuration table).
+/// Builds the reconciler from the environment (see docs/configuration.md).
 pub async fn sync_from_env(aws: &aws_config::SdkConfig) -> Result<AwsMonitoringSync, ConfigError> {
     sync_from(SyncEnv::from_env()?, aws).await
 }
@@ -21,8 +21,10 @@ pub async fn sync_from(
     env: SyncEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsMonitoringSync, ConfigError> {
-    let canopy =
-        secrets::canopy_client(&aws_sdk_secretsmanager::Client::new(aws), &env.canopy).await?;
+    let canopy = env
+        .canopy
+        .client(&aws_sdk_secretsmanager::Client::new(aws))
+        .await?;
     Ok(MonitoringSync::new(
         DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
         SqsWorkQueue::new(

@@ -4,20 +4,21 @@
 //! either retried, recorded on the pull, or left for the dead-letter queue.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use canopy_monitor::budget::{self, Deadline};
-use canopy_monitor::canopy::{http::CanopyClient, CanopyApi};
-use canopy_monitor::config::{ConfigError, FetcherEnv};
-use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
-use canopy_monitor::fetcher::{FetchError, FetchOutcome, PullFetcher};
-use canopy_monitor::metrics;
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsVisibility;
+use canopy_monitor::app::budget::{self, Deadline};
+use canopy_monitor::app::fetcher::{FetchError, FetchOutcome, PullFetcher};
+use canopy_monitor::app::metrics;
+use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::domain::work::{parse_message, WorkMessage};
+use canopy_monitor::ports::canopy::CanopyApi;
+use canopy_monitor::ports::queue::MessageVisibility;
+use canopy_monitor::ports::store::{ChangeStore, PullDataStore};
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, SystemClock};
-use canopy_monitor::queue::sqs::SqsVisibility;
-use canopy_monitor::queue::MessageVisibility;
-use canopy_monitor::retry::RetryPolicy;
-use canopy_monitor::secrets;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::{ChangeStore, PullDataStore};
-use canopy_monitor::work::{parse_message, WorkMessage};
+use canopy_monitor::runtime::config::FetcherEnv;
+use canopy_monitor::runtime::consumer::{handle_batch, BatchBudget, RecordError};
 use tracing::Instrument;
 
 /// The consumer: the fetcher, how to delay retries, and the backoff.
@@ -29,7 +30,7 @@ pub struct FetchConsumer<S, A, C, V> {
 
 pub type AwsFetchConsumer = FetchConsumer<DynamoStore, CanopyClient, SystemClock, SqsVisibility>;
 
-/// Builds the consumer from the environment (see the README's configuration table).
+/// Builds the consumer from the environment (see docs/configuration.md).
 pub async fn fetcher_from_env(
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsFetchConsumer, ConfigError> {
@@ -41,8 +42,10 @@ pub async fn fetcher_from(
     env: FetcherEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsFetchConsumer, ConfigError> {
-    let canopy =
-        secrets::canopy_client(&aws_sdk_secretsmanager::Client::new(aws), &env.canopy).await?;
+    let canopy = env
+        .canopy
+        .client(&aws_sdk_secretsmanager::Client::new(aws))
+        .await?;
     Ok(FetchConsumer {
         fetcher: PullFetcher::new(
             DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name)
@@ -120,13 +123,13 @@ impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock, V: MessageVisibilit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canopy_monitor::canopy::memory::ScriptedCanopy;
-    use canopy_monitor::canopy::CanopyError;
-    use canopy_monitor::fetcher::FetcherConfig;
+    use canopy_monitor::app::fetcher::FetcherConfig;
+    use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger};
+    use canopy_monitor::fakes::canopy::ScriptedCanopy;
+    use canopy_monitor::fakes::queue::MemoryVisibility;
+    use canopy_monitor::fakes::store::MemoryStore;
+    use canopy_monitor::ports::canopy::CanopyError;
     use canopy_monitor::ports::FixedClock;
-    use canopy_monitor::queue::memory::MemoryVisibility;
-    use canopy_monitor::store::memory::MemoryStore;
-    use canopy_monitor::work::{FetchPullJob, FetchTrigger};
     use serde_json::json;
     use std::time::Duration;
 

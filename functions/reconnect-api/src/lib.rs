@@ -2,14 +2,15 @@
 //! the consumer's browser; API Gateway's JWT authorizer has checked the token and put its
 //! claims in the request context before a request gets here.
 
-use canopy_monitor::canopy::http::CanopyClient;
-use canopy_monitor::canopy::{CanopyApi, WidgetApi};
-use canopy_monitor::config::{ConfigError, ReconnectEnv};
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::{limits, sessions, DynamoStore};
+use canopy_monitor::adapters::secrets;
+use canopy_monitor::app::reconnect::{ReconnectError, ReconnectService, SessionKey};
+use canopy_monitor::ports::canopy::{CanopyApi, WidgetApi};
+use canopy_monitor::ports::store::{LimitStore, MonitoringStore, SessionStore};
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, SystemClock};
-use canopy_monitor::reconnect::{ReconnectError, ReconnectService, SessionKey};
-use canopy_monitor::secrets;
-use canopy_monitor::store::dynamo::{limits, sessions, DynamoStore};
-use canopy_monitor::store::{LimitStore, MonitoringStore, SessionStore};
+use canopy_monitor::runtime::config::ReconnectEnv;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -49,7 +50,7 @@ pub struct ReconnectApi<S, K, C> {
 
 pub type AwsReconnectApi = ReconnectApi<DynamoStore, CanopyClient, SystemClock>;
 
-/// Builds the API from the environment (see the README's configuration table).
+/// Builds the API from the environment (see docs/configuration.md).
 pub async fn api_from_env(aws: &aws_config::SdkConfig) -> Result<AwsReconnectApi, ConfigError> {
     api_from(ReconnectEnv::from_env()?, aws).await
 }
@@ -171,14 +172,14 @@ fn query_number(request: &Request, name: &'static str, max: i64) -> Result<i64, 
 }
 
 /// Handles one API Gateway request; a hung dependency ends in a 503 within
-/// [`RECONNECT_BUDGET`](canopy_monitor::budget::RECONNECT_BUDGET), never a function timeout.
+/// [`RECONNECT_BUDGET`](canopy_monitor::app::budget::RECONNECT_BUDGET), never a function timeout.
 pub async fn handle<S, K, C>(api: &ReconnectApi<S, K, C>, request: Request) -> Response<Body>
 where
     S: MonitoringStore + SessionStore + LimitStore,
     K: CanopyApi + WidgetApi,
     C: Clock,
 {
-    let budget = canopy_monitor::budget::RECONNECT_BUDGET;
+    let budget = canopy_monitor::app::budget::RECONNECT_BUDGET;
     match tokio::time::timeout(budget, dispatch(api, request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -354,7 +355,7 @@ mod tests {
     #[test]
     fn a_spent_budget_answers_429_with_retry_after_and_names_the_limit() {
         let response = error_response(&ReconnectError::Limited {
-            limit: canopy_monitor::reconnect::Limit::Tokens,
+            limit: canopy_monitor::app::reconnect::Limit::Tokens,
             retry_after: 42,
         });
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -3,21 +3,23 @@
 //! delayed with backoff; after maxReceiveCount the dead-letter queue holds them.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use canopy_monitor::budget::{self, Deadline};
-use canopy_monitor::canopy::{http::CanopyClient, CanopyApi};
-use canopy_monitor::channel::Channel;
-use canopy_monitor::channel::{email::SesEmail, sms::SnsSms, webhook::OutboundWebhook};
-use canopy_monitor::config::{ConfigError, NotifierEnv};
-use canopy_monitor::consumer::{handle_batch, BatchBudget, RecordError};
-use canopy_monitor::notifier::{NotifyError, NotifyOutcome, ReconnectNotifier};
+use canopy_monitor::adapters::canopy_http::CanopyClient;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::secrets;
+use canopy_monitor::adapters::sqs::SqsVisibility;
+use canopy_monitor::adapters::{ses::SesEmail, sns::SnsSms, webhook::OutboundWebhook};
+use canopy_monitor::app::budget::{self, Deadline};
+use canopy_monitor::app::notifier::{NotifyError, NotifyOutcome, ReconnectNotifier};
+use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::domain::work::{parse_message, WorkMessage};
+use canopy_monitor::ports::canopy::CanopyApi;
+use canopy_monitor::ports::channel::Channel;
+use canopy_monitor::ports::queue::MessageVisibility;
+use canopy_monitor::ports::store::EpisodeStore;
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, SystemClock};
-use canopy_monitor::queue::sqs::SqsVisibility;
-use canopy_monitor::queue::MessageVisibility;
-use canopy_monitor::retry::RetryPolicy;
-use canopy_monitor::secrets;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::EpisodeStore;
-use canopy_monitor::work::{parse_message, WorkMessage};
+use canopy_monitor::runtime::config::NotifierEnv;
+use canopy_monitor::runtime::consumer::{handle_batch, BatchBudget, RecordError};
 
 pub struct NotifyConsumer<S, A, C, V> {
     pub notifier: ReconnectNotifier<S, A, C>,
@@ -39,7 +41,7 @@ pub async fn notifier_from(
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsNotifyConsumer, ConfigError> {
     let secrets_client = aws_sdk_secretsmanager::Client::new(aws);
-    let canopy = secrets::canopy_client(&secrets_client, &env.canopy).await?;
+    let canopy = env.canopy.client(&secrets_client).await?;
     let mut channels: Vec<Box<dyn Channel>> = Vec::new();
     if let Some(from) = env.email_from.clone() {
         channels.push(Box::new(SesEmail::new(
@@ -120,17 +122,18 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock, V: MessageVisibility> NotifyConsum
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canopy_monitor::canopy::memory::ScriptedCanopy;
-    use canopy_monitor::canopy::{CanopyError, ReconnectToken};
-    use canopy_monitor::channel::memory::RecordingChannel;
-    use canopy_monitor::channel::ChannelError;
-    use canopy_monitor::event::ReconnectLink;
-    use canopy_monitor::notifier::{ChannelKind, NotifierConfig};
+    use canopy_monitor::app::notifier::NotifierConfig;
+    use canopy_monitor::domain::event::ReconnectLink;
+    use canopy_monitor::domain::notice::ChannelKind;
+    use canopy_monitor::domain::records::MonitoringRecord;
+    use canopy_monitor::domain::work::ReconnectJob;
+    use canopy_monitor::fakes::canopy::ScriptedCanopy;
+    use canopy_monitor::fakes::channel::RecordingChannel;
+    use canopy_monitor::fakes::queue::MemoryVisibility;
+    use canopy_monitor::fakes::store::MemoryStore;
+    use canopy_monitor::ports::canopy::{CanopyError, ReconnectToken};
+    use canopy_monitor::ports::channel::ChannelError;
     use canopy_monitor::ports::FixedClock;
-    use canopy_monitor::queue::memory::MemoryVisibility;
-    use canopy_monitor::records::MonitoringRecord;
-    use canopy_monitor::store::memory::MemoryStore;
-    use canopy_monitor::work::ReconnectJob;
     use serde_json::json;
 
     const STARTED: &str = "2026-11-26T00:00:00.000Z";

@@ -1,16 +1,17 @@
 //! The webhook-intake handler: HTTP in, [`Intake::receive`], HTTP out.
 //! Every decision lives in the common crate; this file maps routes and errors to statuses.
 
-use canopy_monitor::config::{ConfigError, IntakeEnv};
-use canopy_monitor::intake::{Intake, IntakeError, IntakeOutcome};
-use canopy_monitor::metrics;
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::secrets;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::app::intake::{Intake, IntakeError, IntakeOutcome};
+use canopy_monitor::app::metrics;
+use canopy_monitor::domain::signature::SIGNATURE_HEADER;
+use canopy_monitor::ports::queue::WorkQueue;
+use canopy_monitor::ports::store::IntakeStore;
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, PortError, SystemClock};
-use canopy_monitor::queue::sqs::SqsWorkQueue;
-use canopy_monitor::queue::WorkQueue;
-use canopy_monitor::secrets;
-use canopy_monitor::signature::SIGNATURE_HEADER;
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::IntakeStore;
+use canopy_monitor::runtime::config::IntakeEnv;
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
@@ -21,7 +22,7 @@ pub const WEBHOOK_PATH: &str = "/webhooks/canopy";
 /// Intake wired to AWS.
 pub type AwsIntake = Intake<DynamoStore, SqsWorkQueue, SystemClock>;
 
-/// Builds intake from the environment (see the README's configuration table).
+/// Builds intake from the environment (see docs/configuration.md).
 pub async fn intake_from_env(aws: &aws_config::SdkConfig) -> Result<AwsIntake, ConfigError> {
     intake_from(IntakeEnv::from_env()?, aws).await
 }
@@ -164,11 +165,11 @@ fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canopy_monitor::intake::IntakeConfig;
+    use canopy_monitor::app::intake::IntakeConfig;
+    use canopy_monitor::domain::signature::{sign, SigningSecrets};
+    use canopy_monitor::fakes::queue::MemoryQueue;
+    use canopy_monitor::fakes::store::MemoryStore;
     use canopy_monitor::ports::FixedClock;
-    use canopy_monitor::queue::memory::MemoryQueue;
-    use canopy_monitor::signature::{sign, SigningSecrets};
-    use canopy_monitor::store::memory::MemoryStore;
     use serde_json::Value;
 
     const NOW: i64 = 1_764_115_200;
@@ -375,8 +376,8 @@ mod tests {
     async fn a_concurrent_duplicate_waits_then_gives_up_with_503() {
         let rig = rig();
         // Simulate an attempt in flight: claim the event by hand, never complete it.
-        let event = canopy_monitor::event::parse_event(COMPLETE).unwrap();
-        let claim = canopy_monitor::store::EventClaim {
+        let event = canopy_monitor::domain::event::parse_event(COMPLETE).unwrap();
+        let claim = canopy_monitor::ports::store::EventClaim {
             dedupe_key: event.dedupe_key.clone(),
             event_type: "COMPLETE".into(),
             pull_id: "p1".into(),

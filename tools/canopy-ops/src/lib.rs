@@ -11,15 +11,15 @@
 //! Every command reads through Query, GetItem and SQS attributes: nothing scans the table.
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use canopy_monitor::plan::PlanConfig;
-use canopy_monitor::queue::sqs::SqsWorkQueue;
-use canopy_monitor::replay::{replay_stored_event, ReplayError, Replayed};
-use canopy_monitor::store::dynamo::operations::{Delivery, FailedFetch};
-use canopy_monitor::store::dynamo::DynamoStore;
-use canopy_monitor::store::{MonitoringQuery, MonitoringStore};
-use canopy_monitor::time_fmt::{format_ts, parse_ts};
-use canopy_monitor::work::parse_message;
-use canopy_monitor::work::WorkMessage;
+use canopy_monitor::adapters::dynamo::operations::{Delivery, FailedFetch};
+use canopy_monitor::adapters::dynamo::DynamoStore;
+use canopy_monitor::adapters::sqs::SqsWorkQueue;
+use canopy_monitor::app::replay::{replay_stored_event, ReplayError, Replayed};
+use canopy_monitor::domain::plan::PlanConfig;
+use canopy_monitor::domain::time_fmt::{format_ts, parse_ts};
+use canopy_monitor::domain::work::parse_message;
+use canopy_monitor::domain::work::WorkMessage;
+use canopy_monitor::ports::store::{MonitoringQuery, MonitoringStore};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -127,7 +127,7 @@ impl Stack {
             fetch_dlq_url: r.fetch_dlq_url.clone(),
             notify_queue_url: r.notify_queue_url.clone(),
             notify_dlq_url: r.notify_dlq_url.clone(),
-            owner_key: canopy_monitor::plan::DEFAULT_OWNER_KEY.to_owned(),
+            owner_key: canopy_monitor::domain::plan::DEFAULT_OWNER_KEY.to_owned(),
             local: true,
         }
     }
@@ -489,7 +489,7 @@ impl Ops {
     /// Re-runs stored webhook `key` through intake's plan (as the Monitoring API's replay),
     /// with the stack's owner key; an owner already stored is never replaced.
     pub async fn replay(&self, key: &str) -> Result<Replayed, OpsError> {
-        let key = canopy_monitor::monitoring_api::validate_dedupe_key(key)
+        let key = canopy_monitor::app::monitoring_api::validate_dedupe_key(key)
             .map_err(|_| OpsError::BadKey(key.to_owned()))?;
         let queue = SqsWorkQueue::new(
             self.sqs.clone(),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use canopy_monitor::signature::{sign, SIGNATURE_HEADER};
+use canopy_monitor::domain::signature::{sign, SIGNATURE_HEADER};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

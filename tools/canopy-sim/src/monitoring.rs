@@ -122,13 +122,13 @@ pub fn apply_change(pull: &mut Value, change: &SimChange) -> Option<Value> {
 type Shared = Arc<Mutex<SimState>>;
 
 fn now_text() -> String {
-    canopy_monitor::time_fmt::format_ts(time::OffsetDateTime::now_utc())
+    canopy_monitor::domain::time_fmt::format_ts(time::OffsetDateTime::now_utc())
 }
 
 /// Canopy's interval rule: the spec's ISO-8601 pattern, days / months / years (weeks too),
 /// at least 30 days.
 fn interval_days(text: &str) -> Option<u64> {
-    canopy_monitor::monitoring::validate_interval(text)
+    canopy_monitor::domain::monitoring::validate_interval(text)
         .ok()
         .map(|_| 30)
         .or_else(|| {

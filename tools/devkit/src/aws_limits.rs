@@ -1,6 +1,6 @@
 //! AWS's documented service limits, enforced in front of the local emulator.
 //!
-//! moto checks few of the limits AWS documents (DESIGN principle 12), so code that breaks one
+//! moto checks few of the limits AWS documents, so code that breaks one
 //! passes every local test and fails in AWS. [`LimitsClient`] wraps the SDK's HTTP client that
 //! [`crate::local_aws_config`] gives every client (integration tests, canopy-sim, the local
 //! runner): it reads each outgoing JSON-protocol request (`X-Amz-Target`:

@@ -4,7 +4,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use canopy_monitor::signature::{sign, SIGNATURE_HEADER};
+use canopy_monitor::domain::signature::{sign, SIGNATURE_HEADER};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::request::LambdaRequest;
 use serde_json::{json, Value};

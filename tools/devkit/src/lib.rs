@@ -15,7 +15,7 @@ pub const LOCAL_SIGNING_SECRET: &str = "whsec_canopy_monitor_local_only";
 /// Timeouts for talking to the local emulator. moto answers in milliseconds when idle but, with
 /// its DynamoDB requests taken one at a time (scripts/moto_serial_dynamodb.py) and a parallel
 /// test suite or a build beside it, a request can wait seconds for its turn: the production
-/// budgets (`canopy_monitor::budget`) would retry requests whose first attempt went through.
+/// budgets (`canopy_monitor::app::budget`) would retry requests whose first attempt went through.
 pub fn emulator_timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -37,7 +37,7 @@ pub fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .endpoint_url(endpoint)
         .timeout_config(emulator_timeouts())
         .http_client(aws_limits::LimitsClient::wrap(
-            canopy_monitor::aws::http_client(),
+            canopy_monitor::adapters::aws::http_client(),
         ))
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
             credentials,

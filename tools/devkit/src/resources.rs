@@ -117,13 +117,13 @@ pub async fn provision(
     let fetch = create_queue_with_dlq(
         &sqs,
         &names.fetch_queue,
-        canopy_monitor::budget::FETCHER.visibility_timeout,
+        canopy_monitor::app::budget::FETCHER.visibility_timeout,
     )
     .await?;
     let notify = create_queue_with_dlq(
         &sqs,
         &names.notify_queue,
-        canopy_monitor::budget::NOTIFIER.visibility_timeout,
+        canopy_monitor::app::budget::NOTIFIER.visibility_timeout,
     )
     .await?;
     let secrets = aws_sdk_secretsmanager::Client::new(aws);
@@ -169,7 +169,7 @@ async fn create_event_bus_with_tap(
         .send()
         .await
         .map_err(fail(bus))?;
-    let pattern = serde_json::json!({"source": [canopy_monitor::business_events::SOURCE]});
+    let pattern = serde_json::json!({"source": [canopy_monitor::domain::business_events::SOURCE]});
     route_to_new_queue(aws, bus, TAP_RULE, &pattern, tap).await
 }
 
@@ -259,7 +259,7 @@ pub async fn existing(
 
 /// The state table: `pk`/`sk` strings, on demand, TTL on `expires_at`, the sparse reminder
 /// index `gsi1` (`gsi1pk`/`gsi1sk`) and the three monitoring indexes (see
-/// `canopy_monitor::store::dynamo::monitorings`), as template.yaml declares them.
+/// `canopy_monitor::adapters::dynamo::monitorings`), as template.yaml declares them.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
@@ -290,11 +290,11 @@ pub async fn create_table(
                 .build()
                 .map_err(fail(name))
         };
-    use canopy_monitor::store::dynamo::monitorings::{
+    use canopy_monitor::adapters::dynamo::monitorings::{
         OWNER_INDEX, RECONNECT_INDEX, RECONNECT_KEY_ATTR, STATUS_INDEX, STATUS_SHARD_ATTR,
     };
-    use canopy_monitor::store::dynamo::operations::RECENT_DAY_ATTR;
-    use canopy_monitor::store::dynamo::outbox::OUTBOX_INDEX;
+    use canopy_monitor::adapters::dynamo::operations::RECENT_DAY_ATTR;
+    use canopy_monitor::adapters::dynamo::outbox::OUTBOX_INDEX;
     let mut request = client
         .create_table()
         .table_name(name)
@@ -356,7 +356,7 @@ pub async fn create_table(
 
 /// The operator's `recent` index: deliveries by day, only what `canopy-ops tail` shows.
 fn recent_index(table: &str) -> Result<GlobalSecondaryIndex, ProvisionError> {
-    use canopy_monitor::store::dynamo::operations::{RECENT_DAY_ATTR, RECENT_INDEX};
+    use canopy_monitor::adapters::dynamo::operations::{RECENT_DAY_ATTR, RECENT_INDEX};
     let key = |n: &str, t| {
         KeySchemaElement::builder()
             .attribute_name(n)

@@ -18,8 +18,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use canopy_monitor::event::ReconnectLink;
-use canopy_monitor::work::{FetchPullJob, FetchTrigger, ReconnectJob, WorkMessage};
+use canopy_monitor::domain::event::ReconnectLink;
+use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger, ReconnectJob, WorkMessage};
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject, TEAM_ID};
 use canopy_sim::FakeCanopy;
 use clap::Parser;
@@ -737,7 +737,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     println!("\nPull-fetcher, one SQS record, {} starts per pull size; stored data read back and compared with the pull served\n", cli.memory_starts);
     println!("| pull JSON MB | peak RSS median MiB | peak RSS max MiB | first invocation median ms | stored = served |");
     println!("|---|---|---|---|---|");
-    let store = canopy_monitor::store::dynamo::DynamoStore::new(
+    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         &resources.table_name,
     );
@@ -762,7 +762,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             };
             let log = log_dir.join("pull-fetcher-large.log");
             samples.push(start_once(&shared, port, &binary, &large, i, None, &log).await?);
-            let stored = canopy_monitor::store::dynamo::DynamoStore::get_pull_data(
+            let stored = canopy_monitor::adapters::dynamo::DynamoStore::get_pull_data(
                 &store,
                 pull["pull_id"].as_str().unwrap_or_default(),
             )

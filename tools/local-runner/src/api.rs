@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use canopy_monitor::config::{ApiEnv, SyncEnv};
+use canopy_monitor::runtime::config::{ApiEnv, SyncEnv};
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use canopy_sim::SimChange;
 use devkit::resources::Resources;
@@ -28,7 +28,7 @@ pub async fn build_api(
         fetch_queue_url: resources.fetch_queue_url.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
         canopy: canopy.env(resources),
-        api: canopy_monitor::monitoring_api::ApiConfig::default(),
+        api: canopy_monitor::app::monitoring_api::ApiConfig::default(),
     };
     monitoring_api::api_from(env, aws)
         .await
@@ -40,19 +40,19 @@ pub async fn sync_once(
     aws: &aws_config::SdkConfig,
     resources: &Resources,
     canopy: &CanopyTarget,
-) -> Result<canopy_monitor::sync::SyncReport, String> {
+) -> Result<canopy_monitor::app::sync::SyncReport, String> {
     let env = SyncEnv {
         table_name: resources.table_name.clone(),
         fetch_queue_url: resources.fetch_queue_url.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
         canopy: canopy.env(resources),
-        sync: canopy_monitor::sync::SyncConfig::default(),
+        sync: canopy_monitor::app::sync::SyncConfig::default(),
     };
     let sync = monitoring_sync::sync_from(env, aws)
         .await
         .map_err(|e| e.to_string())?;
     let report = sync
-        .run(canopy_monitor::budget::Deadline::NONE)
+        .run(canopy_monitor::app::budget::Deadline::NONE)
         .await
         .map_err(|e| e.to_string())?;
     println!(

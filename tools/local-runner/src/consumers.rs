@@ -1,8 +1,8 @@
 //! The queue consumers of the local run, and the Canopy they talk to.
 
-use canopy_monitor::config::{CanopyEnv, FetcherEnv};
-use canopy_monitor::retry::RetryPolicy;
-use canopy_monitor::store::ReminderStore;
+use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::ports::store::ReminderStore;
+use canopy_monitor::runtime::config::{CanopyEnv, FetcherEnv};
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject, TEAM_ID};
 use canopy_sim::FakeCanopy;
 use devkit::resources::Resources;
@@ -39,7 +39,7 @@ impl CanopyTarget {
             var("CANOPY_TEAM_ID"),
         ) {
             let base_url = var("CANOPY_BASE_URL")
-                .unwrap_or_else(|| canopy_monitor::canopy::DEFAULT_BASE_URL.to_owned());
+                .unwrap_or_else(|| canopy_monitor::ports::canopy::DEFAULT_BASE_URL.to_owned());
             tracing::info!(%base_url, %team_id, "using a real Canopy team");
             return Ok(Self {
                 base_url,
@@ -107,7 +107,7 @@ pub async fn start_fetcher(
             let consumer = consumer.clone();
             async move {
                 consumer
-                    .handle(batch, canopy_monitor::budget::Deadline::NONE)
+                    .handle(batch, canopy_monitor::app::budget::Deadline::NONE)
                     .await
             }
         },
@@ -119,10 +119,10 @@ pub async fn start_fetcher(
 /// triggers, so locally the publisher sweeps every second with no grace period.
 pub fn start_publisher(aws: &aws_config::SdkConfig, resources: &Resources) {
     let publisher = event_publisher::publisher_from(
-        canopy_monitor::config::PublisherEnv {
+        canopy_monitor::runtime::config::PublisherEnv {
             table_name: resources.table_name.clone(),
             event_bus_name: resources.event_bus_name.clone(),
-            outbox: canopy_monitor::outbox::OutboxConfig {
+            outbox: canopy_monitor::app::outbox::OutboxConfig {
                 grace: Duration::ZERO,
                 ..Default::default()
             },
@@ -132,7 +132,7 @@ pub fn start_publisher(aws: &aws_config::SdkConfig, resources: &Resources) {
     tokio::spawn(async move {
         loop {
             match publisher
-                .sweep(canopy_monitor::budget::Deadline::NONE)
+                .sweep(canopy_monitor::app::budget::Deadline::NONE)
                 .await
             {
                 Ok(report) if report.events.published > 0 || report.events.left > 0 => {
@@ -184,7 +184,7 @@ pub async fn demo_refresh(
             body["event_type"].as_str().unwrap_or_default()
         );
     }
-    let store = canopy_monitor::store::dynamo::DynamoStore::new(
+    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(aws),
         &resources.table_name,
     );
@@ -226,7 +226,7 @@ pub async fn start_notifier(
         devkit::receiver::WebhookReceiver::start(devkit::resources::LOCAL_OUTBOUND_WEBHOOK_SECRET)
             .await
             .map_err(|e| format!("cannot start the webhook receiver: {e}"))?;
-    let env = canopy_monitor::config::NotifierEnv {
+    let env = canopy_monitor::runtime::config::NotifierEnv {
         table_name: resources.table_name.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
         canopy: canopy.env(resources),
@@ -235,7 +235,7 @@ pub async fn start_notifier(
         sms_enabled: true,
         webhook_url: Some(receiver.url.clone()),
         webhook_secret_id: Some(resources.outbound_webhook_secret_id.clone()),
-        notifier: canopy_monitor::notifier::NotifierConfig::default(),
+        notifier: canopy_monitor::app::notifier::NotifierConfig::default(),
     };
     let consumer = std::sync::Arc::new(
         reconnect_notifier::notifier_from(env, aws)
@@ -249,7 +249,7 @@ pub async fn start_notifier(
             let consumer = consumer.clone();
             async move {
                 consumer
-                    .handle(batch, canopy_monitor::budget::Deadline::NONE)
+                    .handle(batch, canopy_monitor::app::budget::Deadline::NONE)
                     .await
             }
         },
@@ -333,7 +333,7 @@ pub async fn demo_reconnect(
             redact_links(data["reconnect_link"].as_str().unwrap_or_default())
         );
     }
-    let store = canopy_monitor::store::dynamo::DynamoStore::new(
+    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(aws),
         &resources.table_name,
     );

@@ -2,8 +2,8 @@
 //! Message bodies are shown with reconnect links redacted.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use canopy_monitor::records::{MonitoringRecord, PullRecord};
-use canopy_monitor::work::{parse_message, WorkMessage};
+use canopy_monitor::domain::records::{MonitoringRecord, PullRecord};
+use canopy_monitor::domain::work::{parse_message, WorkMessage};
 use devkit::resources::Resources;
 use std::collections::HashMap;
 

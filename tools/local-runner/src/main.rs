@@ -18,8 +18,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use canopy_monitor::config::IntakeEnv;
-use canopy_monitor::intake::IntakeConfig;
+use canopy_monitor::app::intake::IntakeConfig;
+use canopy_monitor::runtime::config::IntakeEnv;
 use clap::{Parser, Subcommand};
 use devkit::events::{events_dir, to_lambda_request};
 use devkit::resources::{provision, Resources};
@@ -81,7 +81,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    canopy_monitor::observability::init_local_tracing();
+    canopy_monitor::runtime::observability::init_local_tracing();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -176,22 +176,22 @@ async fn run(cli: Cli) -> Result<(), String> {
             let resources = devkit::resources::existing(&aws, &cli.prefix)
                 .await
                 .map_err(|e| e.to_string())?;
-            let store = canopy_monitor::store::dynamo::DynamoStore::new(
+            let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws),
                 &resources.table_name,
             );
-            let queue = canopy_monitor::queue::sqs::SqsWorkQueue::new(
+            let queue = canopy_monitor::adapters::sqs::SqsWorkQueue::new(
                 aws_sdk_sqs::Client::new(&aws),
                 resources.fetch_queue_url.clone(),
                 resources.notify_queue_url.clone(),
             );
             let at = time::OffsetDateTime::now_utc() + time::Duration::hours(hours_ahead);
-            let run = canopy_monitor::reminders::run_reminders(
+            let run = canopy_monitor::app::reminders::run_reminders(
                 &store,
                 &queue,
                 at,
                 500,
-                canopy_monitor::budget::Deadline::NONE,
+                canopy_monitor::app::budget::Deadline::NONE,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -252,9 +252,9 @@ fn intake_env(resources: &Resources) -> IntakeEnv {
         webhook_secret_id: resources.webhook_secret_id.clone(),
         intake: IntakeConfig {
             // Short, so a local run shows the fallback fetch being skipped after COMPLETE.
-            plan: canopy_monitor::plan::PlanConfig {
+            plan: canopy_monitor::domain::plan::PlanConfig {
                 fetch_fallback_delay: std::time::Duration::from_secs(20),
-                ..canopy_monitor::plan::PlanConfig::default()
+                ..canopy_monitor::domain::plan::PlanConfig::default()
             },
             ..IntakeConfig::default()
         },

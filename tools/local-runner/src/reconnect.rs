@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use canopy_monitor::config::ReconnectEnv;
+use canopy_monitor::runtime::config::ReconnectEnv;
 use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject};
 use devkit::resources::Resources;
 use devkit::LOCAL_SIGNING_SECRET;
@@ -26,7 +26,7 @@ pub const DEMO_SUBJECT: &str = "cust-demo";
 pub struct ReconnectState {
     pub api: AwsReconnectApi,
     pub monitoring: Arc<AwsMonitoringApi>,
-    pub store: canopy_monitor::store::dynamo::DynamoStore,
+    pub store: canopy_monitor::adapters::dynamo::DynamoStore,
     pub fake: Option<canopy_sim::FakeCanopy>,
     pub webhook_url: String,
 }
@@ -42,7 +42,7 @@ pub async fn build(
         table_name: resources.table_name.clone(),
         canopy: canopy.env(resources),
         subject_claim: "sub".to_owned(),
-        reconnect: canopy_monitor::reconnect::ReconnectConfig::default(),
+        reconnect: canopy_monitor::app::reconnect::ReconnectConfig::default(),
     };
     let api = reconnect_api::api_from(env, aws)
         .await
@@ -50,7 +50,7 @@ pub async fn build(
     Ok(ReconnectState {
         api,
         monitoring,
-        store: canopy_monitor::store::dynamo::DynamoStore::new(
+        store: canopy_monitor::adapters::dynamo::DynamoStore::new(
             aws_sdk_dynamodb::Client::new(aws),
             &resources.table_name,
         ),

@@ -32,7 +32,7 @@ const NEVER_LOGGED: &[&str] = &[
 
 /// The most verbose of template.yaml's `ApplicationLogLevel` AllowedValues: the local tools
 /// filter their logs at RUST_LOG exactly as the functions filter theirs at Lambda's level
-/// (`canopy_monitor::observability::log_filter`).
+/// (`canopy_monitor::runtime::observability::log_filter`).
 fn most_verbose_allowed_level() -> &'static str {
     let template =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml"))

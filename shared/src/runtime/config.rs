@@ -1,0 +1,493 @@
+//! Configuration from environment variables (set by template.yaml, documented in
+//! docs/configuration.md).
+//! Read once per cold start; a missing or malformed value stops the start with a clear error.
+
+use crate::app::intake::IntakeConfig;
+use crate::domain::plan::PlanConfig;
+use crate::ports::ConfigError;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A required variable.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+/// An optional variable parsed as `T`, or `default` when unset or empty.
+pub fn parsed_or<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                detail: e.to_string(),
+            })
+        }
+        _ => Ok(default),
+    }
+}
+
+/// The variables [`IntakeEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const INTAKE_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "NOTIFY_QUEUE_URL",
+    "WEBHOOK_SECRET_ID",
+    "SIGNATURE_TOLERANCE_SECONDS",
+    "EVENT_RETENTION_HOURS",
+    "FETCH_FALLBACK_DELAY_SECONDS",
+    "OWNER_META_DATA_KEY",
+];
+
+/// Everything webhook-intake reads from its environment.
+#[derive(Debug, Clone)]
+pub struct IntakeEnv {
+    pub table_name: String,
+    pub fetch_queue_url: String,
+    pub notify_queue_url: String,
+    /// ARN or name of the secret holding the Canopy webhook signing secret(s).
+    pub webhook_secret_id: String,
+    pub intake: IntakeConfig,
+}
+
+impl IntakeEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = IntakeConfig::default();
+        let fallback = parsed_or(
+            "FETCH_FALLBACK_DELAY_SECONDS",
+            defaults.plan.fetch_fallback_delay.as_secs(),
+        )?;
+        if fallback > 900 {
+            return Err(ConfigError::Invalid {
+                name: "FETCH_FALLBACK_DELAY_SECONDS",
+                detail: "SQS delays are at most 900 seconds".into(),
+            });
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            webhook_secret_id: required("WEBHOOK_SECRET_ID")?,
+            intake: IntakeConfig {
+                tolerance_secs: parsed_or("SIGNATURE_TOLERANCE_SECONDS", defaults.tolerance_secs)?,
+                retention: Duration::from_secs(
+                    3600 * parsed_or("EVENT_RETENTION_HOURS", defaults.retention.as_secs() / 3600)?,
+                ),
+                plan: PlanConfig {
+                    fetch_fallback_delay: Duration::from_secs(fallback),
+                    owner_key: parsed_or("OWNER_META_DATA_KEY", defaults.plan.owner_key)?,
+                },
+                ..defaults
+            },
+        })
+    }
+}
+
+/// The variables [`FetcherEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const FETCHER_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_CAP_SECONDS",
+    "PULL_DATA_RETENTION_DAYS",
+];
+
+/// How to reach Canopy's API.
+#[derive(Debug, Clone)]
+pub struct CanopyEnv {
+    pub base_url: String,
+    pub team_id: String,
+    /// ARN or name of the secret `{"client_id": "...", "client_secret": "..."}`.
+    pub api_secret_id: String,
+    pub timeout: Duration,
+}
+
+impl CanopyEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: parsed_or(
+                "CANOPY_BASE_URL",
+                crate::ports::canopy::DEFAULT_BASE_URL.to_owned(),
+            )?,
+            team_id: required("CANOPY_TEAM_ID")?,
+            api_secret_id: required("CANOPY_API_SECRET_ID")?,
+            timeout: canopy_timeout()?,
+        })
+    }
+}
+
+#[cfg(all(feature = "secrets", feature = "http"))]
+impl CanopyEnv {
+    /// The Canopy API client of a function: credentials from Secrets Manager, the rest from
+    /// the environment.
+    pub async fn client(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+    ) -> Result<crate::adapters::canopy_http::CanopyClient, ConfigError> {
+        let credentials =
+            crate::adapters::secrets::load_canopy_credentials(secrets, &self.api_secret_id).await?;
+        crate::adapters::canopy_http::CanopyClient::new(
+            &self.base_url,
+            &self.team_id,
+            credentials,
+            self.timeout,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            name: "CANOPY_BASE_URL",
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// `CANOPY_TIMEOUT_SECONDS`, at most [`crate::app::budget::CANOPY_TIMEOUT`]: a longer call would
+/// not fit a record's budget.
+fn canopy_timeout() -> Result<Duration, ConfigError> {
+    let max = crate::app::budget::CANOPY_TIMEOUT.as_secs();
+    let secs: u64 = parsed_or("CANOPY_TIMEOUT_SECONDS", max)?;
+    if secs == 0 || secs > max {
+        return Err(ConfigError::Invalid {
+            name: "CANOPY_TIMEOUT_SECONDS",
+            detail: format!("must be 1 to {max} seconds (the record budget holds no more)"),
+        });
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Backoff settings of a queue consumer.
+pub fn retry_policy_from_env() -> Result<crate::domain::retry::RetryPolicy, ConfigError> {
+    let defaults = crate::domain::retry::RetryPolicy::default();
+    Ok(crate::domain::retry::RetryPolicy {
+        base: Duration::from_secs(parsed_or("RETRY_BASE_SECONDS", defaults.base.as_secs())?),
+        cap: Duration::from_secs(parsed_or("RETRY_CAP_SECONDS", defaults.cap.as_secs())?),
+    })
+}
+
+/// Everything pull-fetcher reads from its environment.
+#[derive(Debug, Clone)]
+pub struct FetcherEnv {
+    pub table_name: String,
+    /// The queue the fetcher consumes (to delay retries).
+    pub fetch_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub retry: crate::domain::retry::RetryPolicy,
+    /// `PULL_DATA_RETENTION_DAYS`: stored pull data expires this long after its fetch; unset
+    /// or 0 keeps it until deleted.
+    pub pull_data_retention: Option<Duration>,
+    /// Not from the environment: the defaults, which tests may shorten.
+    pub fetcher: crate::app::fetcher::FetcherConfig,
+}
+
+impl FetcherEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let days: u64 = parsed_or("PULL_DATA_RETENTION_DAYS", 0)?;
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            retry: retry_policy_from_env()?,
+            pull_data_retention: (days > 0).then(|| Duration::from_secs(days * 24 * 3600)),
+            fetcher: crate::app::fetcher::FetcherConfig::default(),
+        })
+    }
+}
+
+/// The variables [`NotifierEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const NOTIFIER_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "NOTIFY_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_CAP_SECONDS",
+    "EMAIL_FROM_ADDRESS",
+    "SMS_ENABLED",
+    "OUTBOUND_WEBHOOK_URL",
+    "OUTBOUND_WEBHOOK_SECRET_ID",
+    "RECONNECT_URL_TEMPLATE",
+    "CONTACT_EMAIL_KEYS",
+    "CONTACT_PHONE_KEYS",
+    "CONTACT_NAME_KEYS",
+    "REMINDER_DELAY_HOURS",
+    "MAX_REMINDERS",
+];
+
+fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn keys(name: &'static str, default: Vec<String>) -> Vec<String> {
+    optional(name).map_or(default, |v| {
+        v.split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    })
+}
+
+/// Everything reconnect-notifier reads from its environment. A channel is on when its
+/// setting is: `EMAIL_FROM_ADDRESS` (email), `SMS_ENABLED=true` (SMS), `OUTBOUND_WEBHOOK_URL`
+/// with `OUTBOUND_WEBHOOK_SECRET_ID` (webhook).
+#[derive(Debug, Clone)]
+pub struct NotifierEnv {
+    pub table_name: String,
+    pub notify_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub retry: crate::domain::retry::RetryPolicy,
+    pub email_from: Option<String>,
+    pub sms_enabled: bool,
+    pub webhook_url: Option<String>,
+    pub webhook_secret_id: Option<String>,
+    pub notifier: crate::app::notifier::NotifierConfig,
+}
+
+impl NotifierEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::app::notifier::NotifierConfig::default();
+        let contact_defaults = crate::domain::contact::ContactKeys::default();
+        let webhook_url = optional("OUTBOUND_WEBHOOK_URL");
+        let webhook_secret_id = optional("OUTBOUND_WEBHOOK_SECRET_ID");
+        if webhook_url.is_some() && webhook_secret_id.is_none() {
+            return Err(ConfigError::Missing("OUTBOUND_WEBHOOK_SECRET_ID"));
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            retry: retry_policy_from_env()?,
+            email_from: optional("EMAIL_FROM_ADDRESS"),
+            sms_enabled: parsed_or("SMS_ENABLED", false)?,
+            webhook_url,
+            webhook_secret_id,
+            notifier: crate::app::notifier::NotifierConfig {
+                contact_keys: crate::domain::contact::ContactKeys {
+                    email: keys("CONTACT_EMAIL_KEYS", contact_defaults.email),
+                    phone: keys("CONTACT_PHONE_KEYS", contact_defaults.phone),
+                    first_name: keys("CONTACT_NAME_KEYS", contact_defaults.first_name),
+                },
+                link_template: optional("RECONNECT_URL_TEMPLATE"),
+                reminder_delay: Duration::from_secs(
+                    3600 * parsed_or("REMINDER_DELAY_HOURS", 72u64)?,
+                ),
+                max_reminders: parsed_or("MAX_REMINDERS", defaults.max_reminders)?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// What reconnect-reminder reads: `TABLE_NAME`, `NOTIFY_QUEUE_URL`.
+pub const REMINDER_ENV_VARS: &[&str] = &["TABLE_NAME", "NOTIFY_QUEUE_URL"];
+
+/// The variables [`ApiEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const API_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "NOTIFY_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "OWNER_META_DATA_KEY",
+    "REFRESH_MIN_INTERVAL_HOURS",
+    "REFRESH_IN_FLIGHT_MINUTES",
+];
+
+/// Everything monitoring-api reads from its environment. It replays events, so it writes
+/// where intake writes (the table and both queues).
+#[derive(Debug, Clone)]
+pub struct ApiEnv {
+    pub table_name: String,
+    pub fetch_queue_url: String,
+    pub notify_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub api: crate::app::monitoring_api::ApiConfig,
+}
+
+fn plan_from_env() -> Result<PlanConfig, ConfigError> {
+    let defaults = PlanConfig::default();
+    Ok(PlanConfig {
+        owner_key: parsed_or("OWNER_META_DATA_KEY", defaults.owner_key.clone())?,
+        ..defaults
+    })
+}
+
+impl ApiEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::app::monitoring_api::ApiConfig::default();
+        let hours: i64 = parsed_or(
+            "REFRESH_MIN_INTERVAL_HOURS",
+            defaults.refresh.min_interval.whole_hours(),
+        )?;
+        let minutes: i64 = parsed_or(
+            "REFRESH_IN_FLIGHT_MINUTES",
+            defaults.refresh.in_flight_window.whole_minutes(),
+        )?;
+        if hours < 0 || minutes < 1 {
+            return Err(ConfigError::Invalid {
+                name: "REFRESH_IN_FLIGHT_MINUTES",
+                detail: "hours must be >= 0 and minutes >= 1".into(),
+            });
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            api: crate::app::monitoring_api::ApiConfig {
+                refresh: crate::domain::monitoring::RefreshPolicy {
+                    min_interval: time::Duration::hours(hours),
+                    in_flight_window: time::Duration::minutes(minutes),
+                },
+                plan: plan_from_env()?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// The variables [`SyncEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const SYNC_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "FETCH_QUEUE_URL",
+    "NOTIFY_QUEUE_URL",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "OWNER_META_DATA_KEY",
+];
+
+/// Everything monitoring-sync reads from its environment.
+#[derive(Debug, Clone)]
+pub struct SyncEnv {
+    pub table_name: String,
+    pub fetch_queue_url: String,
+    pub notify_queue_url: String,
+    pub canopy: CanopyEnv,
+    pub sync: crate::app::sync::SyncConfig,
+}
+
+impl SyncEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            fetch_queue_url: required("FETCH_QUEUE_URL")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
+            canopy: CanopyEnv::from_env()?,
+            sync: crate::app::sync::SyncConfig {
+                plan: plan_from_env()?,
+                ..crate::app::sync::SyncConfig::default()
+            },
+        })
+    }
+}
+
+/// The variables [`ReconnectEnv::from_env`] reads; template.yaml sets each (a test checks).
+pub const RECONNECT_ENV_VARS: &[&str] = &[
+    "TABLE_NAME",
+    "CANOPY_API_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_BASE_URL",
+    "CANOPY_TIMEOUT_SECONDS",
+    "SUBJECT_CLAIM",
+    "RECONNECT_SESSION_MINUTES",
+    "RECONNECT_LIMIT_WINDOW_MINUTES",
+    "RECONNECT_MAX_STARTS",
+    "RECONNECT_MAX_TOKENS",
+    "RECONNECT_MAX_ATTEMPTS",
+    "RECONNECT_MAX_CONCURRENT_POLLS",
+];
+
+/// Everything reconnect-api reads from its environment.
+#[derive(Debug, Clone)]
+pub struct ReconnectEnv {
+    pub table_name: String,
+    pub canopy: CanopyEnv,
+    /// The JWT claim that names the caller: compared with a monitoring's owner.
+    pub subject_claim: String,
+    pub reconnect: crate::app::reconnect::ReconnectConfig,
+}
+
+impl ReconnectEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::app::reconnect::ReconnectConfig::default();
+        let minutes: u64 = parsed_or(
+            "RECONNECT_SESSION_MINUTES",
+            defaults.session_ttl.as_secs() / 60,
+        )?;
+        let window: u64 = parsed_or(
+            "RECONNECT_LIMIT_WINDOW_MINUTES",
+            defaults.limit_window.as_secs() / 60,
+        )?;
+        // Each per-subject budget needs at least one use, or the route could never answer.
+        let at_least_one = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match parsed_or(name, default)? {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    detail: "must be at least 1".into(),
+                }),
+                n => Ok(n),
+            }
+        };
+        if minutes == 0 || window == 0 {
+            return Err(ConfigError::Invalid {
+                name: "RECONNECT_SESSION_MINUTES",
+                detail: "sessions and limit windows need at least a minute".into(),
+            });
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            canopy: CanopyEnv::from_env()?,
+            subject_claim: parsed_or("SUBJECT_CLAIM", "sub".to_owned())?,
+            reconnect: crate::app::reconnect::ReconnectConfig {
+                session_ttl: Duration::from_secs(minutes * 60),
+                limit_window: Duration::from_secs(window * 60),
+                max_starts: at_least_one("RECONNECT_MAX_STARTS", defaults.max_starts)?,
+                max_tokens: at_least_one("RECONNECT_MAX_TOKENS", defaults.max_tokens)?,
+                max_attempts: at_least_one("RECONNECT_MAX_ATTEMPTS", defaults.max_attempts)?,
+                max_concurrent_polls: at_least_one(
+                    "RECONNECT_MAX_CONCURRENT_POLLS",
+                    defaults.max_concurrent_polls,
+                )?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// Everything event-publisher reads from its environment.
+#[derive(Debug, Clone)]
+pub struct PublisherEnv {
+    pub table_name: String,
+    /// The custom bus's name or ARN.
+    pub event_bus_name: String,
+    pub outbox: crate::app::outbox::OutboxConfig,
+}
+
+impl PublisherEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = crate::app::outbox::OutboxConfig::default();
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            event_bus_name: required("EVENT_BUS_NAME")?,
+            outbox: crate::app::outbox::OutboxConfig {
+                grace: std::time::Duration::from_secs(parsed_or(
+                    "OUTBOX_GRACE_SECONDS",
+                    defaults.grace.as_secs(),
+                )?),
+                ..defaults
+            },
+        })
+    }
+}
