@@ -7,6 +7,7 @@ use canopy_monitor::adapters::dynamo::DynamoStore;
 use canopy_monitor::adapters::secrets;
 use canopy_monitor::adapters::sqs::SqsWorkQueue;
 use canopy_monitor::app::monitoring_api::{flag, Answer, ApiError, MonitoringApi};
+use canopy_monitor::domain::gzip::{self, GzipError};
 use canopy_monitor::ports::canopy::MonitoringControl;
 use canopy_monitor::ports::queue::WorkQueue;
 use canopy_monitor::ports::store::{IntakeStore, MonitoringStore};
@@ -16,7 +17,6 @@ use canopy_monitor::runtime::config::ApiEnv;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
-use std::io::Read;
 
 /// Every route this function serves, as in `openapi/monitoring-api.json` and template.yaml
 /// (tests hold the three together).
@@ -388,20 +388,17 @@ pub fn full_pull_response(gzip: Vec<u8>, gzip_ok: bool) -> Response<Body> {
     if gzip_ok && gzip_fits {
         return compressed;
     }
-    let mut text = Vec::new();
-    let limited = flate2::read::GzDecoder::new(compressed.body().as_ref())
-        .take(MAX_RESPONSE_BYTES as u64 + 1)
-        .read_to_end(&mut text);
-    if limited.is_err() {
-        return error_body(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the stored pull could not be read; retry later",
-        );
-    }
-    if text.len() > MAX_RESPONSE_BYTES {
-        return too_large(gzip_fits);
-    }
+    let text = match gzip::decompress(compressed.body().as_ref(), MAX_RESPONSE_BYTES) {
+        Ok(text) => text,
+        Err(GzipError::TooLarge(_)) => return too_large(gzip_fits),
+        Err(GzipError::Corrupt) => {
+            return error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the stored pull could not be read; retry later",
+            )
+        }
+    };
     // JSON is UTF-8: sent as text it is escaped into the envelope, not base64-encoded.
     let body = match String::from_utf8(text) {
         Ok(text) => Body::Text(text),
@@ -528,10 +525,7 @@ mod tests {
     }
 
     fn gz(text: &[u8]) -> Vec<u8> {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(text).unwrap();
-        enc.finish().unwrap()
+        gzip::compress(text)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::ports::canopy::{
     classify, classify_pull_call, CanopyApi, CanopyCredentials, CanopyError, CanopyMonitoring,
     ConnectRequest, EnableRequest, MonitoredPull, MonitoringControl, PatchRequest, PullJson,
-    PullJwt, PullSession, ReconnectToken, WidgetApi, MAX_PULL_BYTES,
+    PullJwt, PullSession, ReconnectToken, WidgetApi,
 };
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -366,7 +366,12 @@ fn transport_reason(e: &reqwest::Error) -> String {
 #[async_trait]
 impl CanopyApi for CanopyClient {
     async fn get_pull(&self, pull_id: &str) -> Result<PullJson, CanopyError> {
-        let body = self.get_body(&["pulls", pull_id], MAX_PULL_BYTES).await?;
+        let body = self
+            .get_body(
+                &["pulls", pull_id],
+                crate::domain::pull_data::MAX_PULL_BYTES,
+            )
+            .await?;
         PullJson::from_answer(body).map_err(|_| CanopyError::RetryLater {
             reason: "answer without a pull object".to_owned(),
             retry_after: None,

@@ -11,6 +11,7 @@
 //! `meta_data` key); anything else is "not found", so that a monitoring's existence is not
 //! revealed to someone else.
 
+use crate::domain::crypto::SealingKey;
 use crate::domain::records::PullRecord;
 use crate::domain::time_fmt::format_ts;
 use crate::ports::canopy::{CanopyApi, CanopyError, ConnectRequest, WidgetApi};
@@ -795,21 +796,15 @@ impl<'a> SealedFor<'a> {
 /// holds anyway: no extra secret to provision, and rotating the Canopy keys retires every open
 /// session (they last 30 minutes).
 #[derive(Clone)]
-pub struct SessionKey(aes_gcm::Aes256Gcm);
+pub struct SessionKey(std::sync::Arc<SealingKey>);
 
 impl SessionKey {
     pub fn derive(
         credentials: &crate::ports::canopy::CanopyCredentials,
     ) -> Result<Self, ReconnectError> {
-        use aes_gcm::KeyInit;
-        let hkdf =
-            hkdf::Hkdf::<sha2::Sha256>::new(Some(KEY_SALT), credentials.client_secret.as_bytes());
-        let mut key = [0u8; 32];
-        hkdf.expand(KEY_INFO, &mut key)
+        let key = SealingKey::derive(credentials.client_secret.as_bytes(), KEY_SALT, KEY_INFO)
             .map_err(|_| ReconnectError::Sealing)?;
-        let cipher =
-            aes_gcm::Aes256Gcm::new_from_slice(&key).map_err(|_| ReconnectError::Sealing)?;
-        Ok(Self(cipher))
+        Ok(Self(std::sync::Arc::new(key)))
     }
 
     /// `v2.` then `base64(nonce || ciphertext)`.
@@ -818,22 +813,12 @@ impl SessionKey {
         jwt: &crate::ports::canopy::PullJwt,
         sealed_for: &SealedFor<'_>,
     ) -> Result<String, ReconnectError> {
-        use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
         use base64::Engine;
-        let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = sealed_for.associated_data();
         let sealed = self
             .0
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: jwt.expose().as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .seal(jwt.expose().as_bytes(), &sealed_for.associated_data())
             .map_err(|_| ReconnectError::Sealing)?;
-        let text =
-            base64::engine::general_purpose::STANDARD.encode([nonce.as_slice(), &sealed].concat());
+        let text = base64::engine::general_purpose::STANDARD.encode(sealed);
         Ok(format!("{SEAL_VERSION}.{text}"))
     }
 
@@ -844,7 +829,6 @@ impl SessionKey {
         sealed: &str,
         sealed_for: &SealedFor<'_>,
     ) -> Option<crate::ports::canopy::PullJwt> {
-        use aes_gcm::aead::{Aead, Payload};
         use base64::Engine;
         let (version, text) = sealed.split_once('.')?;
         if version != SEAL_VERSION {
@@ -853,21 +837,7 @@ impl SessionKey {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(text)
             .ok()?;
-        if raw.len() < 12 {
-            return None;
-        }
-        let (nonce, text) = raw.split_at(12);
-        let aad = sealed_for.associated_data();
-        let plain = self
-            .0
-            .decrypt(
-                aes_gcm::Nonce::from_slice(nonce),
-                Payload {
-                    msg: text,
-                    aad: &aad,
-                },
-            )
-            .ok()?;
+        let plain = self.0.open(&raw, &sealed_for.associated_data())?;
         String::from_utf8(plain)
             .ok()
             .map(crate::ports::canopy::PullJwt::new)

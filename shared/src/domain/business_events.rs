@@ -14,10 +14,10 @@
 //! see [`crate::app::outbox`]); nothing here talks to AWS.
 
 use crate::domain::changes::{Change, ChangeSet, ItemRef};
+use crate::domain::crypto::Sha256;
 use crate::domain::pull_data::PullSummary;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 pub const SOURCE: &str = "canopy-monitor";
 pub const SCHEMA_VERSION: u32 = 1;
@@ -138,9 +138,9 @@ pub fn event_id(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update(part.as_bytes());
-        hash.update([0]);
+        hash.update(&[0]);
     }
-    hex::encode(&hash.finalize()[..16])
+    hex::encode(&hash.finish()[..16])
 }
 
 /// Which refresh a change set describes, and what it is compared with.

@@ -166,7 +166,10 @@ fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        match after.find('}').and_then(|close| Some((close, value(&after[..close])?))) {
+        match after
+            .find('}')
+            .and_then(|close| Some((close, value(&after[..close])?)))
+        {
             Some((close, filled)) => {
                 out.push_str(&filled);
                 rest = &after[close + 1..];
@@ -330,7 +333,11 @@ mod tests {
              https://x/r?t={carrier}&a=1"
         );
         assert_eq!(
-            render("<p>{first_name}</p><a title=\"{carrier}\" href=\"{link}\">", &v, true),
+            render(
+                "<p>{first_name}</p><a title=\"{carrier}\" href=\"{link}\">",
+                &v,
+                true
+            ),
             "<p>{link}&lt;script&gt;alert(1)&lt;/script&gt;</p>\
              <a title=\"{first_name}&quot; onmouseover=&quot;x\" \
              href=\"https://x/r?t={carrier}&amp;a=1\">"

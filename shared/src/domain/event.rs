@@ -6,7 +6,6 @@
 //! kept in the stored copy of the body).
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// The `event_type` of a webhook. Unknown values are kept verbatim.
@@ -328,8 +327,10 @@ fn redact_strings(v: &mut Value, secrets: &[&str]) {
 pub fn dedupe_key(body: &Value) -> String {
     let mut canonical = String::with_capacity(256);
     write_canonical(body, &mut canonical);
-    let digest = Sha256::digest(canonical.as_bytes());
-    format!("v1:{}", hex::encode(digest))
+    format!(
+        "v1:{}",
+        crate::domain::crypto::sha256_hex(canonical.as_bytes())
+    )
 }
 
 fn write_canonical(v: &Value, out: &mut String) {

@@ -4,8 +4,10 @@
 pub mod business_events;
 pub mod changes;
 pub mod contact;
+pub mod crypto;
 pub mod event;
 pub mod fetch_claim;
+pub mod gzip;
 pub mod ids;
 pub mod monitoring;
 pub mod notice;

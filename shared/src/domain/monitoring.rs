@@ -97,8 +97,7 @@ pub fn validate_date(field: &'static str, text: &str) -> Result<String, Invalid>
 /// SHA-256 (hex) of `parts` joined by a separator no part contains: what identifies a
 /// request for its idempotency key, or a listing for its cursor.
 pub fn fingerprint(parts: &[&str]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(parts.join("\u{1f}").as_bytes()))
+    crate::domain::crypto::sha256_hex(parts.join("\u{1f}").as_bytes())
 }
 
 /// Canopy's ids are UUIDs; anything else is refused before it becomes a key or a URL segment.

@@ -5,17 +5,20 @@
 //! Parsing is lenient: the summary reads what it knows and ignores the rest, unknown fields and
 //! enum values pass through untouched, and numbers (money is integer cents) keep their value.
 
+use crate::domain::crypto::sha256_hex;
+use crate::domain::gzip;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::{Read, Write};
 use std::marker::PhantomData;
 
 /// Largest part, in bytes of gzip: leaves room for the key and attributes under 400 KB.
 pub const MAX_PART_BYTES: usize = 350 * 1024;
+/// The largest pull read (from Canopy, or back from storage): a larger one is refused (`PULL_TOO_LARGE`) rather than
+/// risk the function's memory. Real pulls are well under 1 MB; 64 MiB is far beyond them.
+pub const MAX_PULL_BYTES: usize = 64 * 1024 * 1024;
 
 /// A policy at a glance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -194,12 +197,9 @@ pub struct Packed {
 
 /// Compresses JSON text and splits it into parts of at most [`MAX_PART_BYTES`].
 pub fn pack(json: &[u8]) -> Packed {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing to a Vec cannot fail.
-    let _ = encoder.write_all(json);
-    let gz = encoder.finish().unwrap_or_default();
+    let gz = gzip::compress(json);
     Packed {
-        sha256: hex::encode(Sha256::digest(json)),
+        sha256: sha256_hex(json),
         json_bytes: json.len(),
         gzip_bytes: gz.len(),
         parts: gz.chunks(MAX_PART_BYTES).map(<[u8]>::to_vec).collect(),
@@ -428,12 +428,9 @@ pub enum ReassembleError {
 
 /// Joins the parts back into the pull object and checks it against `sha256`.
 pub fn reassemble(parts: &[Vec<u8>], sha256: &str) -> Result<Value, ReassembleError> {
-    let gz: Vec<u8> = parts.concat();
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(gz.as_slice())
-        .read_to_end(&mut json)
-        .map_err(|_| ReassembleError::Corrupt)?;
-    if hex::encode(Sha256::digest(&json)) != sha256 {
+    let json =
+        gzip::decompress(&parts.concat(), MAX_PULL_BYTES).map_err(|_| ReassembleError::Corrupt)?;
+    if sha256_hex(&json) != sha256 {
         return Err(ReassembleError::Checksum);
     }
     serde_json::from_slice(&json).map_err(|_| ReassembleError::NotJson)
@@ -477,11 +474,7 @@ mod tests {
     }
 
     fn gunzip(parts: &[Vec<u8>]) -> Vec<u8> {
-        let mut json = Vec::new();
-        flate2::read::GzDecoder::new(parts.concat().as_slice())
-            .read_to_end(&mut json)
-            .unwrap();
-        json
+        gzip::decompress(&parts.concat(), MAX_PULL_BYTES).unwrap()
     }
 
     #[test]
@@ -562,7 +555,7 @@ mod tests {
     fn large_pulls_split_into_parts_under_the_limit() {
         // Incompressible content forces several parts.
         let noise: Vec<String> = (0..40_000)
-            .map(|i| format!("{:x}", Sha256::digest(i.to_string().as_bytes())))
+            .map(|i| sha256_hex(i.to_string().as_bytes()))
             .collect();
         let p = json!({"pull_id": "big", "documents": noise});
         let prepared = prepare("big", &PullJson::from_value(&p));

@@ -8,8 +8,6 @@
 //! parallel) and merge. With [`SHARDS`] = 16, 2,000 writes a second spread to about 125 per
 //! shard, an eighth of a partition's capacity, leaving room for uneven hashing and bursts.
 
-use sha2::{Digest, Sha256};
-
 /// How many shards each sharded key has. Changing it changes where items are written: readers
 /// would miss the items written under the old count, so it is a constant, not a setting.
 pub const SHARDS: u32 = 16;
@@ -17,7 +15,7 @@ pub const SHARDS: u32 = 16;
 /// The shard of an item, from its own stable id (a dedupe key, a monitoring id, an item key):
 /// the same id always lands in the same shard, different ids spread evenly.
 pub fn shard_of(id: &str) -> u32 {
-    let digest = Sha256::digest(id.as_bytes());
+    let digest = crate::domain::crypto::sha256(id.as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % SHARDS
 }
 

@@ -4,13 +4,10 @@
 //! elements ignored. `s = hex(HMAC-SHA256(key = secret as UTF-8, msg = t + "." + raw_body))`.
 //! A delivery is genuine when any `s` matches any configured secret (two may be configured at
 //! once so a secret can be rotated) and `t` is within the tolerance in either direction.
-//! MACs are compared in constant time (`Mac::verify_slice`).
+//! MACs are compared in constant time ([`HmacKey::verify`]).
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use crate::domain::crypto::{same_tag, HmacKey};
 use std::fmt;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The tolerance Stripe and Standard Webhooks use; Canopy documents none.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
@@ -131,13 +128,9 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
     })
 }
 
-fn mac(secret: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
+/// What Canopy signs: `{timestamp}.{body}`.
+fn signed_parts<'a>(timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 3] {
+    [timestamp.as_bytes(), b".", body]
 }
 
 /// Verifies a delivery. `now` is unix seconds.
@@ -158,10 +151,11 @@ pub fn verify(
             tolerance: tolerance_secs,
         });
     }
+    let timestamp = parsed.timestamp.to_string();
     for secret in secrets.iter() {
-        let expected = mac(secret, parsed.timestamp, body);
+        let expected = HmacKey::new(secret.as_bytes()).sign(&signed_parts(&timestamp, body));
         for candidate in &parsed.signatures {
-            if expected.clone().verify_slice(candidate).is_ok() {
+            if same_tag(&expected, candidate) {
                 return Ok(());
             }
         }
@@ -172,7 +166,8 @@ pub fn verify(
 /// Makes a `canopy-signature` header value, as Canopy would. Used by the fake Canopy, the
 /// signing helper and the tests.
 pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
-    let signature = hex::encode(mac(secret, timestamp, body).finalize().into_bytes());
+    let t = timestamp.to_string();
+    let signature = hex::encode(HmacKey::new(secret.as_bytes()).sign(&signed_parts(&t, body)));
     format!("t={timestamp},s={signature}")
 }
 

@@ -18,10 +18,6 @@ use std::time::Duration;
 pub use crate::domain::monitoring::{CanopyMonitoring, EnableRequest, MonitoredPull, PatchRequest};
 pub use crate::domain::pull_data::PullJson;
 
-/// The largest GET pull answer read: a larger one is refused (`PULL_TOO_LARGE`) rather than
-/// risk the function's memory. Real pulls are well under 1 MB; 64 MiB is far beyond them.
-pub const MAX_PULL_BYTES: usize = 64 * 1024 * 1024;
-
 /// Canopy's production API.
 pub const DEFAULT_BASE_URL: &str = "https://app.usecanopy.com/api/v1.0.0";
 

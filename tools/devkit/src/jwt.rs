@@ -4,18 +4,16 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use canopy_monitor::domain::crypto::HmacKey;
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
 
 /// The local signing key. Local use only: it is public.
 pub const LOCAL_JWT_KEY: &str = "canopy-monitor-local-jwt-key-not-for-production";
 /// The audience local tokens carry and the runner checks.
 pub const LOCAL_JWT_AUDIENCE: &str = "canopy-monitor-local";
 
-fn mac() -> Hmac<Sha256> {
-    // HMAC takes keys of any length.
-    Hmac::<Sha256>::new_from_slice(LOCAL_JWT_KEY.as_bytes()).expect("HMAC key")
+fn key() -> HmacKey {
+    HmacKey::new(LOCAL_JWT_KEY.as_bytes())
 }
 
 /// A token for `subject`, valid `ttl_secs` from `now`.
@@ -25,9 +23,7 @@ pub fn mint(subject: &str, now: i64, ttl_secs: i64) -> String {
         json!({"sub": subject, "aud": LOCAL_JWT_AUDIENCE, "iss": "canopy-local", "iat": now, "exp": now + ttl_secs})
             .to_string(),
     );
-    let mut m = mac();
-    m.update(format!("{header}.{claims}").as_bytes());
-    let sig = B64.encode(m.finalize().into_bytes());
+    let sig = B64.encode(key().sign(&[format!("{header}.{claims}").as_bytes()]));
     format!("{header}.{claims}.{sig}")
 }
 
@@ -48,10 +44,13 @@ pub fn verify(token: &str, now: i64) -> Result<Map<String, Value>, &'static str>
     if header["alg"] != "HS256" {
         return Err("unexpected algorithm");
     }
-    let mut m = mac();
-    m.update(format!("{}.{claims}", token.split('.').next().unwrap_or_default()).as_bytes());
-    m.verify_slice(&B64.decode(sig).map_err(|_| "bad signature")?)
-        .map_err(|_| "bad signature")?;
+    let signed = format!("{}.{claims}", token.split('.').next().unwrap_or_default());
+    if !key().verify(
+        &[signed.as_bytes()],
+        &B64.decode(sig).map_err(|_| "bad signature")?,
+    ) {
+        return Err("bad signature");
+    }
     let claims: Map<String, Value> = B64
         .decode(claims)
         .ok()

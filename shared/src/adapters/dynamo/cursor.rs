@@ -12,15 +12,12 @@
 //! Canopy client secret): rotating that secret invalidates outstanding cursors, which then get
 //! 400 and the client starts the listing again.
 
+use crate::domain::crypto::HmacKey;
 use crate::ports::store::BadCursor;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::collections::BTreeMap;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Domain separation: this key signs cursors and nothing else.
 const KEY_LABEL: &[u8] = b"canopy-monitor listing cursor v1";
@@ -29,7 +26,7 @@ const MAX_CURSOR_CHARS: usize = 2048;
 
 /// The key cursors are signed with.
 #[derive(Clone)]
-pub struct CursorKey([u8; 32]);
+pub struct CursorKey(HmacKey);
 
 impl std::fmt::Debug for CursorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,9 +37,7 @@ impl std::fmt::Debug for CursorKey {
 impl CursorKey {
     /// The cursor key of `secret` (HMAC-SHA256 of a fixed label under the secret).
     pub fn derive(secret: &[u8]) -> Self {
-        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts any key");
-        mac.update(KEY_LABEL);
-        Self(mac.finalize().into_bytes().into())
+        Self(HmacKey::new(&HmacKey::new(secret).sign(&[KEY_LABEL])))
     }
 
     /// A key of this process only: its cursors page within one process (tools, tests).
@@ -51,12 +46,6 @@ impl CursorKey {
         seed.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
         seed.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
         Self::derive(&seed)
-    }
-
-    fn mac(&self, payload: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC accepts any key");
-        mac.update(payload);
-        mac
     }
 }
 
@@ -88,7 +77,7 @@ impl Position {
 /// The cursor text of `position`.
 pub fn seal(key: &CursorKey, position: &Position) -> String {
     let payload = serde_json::to_vec(position).unwrap_or_default();
-    let tag = key.mac(&payload).finalize().into_bytes();
+    let tag = key.0.sign(&[&payload]);
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(&payload),
@@ -104,9 +93,9 @@ pub fn open(key: &CursorKey, listing: &str, text: &str) -> Result<Position, BadC
     let (payload, tag) = text.split_once('.').ok_or(BadCursor)?;
     let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| BadCursor)?;
     let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| BadCursor)?;
-    key.mac(&payload)
-        .verify_slice(&tag)
-        .map_err(|_| BadCursor)?;
+    if !key.0.verify(&[&payload], &tag) {
+        return Err(BadCursor);
+    }
     let position: Position = serde_json::from_slice(&payload).map_err(|_| BadCursor)?;
     if position.listing != listing {
         return Err(BadCursor);

@@ -17,7 +17,6 @@ use crate::ports::PortError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-use sha2::Digest;
 
 const SERVICE: &str = "dynamodb";
 
@@ -27,7 +26,7 @@ pub const LIMIT_PK_PREFIX: &str = "LIMIT#";
 
 /// `LIMIT#` and the first 128 bits of the subject's SHA-256, in hex.
 pub fn limit_pk(subject: &str) -> String {
-    let digest = sha2::Sha256::digest(subject.as_bytes());
+    let digest = crate::domain::crypto::sha256(subject.as_bytes());
     format!("{LIMIT_PK_PREFIX}{}", hex::encode(&digest[..16]))
 }
 

@@ -26,6 +26,7 @@ use crate::domain::business_events::{reconnect_needed, reconnect_resolved};
 use outbox::add_to_update;
 
 use crate::adapters::aws::port_error;
+use crate::domain::gzip;
 use crate::domain::plan::{Milestone, MonitoringChange, MonitoringUpdate, PullApplied, PullUpdate};
 use crate::domain::records::{MonitoringRecord, PullRecord};
 use crate::ports::store::{ClaimResult, EventClaim, IntakeStore, PortError};
@@ -36,11 +37,12 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use std::io::Write;
 
 const SERVICE: &str = "dynamodb";
 /// Bodies are stored gzip-compressed when they fit well inside DynamoDB's 400 KB item limit.
 const MAX_STORED_BODY: usize = 300 * 1024;
+/// The largest webhook body ever stored: API Gateway accepts no larger request.
+pub const MAX_EVENT_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 pub const STATUS_IN_PROGRESS: &str = "IN_PROGRESS";
 pub const STATUS_COMPLETED: &str = "COMPLETED";
@@ -239,12 +241,6 @@ fn json_attr(v: &serde_json::Value) -> Option<AttributeValue> {
     serde_dynamo::to_attribute_value(v).ok()
 }
 
-fn gzip(body: &[u8]) -> Option<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(body).ok()?;
-    enc.finish().ok()
-}
-
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -388,7 +384,7 @@ impl IntakeStore for DynamoStore {
         if let Some(m) = &claim.monitoring_id {
             item.insert("monitoring_id".to_owned(), s(m));
         }
-        match gzip(&claim.body).filter(|gz| gz.len() <= MAX_STORED_BODY) {
+        match Some(gzip::compress(&claim.body)).filter(|gz| gz.len() <= MAX_STORED_BODY) {
             Some(gz) => {
                 item.insert("body_gz".to_owned(), AttributeValue::B(gz.into()));
             }

@@ -25,6 +25,7 @@ use super::{
     EVENT_SK, STATE_SK,
 };
 use crate::adapters::aws::port_error;
+use crate::domain::gzip;
 use crate::domain::monitoring::{CanopyMonitoring, RefreshCutoffs};
 use crate::domain::pull_data::PullSummary;
 use crate::domain::records::{MonitoringRecord, PullRecord};
@@ -39,7 +40,6 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 
 const SERVICE: &str = "dynamodb";
 pub const STATUS_INDEX: &str = "by_status";
@@ -528,10 +528,8 @@ impl MonitoringStore for DynamoStore {
         };
         let body = match item.get("body_gz") {
             Some(AttributeValue::B(gz)) => {
-                let mut body = Vec::new();
-                flate2::read::GzDecoder::new(gz.as_ref())
-                    .read_to_end(&mut body)
-                    .map_err(|_| {
+                let body =
+                    gzip::decompress(gz.as_ref(), super::MAX_EVENT_BODY_BYTES).map_err(|_| {
                         PortError::unavailable(SERVICE, "stored event body is not gzip")
                     })?;
                 Some(body)
