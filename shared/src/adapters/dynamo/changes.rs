@@ -19,7 +19,7 @@
 
 use super::item_size::{item_size, ITEM_BUDGET};
 use super::outbox::add_to_item;
-use super::{key, monitoring_pk, n, s, DynamoStore};
+use super::{key, monitoring_pk, n, s, text, DynamoStore};
 use crate::adapters::aws::port_error;
 use crate::domain::business_events::BusinessEvent;
 use crate::domain::plan::CanopyChangeRecord;
@@ -153,10 +153,6 @@ fn lay_out(base: &Item, changes_json: &str, events: &[BusinessEvent], at: &str) 
             None => return Layout { item, parts },
         }
     }
-}
-
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
 /// One history entry as the Monitoring API shows it, with its change list read back.

@@ -8,8 +8,11 @@
 //! Index `gsi1` (sparse: only episodes with a reminder due have its keys) answers "which
 //! reminders are due" with one Query.
 
+use super::lease::{Claim, Lease};
 use super::pulls::DATA_SK;
-use super::{condition_failed, key, monitoring_pk, n, pull_pk, s, DynamoStore, STATE_SK};
+use super::{
+    condition_failed, key, monitoring_pk, n, number, pull_pk, s, text, DynamoStore, STATE_SK,
+};
 use crate::adapters::aws::port_error;
 use crate::domain::notice::{Episode, NoticeRecord, SendClaim, SendKey};
 use crate::domain::pull_data::PullSummary;
@@ -21,18 +24,12 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 
+/// A send claimed and not yet confirmed by the provider.
+const SENDING: &str = "SENDING";
 const SERVICE: &str = "dynamodb";
 pub const REMINDER_INDEX: &str = "gsi1";
 pub const REMINDER_PK: &str = "REMINDER";
 
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
-}
-fn number(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u32> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
 fn episode_sk(started_at: &str) -> String {
     format!("EPISODE#{started_at}")
 }
@@ -261,44 +258,25 @@ impl EpisodeStore for DynamoStore {
         lease_expires_at: i64,
     ) -> Result<SendClaim, PortError> {
         let mut item = key(monitoring_pk(&send.monitoring_id), send_sk(send));
-        item.extend([
-            ("status".to_owned(), s("SENDING")),
-            ("lease_id".to_owned(), s(lease_id)),
-            ("lease_expires_at".to_owned(), n(lease_expires_at)),
-            ("channel".to_owned(), s(send.channel.as_str())),
-        ]);
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#status = :sending AND lease_expires_at < :now)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("SENDING"))
-            .expression_attribute_values(":now", n(now))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(SendClaim::Claimed),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    let status = c.item().and_then(|old| text(old, "status"));
-                    let lease_expires_at = c
-                        .item()
-                        .and_then(|old| old.get("lease_expires_at")?.as_n().ok()?.parse().ok())
-                        .unwrap_or(lease_expires_at);
-                    Ok(if status.as_deref() == Some("SENDING") {
-                        SendClaim::InFlight { lease_expires_at }
-                    } else {
-                        SendClaim::Done
-                    })
+        item.insert("channel".to_owned(), s(send.channel.as_str()));
+        let lease = Lease {
+            id: lease_id,
+            expires_at: lease_expires_at,
+        };
+        Ok(match self.claim_lease(item, SENDING, &lease, now).await? {
+            Claim::Taken => SendClaim::Claimed,
+            Claim::Refused(old) => {
+                let old = old.unwrap_or_default();
+                if text(&old, "status").as_deref() == Some(SENDING) {
+                    SendClaim::InFlight {
+                        lease_expires_at: number(&old, "lease_expires_at")
+                            .unwrap_or(lease_expires_at),
+                    }
+                } else {
+                    SendClaim::Done
                 }
-                _ => Err(port_error(SERVICE, err)),
-            },
-        }
+            }
+        })
     }
 
     async fn finish_send(
@@ -313,7 +291,7 @@ impl EpisodeStore for DynamoStore {
             .update_item()
             .table_name(self.table())
             .set_key(Some(key(monitoring_pk(&send.monitoring_id), send_sk(send))))
-            .condition_expression("lease_id = :lease")
+            .condition_expression(super::HELD_BY_LEASE)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":lease", s(lease_id))
             .expression_attribute_values(":at", s(at));
@@ -331,22 +309,12 @@ impl EpisodeStore for DynamoStore {
     }
 
     async fn release_send(&self, send: &SendKey, lease_id: &str) -> Result<(), PortError> {
-        let result = self
-            .client()
-            .delete_item()
-            .table_name(self.table())
-            .set_key(Some(key(monitoring_pk(&send.monitoring_id), send_sk(send))))
-            .condition_expression("lease_id = :lease AND #status = :sending")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":lease", s(lease_id))
-            .expression_attribute_values(":sending", s("SENDING"))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(port_error(SERVICE, e)),
-        }
+        self.release_lease(
+            key(monitoring_pk(&send.monitoring_id), send_sk(send)),
+            SENDING,
+            lease_id,
+        )
+        .await
     }
 
     async fn record_notice(

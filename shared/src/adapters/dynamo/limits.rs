@@ -10,7 +10,7 @@
 //! key names no one. Each decision is one conditional UpdateItem, so two requests at once can
 //! never both take the last use.
 
-use super::{condition_failed, n, DynamoStore};
+use super::{condition_failed, n, number, DynamoStore};
 use crate::adapters::aws::port_error;
 use crate::ports::store::{LimitKey, LimitStore, Window};
 use crate::ports::PortError;
@@ -42,15 +42,6 @@ pub fn window_sk(key: &LimitKey<'_>, window: Window) -> String {
 /// The sort key of `key`'s slot count.
 pub fn slot_sk(key: &LimitKey<'_>) -> String {
     scope_sk(key)
-}
-
-fn number(
-    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-    k: &str,
-) -> Option<i64> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 #[async_trait]

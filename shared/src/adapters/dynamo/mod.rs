@@ -15,6 +15,7 @@ pub mod changes;
 pub mod cursor;
 pub mod episodes;
 pub mod item_size;
+mod lease;
 pub mod limits;
 pub mod monitorings;
 pub mod operations;
@@ -32,10 +33,10 @@ use crate::domain::records::{MonitoringRecord, PullRecord};
 use crate::ports::store::{ClaimResult, EventClaim, IntakeStore, PortError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use lease::{Claim, Lease, HELD_BY_LEASE};
 use std::collections::HashMap;
 
 const SERVICE: &str = "dynamodb";
@@ -180,6 +181,19 @@ pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
 /// A number attribute.
 pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+/// The string attribute `k` of an item read back.
+pub(crate) fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+/// The number attribute `k` of an item read back, as any integer type.
+pub(crate) fn number<T: std::str::FromStr>(
+    item: &HashMap<String, AttributeValue>,
+    k: &str,
+) -> Option<T> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 /// The key of the item `pk`/`sk`.
 pub(crate) fn key(pk: String, sk: impl Into<String>) -> HashMap<String, AttributeValue> {
@@ -365,9 +379,6 @@ impl IntakeStore for DynamoStore {
     async fn claim_event(&self, claim: &EventClaim) -> Result<ClaimResult, PortError> {
         let mut item = key(event_pk(&claim.dedupe_key), EVENT_SK);
         item.extend([
-            ("status".to_owned(), s(STATUS_IN_PROGRESS)),
-            ("lease_id".to_owned(), s(&claim.lease_id)),
-            ("lease_expires_at".to_owned(), n(claim.lease_expires_at)),
             ("expires_at".to_owned(), n(claim.expires_at)),
             ("received_at".to_owned(), s(&claim.received_at)),
             // The `recent` index: deliveries by day (sharded), for the operator's tail and status.
@@ -392,40 +403,24 @@ impl IntakeStore for DynamoStore {
                 item.insert("body_omitted".to_owned(), AttributeValue::Bool(true));
             }
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // New, or expired (TTL deletion lags by up to days), or abandoned by a crashed attempt.
-            .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now \
-                 OR (#status = :in_progress AND lease_expires_at < :now)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", n(claim.now))
-            .expression_attribute_values(":in_progress", s(STATUS_IN_PROGRESS))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(ClaimResult::Claimed),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    match failed.item() {
-                        Some(old) => Ok(claim_result_of(old)),
-                        // The condition failed but the old item was not returned: read it.
-                        None => Ok(match self.get_event_status(&claim.dedupe_key).await? {
-                            Some((status, _)) if status == STATUS_COMPLETED => {
-                                ClaimResult::Completed
-                            }
-                            _ => ClaimResult::InProgress,
-                        }),
-                    }
-                }
-                _ => Err(port_error(SERVICE, err)),
+        let lease = Lease {
+            id: &claim.lease_id,
+            expires_at: claim.lease_expires_at,
+        };
+        Ok(
+            match self
+                .claim_lease(item, STATUS_IN_PROGRESS, &lease, claim.now)
+                .await?
+            {
+                Claim::Taken => ClaimResult::Claimed,
+                Claim::Refused(Some(old)) => claim_result_of(&old),
+                // Refused, but the old item was not returned: read it.
+                Claim::Refused(None) => match self.get_event_status(&claim.dedupe_key).await? {
+                    Some((status, _)) if status == STATUS_COMPLETED => ClaimResult::Completed,
+                    _ => ClaimResult::InProgress,
+                },
             },
-        }
+        )
     }
 
     async fn complete_event(
@@ -440,7 +435,7 @@ impl IntakeStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(event_pk(dedupe_key), EVENT_SK)))
             .update_expression("SET #status = :done, outcome = :outcome, completed_at = :at")
-            .condition_expression("lease_id = :lease")
+            .condition_expression(HELD_BY_LEASE)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":done", s(STATUS_COMPLETED))
             .expression_attribute_values(":outcome", s(outcome))
@@ -453,23 +448,12 @@ impl IntakeStore for DynamoStore {
     }
 
     async fn release_event(&self, dedupe_key: &str, lease_id: &str) -> Result<(), PortError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(event_pk(dedupe_key), EVENT_SK)))
-            .condition_expression("lease_id = :lease AND #status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":lease", s(lease_id))
-            .expression_attribute_values(":in_progress", s(STATUS_IN_PROGRESS))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Someone else holds it now: nothing of ours to release.
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(port_error(SERVICE, e)),
-        }
+        self.release_lease(
+            key(event_pk(dedupe_key), EVENT_SK),
+            STATUS_IN_PROGRESS,
+            lease_id,
+        )
+        .await
     }
 
     async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError> {

@@ -20,8 +20,9 @@
 //! by monitoring id ([`crate::domain::shard`]), and a status listing merges its shards by sort key.
 //! An owner's partition takes only that customer's monitorings.
 
+use super::lease::{Claim, Lease};
 use super::{
-    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, DynamoStore, UpdateBuilder,
+    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, text, DynamoStore, UpdateBuilder,
     EVENT_SK, STATE_SK,
 };
 use crate::adapters::aws::port_error;
@@ -36,7 +37,6 @@ use crate::ports::store::{
 };
 use crate::ports::PortError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::{BTreeMap, HashMap};
@@ -54,10 +54,6 @@ pub const REQUEST_PK_PREFIX: &str = "REQUEST#";
 
 fn request_pk(key: &str) -> String {
     format!("{REQUEST_PK_PREFIX}{key}")
-}
-
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
 /// The sharded `status_shard` attribute (index `by_status` and `reconnecting`) of a monitoring
@@ -546,53 +542,36 @@ impl MonitoringStore for DynamoStore {
     async fn claim_request(&self, claim: &RequestClaim) -> Result<RequestClaimResult, PortError> {
         let mut item = key(request_pk(&claim.key), REQUEST_SK);
         item.extend([
-            ("status".to_owned(), s(super::STATUS_IN_PROGRESS)),
             ("fingerprint".to_owned(), s(&claim.fingerprint)),
-            ("lease_id".to_owned(), s(&claim.lease_id)),
-            ("lease_expires_at".to_owned(), n(claim.lease_expires_at)),
             ("expires_at".to_owned(), n(claim.expires_at)),
         ]);
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now \
-                 OR (#status = :in_progress AND lease_expires_at < :now)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", n(claim.now))
-            .expression_attribute_values(":in_progress", s(super::STATUS_IN_PROGRESS))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(RequestClaimResult::Claimed),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let old = failed.item().cloned().unwrap_or_default();
-                    let fingerprint = text(&old, "fingerprint").unwrap_or_default();
-                    let status = old
-                        .get("response_status")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok());
-                    Ok(match (text(&old, "status").as_deref(), status) {
-                        (Some(super::STATUS_COMPLETED), Some(status)) => {
-                            RequestClaimResult::Completed {
-                                fingerprint,
-                                response: StoredResponse {
-                                    status,
-                                    body: text(&old, "response_body").unwrap_or_default(),
-                                },
-                            }
-                        }
-                        _ => RequestClaimResult::InProgress { fingerprint },
-                    })
-                }
-                _ => Err(port_error(SERVICE, err)),
+        let lease = Lease {
+            id: &claim.lease_id,
+            expires_at: claim.lease_expires_at,
+        };
+        let old = match self
+            .claim_lease(item, super::STATUS_IN_PROGRESS, &lease, claim.now)
+            .await?
+        {
+            Claim::Taken => return Ok(RequestClaimResult::Claimed),
+            Claim::Refused(old) => old.unwrap_or_default(),
+        };
+        let fingerprint = text(&old, "fingerprint").unwrap_or_default();
+        Ok(
+            match (
+                text(&old, "status").as_deref(),
+                number(&old, "response_status"),
+            ) {
+                (Some(super::STATUS_COMPLETED), Some(status)) => RequestClaimResult::Completed {
+                    fingerprint,
+                    response: StoredResponse {
+                        status,
+                        body: text(&old, "response_body").unwrap_or_default(),
+                    },
+                },
+                _ => RequestClaimResult::InProgress { fingerprint },
             },
-        }
+        )
     }
 
     async fn complete_request(
@@ -607,7 +586,7 @@ impl MonitoringStore for DynamoStore {
             .table_name(self.table())
             .set_key(Some(key(request_pk(key_), REQUEST_SK)))
             .update_expression("SET #status = :done, response_status = :rs, response_body = :rb")
-            .condition_expression("lease_id = :lease")
+            .condition_expression(super::HELD_BY_LEASE)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":done", s(super::STATUS_COMPLETED))
             .expression_attribute_values(":rs", n(response.status))
@@ -624,22 +603,12 @@ impl MonitoringStore for DynamoStore {
     }
 
     async fn release_request(&self, key_: &str, lease_id: &str) -> Result<(), PortError> {
-        let result = self
-            .client()
-            .delete_item()
-            .table_name(self.table())
-            .set_key(Some(key(request_pk(key_), REQUEST_SK)))
-            .condition_expression("lease_id = :lease AND #status = :in_progress")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":lease", s(lease_id))
-            .expression_attribute_values(":in_progress", s(super::STATUS_IN_PROGRESS))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(port_error(SERVICE, e)),
-        }
+        self.release_lease(
+            key(request_pk(key_), REQUEST_SK),
+            super::STATUS_IN_PROGRESS,
+            lease_id,
+        )
+        .await
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `recent` (INCLUDE) | `recent_day` = `<the delivery's UTC date>#<shard>` | `received_at` | event records: type, pull, monitoring, status, outcome |
 //! | `gsi1` | `FETCH_FAILED` | `<failed_at>#<pull_id>` | pull state items whose fetch failed permanently |
 
-use super::{s, DynamoStore};
+use super::{s, text, DynamoStore};
 use crate::adapters::aws::port_error;
 use crate::ports::PortError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -51,10 +51,6 @@ pub struct FailedFetch {
     pub monitoring_id: Option<String>,
     pub code: String,
     pub failed_at: String,
-}
-
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
 impl DynamoStore {

@@ -13,7 +13,7 @@
 //! `outbox_pending` (the item leaves the index, its events stay) and sets `outbox_parked_at`.
 //! A later write that adds events marks the item pending again.
 
-use super::{condition_failed, s, DynamoStore, UpdateBuilder};
+use super::{condition_failed, s, text, DynamoStore, UpdateBuilder};
 use crate::adapters::aws::port_error;
 use crate::domain::business_events::BusinessEvent;
 use crate::domain::shard::{shard_key, sharded_key};
@@ -57,10 +57,6 @@ fn is_entry(name: &str) -> bool {
             PARKED_ATTR,
         ]
         .contains(&name)
-}
-
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
 /// Adds `events` to an item about to be put whole (its `pk` and `sk` already set).

@@ -8,13 +8,12 @@
 //!
 //! The owner is `owner_subject`, not `owner`: sessions must stay out of the `by_owner` index.
 
-use super::{key, n, s, DynamoStore};
+use super::DynamoStore;
 use crate::adapters::aws::port_error;
 use crate::ports::store::{ReconnectSession, SessionStore};
 use crate::ports::PortError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
 
 const SERVICE: &str = "dynamodb";
 const SESSION_SK: &str = "SESSION";
@@ -27,23 +26,55 @@ fn session_pk(session_id: &str) -> String {
     format!("{SESSION_PK_PREFIX}{session_id}")
 }
 
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+/// A session item, as stored (through `serde_dynamo`).
+#[derive(Serialize, Deserialize)]
+struct SessionItem {
+    pk: String,
+    sk: String,
+    session_id: String,
+    owner_subject: String,
+    monitoring_id: String,
+    pull_id: String,
+    sealed_jwt: String,
+    created_at: String,
+    expires_at: i64,
+}
+
+impl From<&ReconnectSession> for SessionItem {
+    fn from(session: &ReconnectSession) -> Self {
+        Self {
+            pk: session_pk(&session.session_id),
+            sk: SESSION_SK.to_owned(),
+            session_id: session.session_id.clone(),
+            owner_subject: session.owner.clone(),
+            monitoring_id: session.monitoring_id.clone(),
+            pull_id: session.pull_id.clone(),
+            sealed_jwt: session.sealed_jwt.clone(),
+            created_at: session.created_at.clone(),
+            expires_at: session.expires_at,
+        }
+    }
+}
+
+impl From<SessionItem> for ReconnectSession {
+    fn from(item: SessionItem) -> Self {
+        Self {
+            session_id: item.session_id,
+            owner: item.owner_subject,
+            monitoring_id: item.monitoring_id,
+            pull_id: item.pull_id,
+            sealed_jwt: item.sealed_jwt,
+            created_at: item.created_at,
+            expires_at: item.expires_at,
+        }
+    }
 }
 
 #[async_trait]
 impl SessionStore for DynamoStore {
     async fn put_session(&self, session: &ReconnectSession) -> Result<(), PortError> {
-        let mut item = key(session_pk(&session.session_id), SESSION_SK);
-        item.extend([
-            ("session_id".to_owned(), s(&session.session_id)),
-            ("owner_subject".to_owned(), s(&session.owner)),
-            ("monitoring_id".to_owned(), s(&session.monitoring_id)),
-            ("pull_id".to_owned(), s(&session.pull_id)),
-            ("sealed_jwt".to_owned(), s(&session.sealed_jwt)),
-            ("created_at".to_owned(), s(&session.created_at)),
-            ("expires_at".to_owned(), n(session.expires_at)),
-        ]);
+        let item = serde_dynamo::to_item(SessionItem::from(session))
+            .map_err(|e| PortError::unavailable(SERVICE, e.to_string()))?;
         self.client()
             .put_item()
             .table_name(self.table())
@@ -66,28 +97,13 @@ impl SessionStore for DynamoStore {
         let Some(item) = item else {
             return Ok(None);
         };
-        let expires_at = item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0);
+        let session: SessionItem = serde_dynamo::from_item(item).map_err(|e| {
+            PortError::unavailable(SERVICE, format!("session {session_id} is malformed: {e}"))
+        })?;
         // TTL deletion lags by up to days: expiry is checked here.
-        if expires_at <= now {
+        if session.expires_at <= now {
             return Ok(None);
         }
-        let field = |k: &str| {
-            text(&item, k).ok_or_else(|| {
-                PortError::unavailable(SERVICE, format!("session {session_id} lacks {k}"))
-            })
-        };
-        Ok(Some(ReconnectSession {
-            session_id: field("session_id")?,
-            owner: field("owner_subject")?,
-            monitoring_id: field("monitoring_id")?,
-            pull_id: field("pull_id")?,
-            sealed_jwt: field("sealed_jwt")?,
-            created_at: field("created_at")?,
-            expires_at,
-        }))
+        Ok(Some(session.into()))
     }
 }

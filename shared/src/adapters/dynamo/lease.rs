@@ -1,0 +1,103 @@
+//! Leased claims: the one way an attempt takes hold of a piece of work in the table (a webhook
+//! delivery, a Monitoring API request, a notice send) so that a concurrent or redelivered
+//! attempt does not do it twice, while a crashed attempt never holds it for ever.
+//!
+//! A claim is a conditional put of the work's item, marked `status = <held>` with a
+//! `lease_id` and a `lease_expires_at`. It takes the item when none exists, when a kept item's
+//! TTL (`expires_at`) has passed (DynamoDB deletes expired items up to days late), or when the
+//! attempt holding it let its lease run out. Only the holder finishes the work
+//! ([`HELD_BY_LEASE`]) or releases it. The fetch claim is the one lease of another shape: it
+//! leases fields of the pull's state item under the fetch rule (`pulls.rs`).
+
+use super::{condition_failed, n, s, DynamoStore, SERVICE};
+use crate::adapters::aws::port_error;
+use crate::ports::PortError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The condition of every write that finishes leased work: only the lease's holder may.
+pub(super) const HELD_BY_LEASE: &str = "lease_id = :lease";
+
+/// A lease an attempt holds until `expires_at` (Unix seconds).
+pub(super) struct Lease<'a> {
+    pub id: &'a str,
+    pub expires_at: i64,
+}
+
+/// What a claim found.
+pub(super) enum Claim {
+    /// The item is ours until the lease ends.
+    Taken,
+    /// Done or held by another attempt: the item as it stood, when DynamoDB returned it.
+    Refused(Option<Item>),
+}
+
+impl DynamoStore {
+    /// Puts `item` as held (`status = held`) by `lease` at `now` (Unix seconds), if it may.
+    pub(super) async fn claim_lease(
+        &self,
+        mut item: Item,
+        held: &str,
+        lease: &Lease<'_>,
+        now: i64,
+    ) -> Result<Claim, PortError> {
+        item.extend([
+            ("status".to_owned(), s(held)),
+            ("lease_id".to_owned(), s(lease.id)),
+            ("lease_expires_at".to_owned(), n(lease.expires_at)),
+        ]);
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now \
+                 OR (#status = :held AND lease_expires_at < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":held", s(held))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Taken),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Claim::Refused(failed.item().cloned()))
+                }
+                _ => Err(port_error(SERVICE, err)),
+            },
+        }
+    }
+
+    /// Deletes the item `key` if `lease_id` still holds it in status `held`, so that a retry
+    /// finds the work free at once. Someone else's hold, or finished work, stays.
+    pub(super) async fn release_lease(
+        &self,
+        key: Item,
+        held: &str,
+        lease_id: &str,
+    ) -> Result<(), PortError> {
+        let result = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .condition_expression("lease_id = :lease AND #status = :held")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":lease", s(lease_id))
+            .expression_attribute_values(":held", s(held))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(port_error(SERVICE, e)),
+        }
+    }
+}
