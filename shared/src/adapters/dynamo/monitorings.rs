@@ -22,8 +22,8 @@
 
 use super::lease::{Claim, Lease};
 use super::{
-    condition_failed, cursor, key, monitoring_pk, n, pull_pk, s, text, DynamoStore, UpdateBuilder,
-    EVENT_SK, STATE_SK,
+    condition_failed, cursor, key, monitoring_pk, n, number, pull_pk, s, text, DynamoStore,
+    UpdateBuilder, EVENT_SK, STATE_SK,
 };
 use crate::adapters::aws::port_error;
 use crate::domain::gzip;
