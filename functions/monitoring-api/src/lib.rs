@@ -14,6 +14,7 @@ use canopy_monitor::ports::store::{IntakeStore, MonitoringStore};
 use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, SystemClock};
 use canopy_monitor::runtime::config::ApiEnv;
+use canopy_monitor::runtime::responses::{self, by_method, NoRoute};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
@@ -84,54 +85,38 @@ pub enum Route {
     Replay(String),
 }
 
-/// Why a request matched no route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoRoute {
-    NotFound,
-    MethodNotAllowed(&'static str),
-}
-
 /// Resolves `method` and `path` (percent-decoded segments) to a route.
 pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (route, allow) = match segments.as_slice() {
-        ["v1", "monitorings"] => match *method {
-            Method::POST => (Some(Route::Enable), ""),
-            Method::GET => (Some(Route::List), ""),
-            _ => (None, "GET, POST"),
-        },
-        ["v1", "monitorings", id] => match *method {
-            Method::GET => (Some(Route::Get(decode(id))), ""),
-            Method::PATCH => (Some(Route::Update(decode(id))), ""),
-            Method::DELETE => (Some(Route::Stop(decode(id))), ""),
-            _ => (None, "GET, PATCH, DELETE"),
-        },
-        ["v1", "monitorings", id, "refresh"] => match *method {
-            Method::POST => (Some(Route::Refresh(decode(id))), ""),
-            _ => (None, "POST"),
-        },
-        ["v1", "monitorings", id, "changes"] => match *method {
-            Method::GET => (Some(Route::Changes(decode(id))), ""),
-            _ => (None, "GET"),
-        },
-        ["v1", "pulls", id] => match *method {
-            Method::GET => (Some(Route::Pull(decode(id))), ""),
-            _ => (None, "GET"),
-        },
-        ["v1", "events", key, "replay"] => match *method {
-            Method::POST => (Some(Route::Replay(decode(key))), ""),
-            _ => (None, "POST"),
-        },
-        _ => return Err(NoRoute::NotFound),
-    };
-    route.ok_or(NoRoute::MethodNotAllowed(allow))
-}
-
-/// A path segment, percent-decoded (API Gateway passes the raw path).
-fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+    let segments = responses::segments(path);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let id = |id: &str| id.to_owned();
+    match segments.as_slice() {
+        ["v1", "monitorings"] => by_method(
+            method,
+            "GET, POST",
+            [(Method::POST, Route::Enable), (Method::GET, Route::List)],
+        ),
+        ["v1", "monitorings", m] => by_method(
+            method,
+            "GET, PATCH, DELETE",
+            [
+                (Method::GET, Route::Get(id(m))),
+                (Method::PATCH, Route::Update(id(m))),
+                (Method::DELETE, Route::Stop(id(m))),
+            ],
+        ),
+        ["v1", "monitorings", m, "refresh"] => {
+            by_method(method, "POST", [(Method::POST, Route::Refresh(id(m)))])
+        }
+        ["v1", "monitorings", m, "changes"] => {
+            by_method(method, "GET", [(Method::GET, Route::Changes(id(m)))])
+        }
+        ["v1", "pulls", p] => by_method(method, "GET", [(Method::GET, Route::Pull(id(p)))]),
+        ["v1", "events", key, "replay"] => {
+            by_method(method, "POST", [(Method::POST, Route::Replay(id(key)))])
+        }
+        _ => Err(NoRoute::NotFound),
+    }
 }
 
 fn query_pairs(request: &Request) -> Vec<(String, String)> {
@@ -205,24 +190,7 @@ where
     };
     let route = match route(request.method(), &path) {
         Ok(route) => route,
-        Err(NoRoute::NotFound) => {
-            return error_body(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no route for {path}"),
-            )
-        }
-        Err(NoRoute::MethodNotAllowed(allow)) => {
-            let mut response = error_body(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                &format!("{path} takes {allow}"),
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            return response;
-        }
+        Err(why) => return responses::no_route(&path, &why),
     };
     let params = query_pairs(&request);
     let idempotency_key = header_text(&request, "idempotency-key");
@@ -359,14 +327,17 @@ pub fn fits_lambda(response: &Response<Body>) -> bool {
 /// 413 for a pull no response can carry as asked; `accept_encoding` names the way out when
 /// the gzip form would fit.
 fn too_large(gzip_would_fit: bool) -> Response<Body> {
-    let mut body = json!({"error": "response_too_large"});
-    if gzip_would_fit {
-        body["message"] = json!("the pull is larger than a Lambda response (6 MB) uncompressed; ask again with Accept-Encoding: gzip");
-        body["accept_encoding"] = json!("gzip");
+    let (message, fields) = if gzip_would_fit {
+        ("the pull is larger than a Lambda response (6 MB) uncompressed; ask again with Accept-Encoding: gzip", vec![("accept_encoding", json!("gzip"))])
     } else {
-        body["message"] = json!("the pull is larger than a Lambda response (6 MB) even compressed; read its summary (GET /v1/pulls/{pull_id} without full)");
-    }
-    respond(StatusCode::PAYLOAD_TOO_LARGE, &body)
+        ("the pull is larger than a Lambda response (6 MB) even compressed; read its summary (GET /v1/pulls/{pull_id} without full)", vec![])
+    };
+    responses::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "response_too_large",
+        message,
+        &fields,
+    )
 }
 
 /// The whole stored pull: gzip as stored when the client takes it and the response fits
@@ -426,29 +397,26 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
     } else {
         tracing::info!(error = %err, status = status.as_u16(), "request refused");
     }
-    let mut body = json!({"error": code, "message": err.message()});
-    match err {
-        ApiError::Invalid(invalid) => body["field"] = json!(invalid.field),
+    let field = match err {
+        ApiError::Invalid(invalid) => vec![("field", json!(invalid.field))],
         // An altered, forged or foreign cursor: the client starts the listing again.
-        ApiError::BadCursor(_) => body["field"] = json!("cursor"),
-        _ => {}
-    }
-    let mut response = respond(status, &body);
+        ApiError::BadCursor(_) => vec![("field", json!("cursor"))],
+        _ => vec![],
+    };
+    let mut response = responses::error(status, &code, &err.message(), &field);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        responses::retry_after(&mut response, 5);
     }
     response
 }
 
 fn error_body(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    respond(status, &json!({"error": code, "message": message}))
+    responses::error(status, code, message, &[])
 }
 
 fn json_response(answer: Answer) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let response = respond(status, &answer.body);
+    let response = responses::json(status, &answer.body);
     if !fits_lambda(&response) {
         tracing::error!(
             bytes = payload_bytes(&response),
@@ -460,16 +428,6 @@ fn json_response(answer: Answer) -> Response<Body> {
             "the answer is larger than a Lambda response (6 MB); ask for a smaller page (limit)",
         );
     }
-    response
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     response
 }
 

@@ -11,6 +11,7 @@ use canopy_monitor::ports::store::{LimitStore, MonitoringStore, SessionStore};
 use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, SystemClock};
 use canopy_monitor::runtime::config::ReconnectEnv;
+use canopy_monitor::runtime::responses::{self, by_method, NoRoute};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -101,31 +102,26 @@ pub enum Route {
     SubmitCode(String),
 }
 
-/// Resolves a request; `Err` carries the methods the path takes (empty: no such path).
-pub fn route(method: &Method, path: &str) -> Result<Route, &'static str> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (route, allow) = match segments.as_slice() {
-        ["v1", "reconnect", "sessions"] => {
-            ((*method == Method::POST).then_some(Route::Start), "POST")
-        }
-        ["v1", "reconnect", "token"] => ((*method == Method::POST).then_some(Route::Token), "POST"),
-        ["v1", "reconnect", "sessions", id] => (
-            (*method == Method::GET).then(|| Route::Poll((*id).to_owned())),
+/// Resolves a request to a route.
+pub fn route(method: &Method, path: &str) -> Result<Route, NoRoute> {
+    let segments = responses::segments(path);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let post = |route| by_method(method, "POST", [(Method::POST, route)]);
+    match segments.as_slice() {
+        ["v1", "reconnect", "sessions"] => post(Route::Start),
+        ["v1", "reconnect", "token"] => post(Route::Token),
+        ["v1", "reconnect", "sessions", id] => by_method(
+            method,
             "GET",
+            [(Method::GET, Route::Poll((*id).to_owned()))],
         ),
-        ["v1", "reconnect", "sessions", id, action] => {
-            let id = (*id).to_owned();
-            let route = match *action {
-                "connect" => Route::Connect(id),
-                "idvoptions" => Route::ChooseOption(id),
-                "idv" => Route::SubmitCode(id),
-                _ => return Err(""),
-            };
-            ((*method == Method::POST).then_some(route), "POST")
+        ["v1", "reconnect", "sessions", id, "connect"] => post(Route::Connect((*id).to_owned())),
+        ["v1", "reconnect", "sessions", id, "idvoptions"] => {
+            post(Route::ChooseOption((*id).to_owned()))
         }
-        _ => return Err(""),
-    };
-    route.ok_or(allow)
+        ["v1", "reconnect", "sessions", id, "idv"] => post(Route::SubmitCode((*id).to_owned())),
+        _ => Err(NoRoute::NotFound),
+    }
 }
 
 /// The caller's subject: the configured claim of the JWT API Gateway verified.
@@ -207,21 +203,7 @@ where
     };
     let route = match route(request.method(), &path) {
         Ok(r) => r,
-        Err("") => {
-            return respond(
-                StatusCode::NOT_FOUND,
-                &json!({"error": "not_found", "message": format!("no route for {path}")}),
-            )
-        }
-        Err(allow) => {
-            let mut r = respond(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": "method_not_allowed", "message": format!("{path} takes {allow}")}),
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            return r;
-        }
+        Err(why) => return no_store(responses::no_route(&path, &why)),
     };
     // API Gateway's authorizer refuses requests without a valid JWT; a missing claim here is
     // a misconfigured claim name or a route left without the authorizer.
@@ -302,34 +284,30 @@ pub fn error_response(err: &ReconnectError) -> Response<Body> {
     } else {
         tracing::info!(error = %err, status = status.as_u16(), "reconnect request refused");
     }
-    let mut body = json!({"error": code, "message": err.message()});
-    match err {
-        ReconnectError::Invalid { field, .. } => body["field"] = json!(field),
-        ReconnectError::Limited { limit, retry_after } => {
-            body["limit"] = json!(limit.name());
-            body["retry_after"] = json!(retry_after);
-        }
-        _ => {}
-    }
-    let mut response = respond(status, &body);
+    let fields = match err {
+        ReconnectError::Invalid { field, .. } => vec![("field", json!(field))],
+        ReconnectError::Limited { limit, retry_after } => vec![
+            ("limit", json!(limit.name())),
+            ("retry_after", json!(retry_after)),
+        ],
+        _ => vec![],
+    };
+    let mut response = responses::error(status, &code, &err.message(), &fields);
     if let ReconnectError::Limited { retry_after, .. } = err {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        responses::retry_after(&mut response, *retry_after);
     }
-    response
+    no_store(response)
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    // Answers name a consumer's session: never cached.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    no_store(responses::json(status, body))
+}
+
+/// Answers name a consumer's session: never cached.
+fn no_store(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -344,12 +322,18 @@ mod tests {
             let path = template.replace("{session_id}", "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e");
             assert!(route(&method, &path).is_ok(), "{method} {template}");
         }
-        assert_eq!(route(&Method::GET, "/v1/reconnect/sessions"), Err("POST"));
+        assert_eq!(
+            route(&Method::GET, "/v1/reconnect/sessions"),
+            Err(NoRoute::MethodNotAllowed("POST"))
+        );
         assert_eq!(
             route(&Method::POST, "/v1/reconnect/sessions/x/other"),
-            Err("")
+            Err(NoRoute::NotFound)
         );
-        assert_eq!(route(&Method::GET, "/v1/monitorings"), Err(""));
+        assert_eq!(
+            route(&Method::GET, "/v1/monitorings"),
+            Err(NoRoute::NotFound)
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use canopy_monitor::ports::store::IntakeStore;
 use canopy_monitor::ports::ConfigError;
 use canopy_monitor::ports::{Clock, PortError, SystemClock};
 use canopy_monitor::runtime::config::IntakeEnv;
-use lambda_http::http::{header, Method, StatusCode};
+use canopy_monitor::runtime::responses;
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
@@ -59,21 +60,13 @@ pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
         "" => request.uri().path().to_owned(),
         raw => raw.to_owned(),
     };
-    if path.trim_end_matches('/') != WEBHOOK_PATH {
-        return respond(
-            StatusCode::NOT_FOUND,
-            json!({"error": "not_found", "message": format!("no route for {path}")}),
-        );
-    }
-    if request.method() != Method::POST {
-        let mut response = respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"error": "method_not_allowed", "message": "use POST"}),
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
+    let route = if path.trim_end_matches('/') == WEBHOOK_PATH {
+        responses::by_method(request.method(), "POST", [(Method::POST, ())])
+    } else {
+        Err(responses::NoRoute::NotFound)
+    };
+    if let Err(why) = route {
+        return responses::no_route(&path, &why);
     }
     let signature = request
         .headers()
@@ -98,7 +91,7 @@ pub async fn handle<S: IntakeStore, Q: WorkQueue, C: Clock>(
             if let IntakeOutcome::Accepted { queued } | IntakeOutcome::Stale { queued } = outcome {
                 body["queued"] = json!(queued);
             }
-            respond(StatusCode::OK, body)
+            responses::json(StatusCode::OK, &body)
         }
         Err(err) => {
             let (_, code) = status_and_code(&err);
@@ -143,22 +136,10 @@ pub fn error_response(err: &IntakeError) -> Response<Body> {
     } else {
         err.to_string()
     };
-    let mut response = respond(status, json!({"error": code, "message": message}));
+    let mut response = responses::error(status, code, &message, &[]);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        responses::retry_after(&mut response, 5);
     }
-    response
-}
-
-fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
     response
 }
 
@@ -247,7 +228,7 @@ mod tests {
         assert_eq!(body["error"], "not_found");
         let response = handle(&rig.intake, request("GET", WEBHOOK_PATH, b"", None)).await;
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(response.headers()[header::ALLOW], "POST");
+        assert_eq!(response.headers()[lambda_http::http::header::ALLOW], "POST");
         assert!(rig.store.state().events.is_empty());
     }
 

@@ -17,6 +17,7 @@
 use crate::domain::business_events::canopy_monitoring_event;
 use crate::domain::event::{body_for_storage, parse_event, ParseError, WebhookEvent};
 use crate::domain::plan::{plan_event, settle_monitoring_update, EventPlan, PlanConfig};
+use crate::domain::retry::RetryPolicy;
 use crate::domain::signature::{self, SignatureError, SigningSecrets};
 use crate::domain::time_fmt::format_ts;
 use crate::ports::queue::WorkQueue;
@@ -167,7 +168,13 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         let lease_id = uuid::Uuid::new_v4().to_string();
         let stored_body = body_for_storage(event, body).into_owned();
         let started = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(50);
+        // Another attempt holds the delivery: wait for it, briefly, then answer 409 for Canopy
+        // to retry.
+        let backoff = RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(800),
+        };
+        let mut retries = 0;
         loop {
             let now = self.clock.now();
             let claim = EventClaim {
@@ -188,11 +195,12 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
                 ClaimResult::Claimed => break,
                 ClaimResult::Completed => return Ok(IntakeOutcome::Duplicate),
                 ClaimResult::InProgress => {
+                    retries += 1;
+                    let pause = backoff.backoff(retries);
                     if started.elapsed() + pause > self.config.claim_wait {
                         return Err(IntakeError::InFlight);
                     }
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(800));
                 }
             }
         }

@@ -17,6 +17,7 @@
 use crate::domain::contact::{reconnect_link, resolve_contact, ContactKeys, Templates};
 use crate::domain::event::REDACTED;
 use crate::domain::notice::{ChannelKind, NoticeRecord, SendClaim, SendKey};
+use crate::domain::retry::RetryPolicy;
 use crate::domain::time_fmt::format_ts;
 use crate::domain::work::ReconnectJob;
 use crate::ports::canopy::{CanopyApi, CanopyError};
@@ -267,10 +268,14 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
     }
 
     async fn fresh_link_tries(&self, job: &ReconnectJob) -> Result<(String, String), CanopyError> {
+        let backoff = RetryPolicy {
+            base: self.config.token_retry_pause,
+            cap: self.config.token_budget,
+        };
         let mut last = None;
         for attempt in 0..self.config.token_attempts.max(1) {
             if attempt > 0 {
-                tokio::time::sleep(self.config.token_retry_pause * attempt).await;
+                tokio::time::sleep(backoff.backoff(attempt)).await;
             }
             match self.canopy.reconnect_token(&job.monitoring_id).await {
                 Ok(t) => return Ok((t.reconnect_url, t.reconnect_token)),

@@ -25,6 +25,7 @@
 use crate::app::budget::AWS_OPERATION_TIMEOUT;
 use crate::app::budget::{Deadline, OUTBOX_ACK_BUDGET, OUTBOX_ITEM_BUDGET, PUT_EVENTS_TRY};
 use crate::domain::business_events::BusinessEvent;
+use crate::domain::retry::RetryPolicy;
 use crate::domain::shard::SHARDS;
 use crate::domain::time_fmt::format_ts;
 use crate::ports::bus::{
@@ -177,8 +178,16 @@ impl<S: OutboxStore, B: EventBus, C: Clock> OutboxPublisher<S, B, C> {
         for request in pack(&sizes) {
             let mut waiting: Vec<&(BusinessEvent, bool)> = forms[request].iter().collect();
             let mut refused = 0;
-            let mut pause = Duration::ZERO;
+            let backoff = RetryPolicy {
+                base: self.config.first_pause,
+                cap: OUTBOX_ITEM_BUDGET,
+            };
             for attempt in 1..=self.config.attempts {
+                let pause = if attempt == 1 {
+                    Duration::ZERO
+                } else {
+                    backoff.backoff(attempt - 1)
+                };
                 if outcome.out_of_time || !try_fits(&item_deadline, pause) {
                     outcome.out_of_time = true;
                     break;
@@ -186,11 +195,6 @@ impl<S: OutboxStore, B: EventBus, C: Clock> OutboxPublisher<S, B, C> {
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
-                pause = if attempt == 1 {
-                    self.config.first_pause
-                } else {
-                    pause * 2
-                };
                 let events: Vec<_> = waiting.iter().map(|(e, _)| e.clone()).collect();
                 match self.bus.publish(&events).await {
                     Ok(deliveries) => {

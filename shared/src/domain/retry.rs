@@ -1,6 +1,8 @@
-//! When to try a failed message again: exponential backoff per receive, never sooner than a
-//! `Retry-After`, capped, with a per-message jitter so a burst of failures does not come back
-//! as a burst.
+//! When to try again: the project's one backoff. Exponential, capped ([`RetryPolicy::backoff`]),
+//! used by every retry: a failed queue message's next receive ([`RetryPolicy::delay`], never
+//! sooner than a `Retry-After`, with a per-message jitter so a burst of failures does not come
+//! back as a burst), and the in-process retries of intake's claim wait, the notifier's token
+//! call, the outbox's PutEvents and DynamoDB's unprocessed batch writes.
 
 use std::time::Duration;
 
@@ -23,6 +25,12 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The pause before retry `n` (1 is the first retry): `base`, doubling, at most `cap`.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let exponent = n.saturating_sub(1).min(20);
+        self.base.saturating_mul(1u32 << exponent).min(self.cap)
+    }
+
     /// The delay before receive number `receive_count + 1`. `jitter_seed` (e.g. a hash of the
     /// message id) spreads delays over 80-100 % of the nominal value.
     pub fn delay(
@@ -31,8 +39,7 @@ impl RetryPolicy {
         retry_after: Option<Duration>,
         jitter_seed: u64,
     ) -> Duration {
-        let exponent = receive_count.saturating_sub(1).min(20);
-        let nominal = self.base.saturating_mul(1u32 << exponent).min(self.cap);
+        let nominal = self.backoff(receive_count);
         let jittered = nominal.mul_f64(0.8 + 0.2 * ((jitter_seed % 1000) as f64 / 999.0));
         // Never sooner than the other side asked; `jittered` is already within the cap.
         jittered.max(retry_after.unwrap_or_default())

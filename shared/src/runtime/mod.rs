@@ -4,5 +4,6 @@
 pub mod config;
 pub mod consumer;
 pub mod observability;
+pub mod responses;
 pub mod start;
 pub mod tls;

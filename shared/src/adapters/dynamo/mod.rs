@@ -767,6 +767,11 @@ impl DynamoStore {
     ) -> Result<(), PortError> {
         for batch in requests.chunks(25) {
             let mut pending = batch.to_vec();
+            // Unprocessed items are throttled ones: back off before each retry.
+            let backoff = crate::domain::retry::RetryPolicy {
+                base: std::time::Duration::from_millis(100),
+                cap: std::time::Duration::from_millis(1600),
+            };
             let mut attempt = 0u32;
             while !pending.is_empty() {
                 let out = self
@@ -785,7 +790,7 @@ impl DynamoStore {
                     if attempt >= 6 {
                         return Err(PortError::unavailable(SERVICE, "writes left unprocessed"));
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                    tokio::time::sleep(backoff.backoff(attempt)).await;
                 }
             }
         }
