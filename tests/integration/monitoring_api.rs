@@ -80,7 +80,7 @@ async fn enable_validates_first_then_creates_once() {
     for (body, field) in [
         (json!({"interval": "P1M"}), "pull_id"),
         (
-            json!({"pull_id": "not-a-uuid", "interval": "P1M"}),
+            json!({"pull_id": "not/an/id", "interval": "P1M"}),
             "pull_id",
         ),
         (json!({"pull_id": pull_id}), "interval"),

@@ -240,12 +240,11 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, ParseError> {
     })
 }
 
-/// An id that becomes a key or a URL segment: refused unless [`crate::domain::ids::is_valid_id`].
+/// An id that becomes a key or a URL segment, in its canonical form
+/// ([`crate::domain::ids::canonical_id`]); refused if it is not an id.
 fn checked_id(field: &'static str, id: Option<String>) -> Result<Option<String>, ParseError> {
-    match id {
-        Some(id) if !crate::domain::ids::is_valid_id(&id) => Err(ParseError::InvalidId(field)),
-        other => Ok(other),
-    }
+    id.map(|id| crate::domain::ids::canonical_id(&id).ok_or(ParseError::InvalidId(field)))
+        .transpose()
 }
 
 fn required_str(obj: &Map<String, Value>, key: &'static str) -> Result<String, ParseError> {

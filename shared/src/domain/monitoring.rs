@@ -100,11 +100,11 @@ pub fn fingerprint(parts: &[&str]) -> String {
     crate::domain::crypto::sha256_hex(parts.join("\u{1f}").as_bytes())
 }
 
-/// Canopy's ids are UUIDs; anything else is refused before it becomes a key or a URL segment.
+/// The one id rule ([`crate::domain::ids::canonical_id`]) as a field error: anything else is
+/// refused before it becomes a key or a URL segment.
 pub fn validate_id(field: &'static str, text: &str) -> Result<String, Invalid> {
-    uuid::Uuid::parse_str(text)
-        .map(|_| text.to_ascii_lowercase())
-        .map_err(|_| invalid(field, "must be a UUID"))
+    crate::domain::ids::canonical_id(text)
+        .ok_or_else(|| invalid(field, crate::domain::ids::ID_RULE))
 }
 
 fn string_field(body: &Value, field: &'static str) -> Result<Option<String>, Invalid> {
