@@ -822,31 +822,27 @@ impl DynamoStore {
         pk: String,
         prefix: &str,
     ) -> Result<Vec<Vec<u8>>, PortError> {
-        let mut chunks = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":prefix", s(prefix))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| port_error(SERVICE, e))?;
-            for part in page.items.unwrap_or_default() {
-                if let Some(AttributeValue::B(blob)) = part.get("gz") {
-                    chunks.push(blob.clone().into_inner());
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(chunks),
-            }
-        }
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        Ok(items
+            .into_iter()
+            .filter_map(|part| match part.get("gz") {
+                Some(AttributeValue::B(blob)) => Some(blob.clone().into_inner()),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The sort keys under `pk` that start with `prefix` (keys only: nothing else is read).
@@ -855,33 +851,22 @@ impl DynamoStore {
         pk: String,
         prefix: &str,
     ) -> Result<Vec<String>, PortError> {
-        let mut keys = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":prefix", s(prefix))
-                .projection_expression("sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| port_error(SERVICE, e))?;
-            keys.extend(
-                page.items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|i| i.get("sk")?.as_s().ok().cloned()),
-            );
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(keys),
-            }
-        }
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        Ok(items.iter().filter_map(|i| text(i, "sk")).collect())
     }
 
     /// A pull's `meta_data`, inline or from its parts.
