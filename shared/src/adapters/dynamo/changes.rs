@@ -27,6 +27,7 @@ use crate::ports::store::{BadCursor, ChangeSetRecord, ChangeStore, Page, Refresh
 use crate::ports::PortError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -155,34 +156,49 @@ fn lay_out(base: &Item, changes_json: &str, events: &[BusinessEvent], at: &str) 
     }
 }
 
+/// The fields of a history entry item (ours or Canopy's) the Monitoring API shows, read
+/// through `serde_dynamo`; the change list itself is stored apart (inline, gzip or parts).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EntryItem {
+    source: Option<String>,
+    pull_id: Option<String>,
+    // Canopy's MONITORING_EVENTS.
+    data_type: Option<String>,
+    received_at: Option<String>,
+    // Our change sets.
+    previous_pull_id: Option<String>,
+    order: Option<String>,
+    computed_at: Option<String>,
+    not_compared: Option<String>,
+    change_count: Option<u64>,
+    truncated: Option<bool>,
+    counts_json: Option<String>,
+}
+
 /// One history entry as the Monitoring API shows it, with its change list read back.
 fn entry(item: &HashMap<String, AttributeValue>, changes: Value) -> Value {
-    let flag = |k: &str| item.get(k).and_then(|v| v.as_bool().ok()).copied();
-    let number = |k: &str| {
-        item.get(k)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    if text(item, "source").as_deref() == Some(SOURCE_CANOPY) {
+    let e: EntryItem = serde_dynamo::from_item(item.clone()).unwrap_or_default();
+    if e.source.as_deref() == Some(SOURCE_CANOPY) {
         return json!({
             "source": SOURCE_CANOPY,
-            "pull_id": text(item, "pull_id"),
-            "event_type": text(item, "data_type"),
-            "received_at": text(item, "received_at"),
+            "pull_id": e.pull_id,
+            "event_type": e.data_type,
+            "received_at": e.received_at,
             "changes": changes,
         });
     }
     json!({
         "source": SOURCE_OURS,
-        "pull_id": text(item, "pull_id"),
-        "previous_pull_id": text(item, "previous_pull_id"),
-        "pull_created_at": text(item, "order"),
-        "computed_at": text(item, "computed_at"),
-        "compared": text(item, "not_compared").is_none(),
-        "not_compared": text(item, "not_compared"),
-        "change_count": number("change_count"),
-        "truncated": flag("truncated").unwrap_or(false),
-        "counts": text(item, "counts_json").and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+        "pull_id": e.pull_id,
+        "previous_pull_id": e.previous_pull_id,
+        "pull_created_at": e.order,
+        "computed_at": e.computed_at,
+        "compared": e.not_compared.is_none(),
+        "not_compared": e.not_compared,
+        "change_count": e.change_count,
+        "truncated": e.truncated.unwrap_or(false),
+        "counts": e.counts_json.and_then(|t| serde_json::from_str::<Value>(&t).ok()),
         "changes": changes,
     })
 }
