@@ -49,7 +49,7 @@ for function in "${!USES[@]}"; do
     index($0, b) { print name; exit }' template.yaml)"
   bootstrap=".aws-sam/build/$resource/bootstrap"
   [ -f "$bootstrap" ] || { echo "   $function: no $bootstrap"; failed=1; continue; }
-  linked="$(grep -aoE 'aws-sdk-[a-z0-9]+-[0-9]' "$bootstrap" | sed -E 's/^aws-sdk-//; s/-[0-9]$//' | sort -u | tr '\n' ' ')"
+  linked="$( (grep -aoE 'aws-sdk-[a-z0-9]+-[0-9]' "$bootstrap" || true) | sed -E 's/^aws-sdk-//; s/-[0-9]$//' | sort -u | tr '\n' ' ')"
   printf '   %-20s %6.2f MB  links: %s\n' "$function" "$(stat -c '%s' "$bootstrap" | awk '{ print $1 / 1e6 }')" "$linked"
   case " $linked " in *" dynamodb "*) ;; *) echo "     the probe found no DynamoDB SDK: cannot judge this binary"; failed=1 ;; esac
   for sdk in $ALL_SDKS; do

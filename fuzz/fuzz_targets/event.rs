@@ -2,12 +2,12 @@
 //! survives re-serialisation; a stored copy of a reconnect holds no credential.
 #![no_main]
 
-use canopy_monitor::event::{body_for_storage, dedupe_key, parse_event};
+use canopy_monitor::domain::event::{body_for_storage, dedupe_key, parse_event};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(event) = parse_event(data) else { return };
-    assert!(canopy_monitor::ids::is_valid_id(&event.pull_id));
+    assert!(canopy_monitor::domain::ids::is_valid_id(&event.pull_id));
     let value: serde_json::Value = serde_json::from_slice(data).expect("parsed once");
     let again = serde_json::to_vec(&value).expect("serialises");
     assert_eq!(parse_event(&again).expect("reparses").dedupe_key, event.dedupe_key);

@@ -4,10 +4,10 @@
 #![no_main]
 
 use canopy_monitor::ports::FixedClock;
-    use canopy_monitor::queue::memory::MemoryQueue;
-    use canopy_monitor::store::memory::MemoryStore;
-use canopy_monitor::intake::{Intake, IntakeConfig};
-use canopy_monitor::signature::{sign, SigningSecrets};
+    use canopy_monitor::fakes::queue::MemoryQueue;
+    use canopy_monitor::fakes::store::MemoryStore;
+use canopy_monitor::app::intake::{Intake, IntakeConfig};
+use canopy_monitor::domain::signature::{sign, SigningSecrets};
 use lambda_http::{Body, Request};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! exactly the text received.
 #![no_main]
 
-use canopy_monitor::pull_data::{prepare, reassemble, summarise, summarise_json, PullJson};
+use canopy_monitor::domain::pull_data::{prepare, reassemble, summarise, summarise_json, PullJson};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! panic, and a header made by `sign` verifies for its body and no other.
 #![no_main]
 
-use canopy_monitor::signature::{sign, verify, SigningSecrets};
+use canopy_monitor::domain::signature::{sign, verify, SigningSecrets};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

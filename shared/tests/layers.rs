@@ -49,12 +49,33 @@ fn module_of(relative: &Path) -> String {
     }
 }
 
-/// The code a module compiles into the crate: comments and `#[cfg(test)]` modules removed.
+/// The code a module compiles into the crate: comments and every `#[cfg(test)]` item (found
+/// by matching its braces) removed.
 fn production_code(source: &str) -> String {
-    let code = source
-        .split("#[cfg(test)]\nmod tests")
-        .next()
-        .unwrap_or(source);
+    let mut code = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        code.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let Some(open) = item.find('{') else {
+            rest = "";
+            break;
+        };
+        let mut depth = 0;
+        let end = item[open..]
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map_or(item.len(), |(i, _)| open + i + 1);
+        rest = &item[end..];
+    }
+    code.push_str(rest);
     code.lines()
         .filter(|l| {
             let t = l.trim_start();
@@ -148,6 +169,34 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
 
 fn layer_of(module: &str) -> &str {
     module.split("::").next().expect("a module has a layer")
+}
+
+#[test]
+fn no_path_goes_around_the_layers() {
+    // `super::super` climbs out of a layer, and the crate root's re-exports (`crate::Intake`)
+    // name an item without its layer: both would hide an import from this test.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files {
+        let code = production_code(&std::fs::read_to_string(&file).expect("readable"));
+        assert!(
+            !code.contains("super::super"),
+            "{}: super::super; name the layer (crate::<layer>::...)",
+            file.display()
+        );
+        let root_item = code.match_indices("crate::").any(|(i, _)| {
+            code[i + "crate::".len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase())
+        });
+        assert!(
+            !root_item,
+            "{}: an item through the crate root's re-exports; name its layer",
+            file.display()
+        );
+    }
 }
 
 #[test]

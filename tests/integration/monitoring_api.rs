@@ -273,7 +273,8 @@ async fn patch_and_stop_go_through_canopy_then_the_record() {
     let reply = call(
         &api,
         "PATCH",
-        "/v1/monitorings/m-1",
+        // `m#1`: no id holds a `#`.
+        "/v1/monitorings/m%231",
         &[],
         Some(&json!({"interval": "P2M"})),
     )

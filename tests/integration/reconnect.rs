@@ -391,7 +391,7 @@ async fn canopys_refusals_reach_the_ui_with_their_codes() {
         OWNER,
         "POST",
         "/v1/reconnect/sessions",
-        Some(json!({"monitoring_id": "x"})),
+        Some(json!({"monitoring_id": "x/../y"})),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -183,10 +183,14 @@ where
                 budget_secs = budget.as_secs(),
                 "reconnect request timed out"
             );
-            respond(
+            let mut response = responses::error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": "timed_out", "message": "The service is busy. Please try again in a moment."}),
-            )
+                "timed_out",
+                "The service is busy. Please try again in a moment.",
+                &[],
+            );
+            responses::retry_after(&mut response, 5);
+            no_store(response)
         }
     }
 }
@@ -293,8 +297,12 @@ pub fn error_response(err: &ReconnectError) -> Response<Body> {
         _ => vec![],
     };
     let mut response = responses::error(status, &code, &err.message(), &fields);
-    if let ReconnectError::Limited { retry_after, .. } = err {
-        responses::retry_after(&mut response, *retry_after);
+    match err {
+        ReconnectError::Limited { retry_after, .. } => {
+            responses::retry_after(&mut response, *retry_after)
+        }
+        _ if status == StatusCode::SERVICE_UNAVAILABLE => responses::retry_after(&mut response, 5),
+        _ => {}
     }
     no_store(response)
 }

@@ -168,7 +168,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         let lease_id = uuid::Uuid::new_v4().to_string();
         let stored_body = body_for_storage(event, body).into_owned();
         let started = tokio::time::Instant::now();
-        // Another attempt holds the delivery: wait for it, briefly, then answer 409 for Canopy
+        // Another attempt holds the delivery: wait for it, briefly, then answer 503 for Canopy
         // to retry.
         let backoff = RetryPolicy {
             base: Duration::from_millis(50),

@@ -315,12 +315,19 @@ pub fn validate_dedupe_key(key: &str) -> Result<String, Invalid> {
 /// Canopy's answer, if the monitoring it names can become a key (and is the one asked about):
 /// outside ids are checked before they are stored.
 fn checked(
-    view: crate::ports::canopy::CanopyMonitoring,
+    mut view: crate::ports::canopy::CanopyMonitoring,
     asked: Option<&str>,
 ) -> Result<crate::ports::canopy::CanopyMonitoring, ApiError> {
-    let usable = crate::domain::ids::is_valid_id(&view.monitoring_id)
-        && asked.is_none_or(|id| id.eq_ignore_ascii_case(&view.monitoring_id));
-    if usable {
+    let id = crate::domain::ids::canonical_id(&view.monitoring_id);
+    let usable = id
+        .as_deref()
+        .is_some_and(|id| asked.is_none_or(|asked| asked == id));
+    if let (true, Some(id)) = (usable, id) {
+        view.monitoring_id = id;
+        view.latest_pull_id = view
+            .latest_pull_id
+            .as_deref()
+            .and_then(crate::domain::ids::canonical_id);
         Ok(view)
     } else {
         Err(ApiError::Canopy(CanopyError::RetryLater {

@@ -399,15 +399,18 @@ where
             .await?;
         let monitoring_id = self.owned_monitoring(subject, id).await?;
         let token = self.canopy.reconnect_token(&monitoring_id).await?;
-        let pull = self
+        let mut pull = self
             .canopy
             .exchange_reconnect_token(&token.reconnect_token)
             .await?;
-        if !crate::domain::ids::is_valid_id(&pull.pull_id) {
-            return Err(ReconnectError::Canopy(CanopyError::RetryLater {
-                reason: "reconnectToken answered an unusable pull id".to_owned(),
-                retry_after: None,
-            }));
+        match crate::domain::ids::canonical_id(&pull.pull_id) {
+            Some(id) => pull.pull_id = id,
+            None => {
+                return Err(ReconnectError::Canopy(CanopyError::RetryLater {
+                    reason: "reconnectToken answered an unusable pull id".to_owned(),
+                    retry_after: None,
+                }))
+            }
         }
         let now = self.clock.now();
         let session_id = uuid::Uuid::new_v4().to_string();

@@ -16,7 +16,8 @@
 use crate::app::budget::{Deadline, CANOPY_TIMEOUT};
 use crate::app::intake::apply_event;
 use crate::domain::event::parse_event;
-use crate::domain::monitoring::{drift, CanopyMonitoring};
+use crate::domain::ids::canonical_id;
+use crate::domain::monitoring::{drift, CanopyMonitoring, MonitoredPull};
 use crate::domain::plan::PlanConfig;
 use crate::domain::records::PullRecord;
 use crate::domain::time_fmt::format_ts;
@@ -164,12 +165,17 @@ where
         canopy: &CanopyMonitoring,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
-        let id = &canopy.monitoring_id;
-        if uuid::Uuid::parse_str(id).is_err() {
-            // Ids become keys: never one we cannot vouch for.
+        // Ids become keys: never one we cannot vouch for, and always in the one form.
+        let Some(id) = canonical_id(&canopy.monitoring_id) else {
             report.skipped += 1;
             return Ok(());
-        }
+        };
+        let canopy = &CanopyMonitoring {
+            monitoring_id: id.clone(),
+            latest_pull_id: canopy.latest_pull_id.as_deref().and_then(canonical_id),
+            ..canopy.clone()
+        };
+        let id = &id;
         let local = self.store.monitoring(id).await?;
         let covered = match &canopy.latest_pull_id {
             Some(p) => pull_covered(self.store.pull(p).await?.as_ref()),
@@ -197,7 +203,10 @@ where
             }
         };
         // The latest pull as listed must be the one the monitoring names, or a newer one.
-        let latest = latest.filter(|p| uuid::Uuid::parse_str(&p.pull_id).is_ok());
+        let latest = latest.and_then(|p| {
+            let pull_id = canonical_id(&p.pull_id)?;
+            Some(MonitoredPull { pull_id, ..p })
+        });
         let latest_covered = match &latest {
             Some(p) if Some(&p.pull_id) != canopy.latest_pull_id.as_ref() => {
                 pull_covered(self.store.pull(&p.pull_id).await?.as_ref())

@@ -19,16 +19,16 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The id as stored and looked up: a plain token as given, a UUID in lowercase; `None` for
-/// text that is not an id.
+/// The id as stored and looked up: a plain token as given, a UUID in its hyphenated lowercase
+/// form; `None` for text that is not an id. Ids from Canopy's answers go through it too, so
+/// one monitoring never lives under two keys.
 pub fn canonical_id(text: &str) -> Option<String> {
     if !is_valid_id(text) {
         return None;
     }
-    Some(if uuid::Uuid::try_parse(text).is_ok() {
-        text.to_ascii_lowercase()
-    } else {
-        text.to_owned()
+    Some(match uuid::Uuid::try_parse(text) {
+        Ok(uuid) => uuid.hyphenated().to_string(),
+        Err(_) => text.to_owned(),
     })
 }
 
@@ -61,6 +61,11 @@ mod tests {
             Some("8b6a1f3e-1c2d-4e5f-9a0b-1c2d3e4f5a6b")
         );
         assert_eq!(canonical_id("Pull_A").as_deref(), Some("Pull_A"));
+        assert_eq!(
+            canonical_id("8B6A1F3E1C2D4E5F9A0B1C2D3E4F5A6B").as_deref(),
+            Some("8b6a1f3e-1c2d-4e5f-9a0b-1c2d3e4f5a6b"),
+            "one UUID, one key, however it is written"
+        );
         assert_eq!(canonical_id("a/b"), None);
     }
 }

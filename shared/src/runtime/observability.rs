@@ -95,8 +95,8 @@ pub use metrics_cloudwatch_embedded::lambda::handler::{run, run_http};
 ///   each invocation by `metrics_cloudwatch_embedded::lambda::handler::run`, with the `Stack`
 ///   dimension (`STACK_NAME`), a cold-start count, and the request and trace ids as properties.
 #[cfg(feature = "lambda")]
-pub fn init_lambda() -> Result<&'static metrics_cloudwatch_embedded::Collector, crate::ConfigError>
-{
+pub fn init_lambda(
+) -> Result<&'static metrics_cloudwatch_embedded::Collector, crate::ports::ConfigError> {
     init_lambda_logs(std::io::stdout);
     let stack = std::env::var("STACK_NAME").unwrap_or_else(|_| "local".to_owned());
     metrics_cloudwatch_embedded::Builder::new()
@@ -106,7 +106,7 @@ pub fn init_lambda() -> Result<&'static metrics_cloudwatch_embedded::Collector, 
         .with_lambda_request_id("RequestId")
         .with_lambda_xray_trace_id("TraceId")
         .init()
-        .map_err(|e| crate::ConfigError::Invalid {
+        .map_err(|e| crate::ports::ConfigError::Invalid {
             name: "metrics",
             detail: e.to_string(),
         })

@@ -31,7 +31,7 @@ pub(super) struct Lease<'a> {
 pub(super) enum Claim {
     /// The item is ours until the lease ends.
     Taken,
-    /// Done or held by another attempt: the item as it stood, when DynamoDB returned it.
+    /// Done or held by another attempt: the item as it stood (`None`: gone again meanwhile).
     Refused(Option<Item>),
 }
 
@@ -44,6 +44,10 @@ impl DynamoStore {
         lease: &Lease<'_>,
         now: i64,
     ) -> Result<Claim, PortError> {
+        let key: Item = ["pk", "sk"]
+            .into_iter()
+            .filter_map(|k| Some((k.to_owned(), item.get(k)?.clone())))
+            .collect();
         item.extend([
             ("status".to_owned(), s(held)),
             ("lease_id".to_owned(), s(lease.id)),
@@ -68,11 +72,29 @@ impl DynamoStore {
             Ok(_) => Ok(Claim::Taken),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Claim::Refused(failed.item().cloned()))
+                    match failed.item() {
+                        Some(old) => Ok(Claim::Refused(Some(old.clone()))),
+                        // Refused, yet the old item was not returned: read it.
+                        None => Ok(Claim::Refused(self.read_back(&key).await?)),
+                    }
                 }
                 _ => Err(port_error(SERVICE, err)),
             },
         }
+    }
+
+    /// The item under `key`, read consistently.
+    async fn read_back(&self, key: &Item) -> Result<Option<Item>, PortError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, e))?;
+        Ok(out.item)
     }
 
     /// Deletes the item `key` if `lease_id` still holds it in status `held`, so that a retry

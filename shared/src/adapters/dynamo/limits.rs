@@ -5,8 +5,8 @@
 //! | uses in a window | `LIMIT#<subject hash>` | `<limit>#<monitoring or ->#<window start>` | `uses`, `expires_at` (TTL: the window's end) |
 //! | slots held | `LIMIT#<subject hash>` | `<limit>#<monitoring or ->` | `held`, `expires_at` (TTL: when the count lapses) |
 //!
-//! One partition per subject: a consumer's counters share it, and no two consumers share one
-//!. The subject is hashed into the key: any string a JWT carries fits, and the
+//! One partition per subject: a consumer's counters share it, and no two consumers share
+//! one. The subject is hashed into the key: any string a JWT carries fits, and the
 //! key names no one. Each decision is one conditional UpdateItem, so two requests at once can
 //! never both take the last use.
 

@@ -414,11 +414,8 @@ impl IntakeStore for DynamoStore {
             {
                 Claim::Taken => ClaimResult::Claimed,
                 Claim::Refused(Some(old)) => claim_result_of(&old),
-                // Refused, but the old item was not returned: read it.
-                Claim::Refused(None) => match self.get_event_status(&claim.dedupe_key).await? {
-                    Some((status, _)) if status == STATUS_COMPLETED => ClaimResult::Completed,
-                    _ => ClaimResult::InProgress,
-                },
+                // Gone again since: another attempt released it; wait and claim again.
+                Claim::Refused(None) => ClaimResult::InProgress,
             },
         )
     }
