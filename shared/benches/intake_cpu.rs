@@ -51,7 +51,7 @@ fn large_body(bytes: usize) -> Vec<u8> {
 fn intake_cpu(header: &str, body: &[u8], secrets: &SigningSecrets, config: &PlanConfig) -> usize {
     verify(Some(header), body, secrets, NOW, 300).expect("signed");
     let event = parse_event(body).expect("parses");
-    let plan = plan_event(&event, "2026-11-27T00:00:00.000Z", config);
+    let plan = plan_event(&event, None, "2026-11-27T00:00:00.000Z", config);
     plan.work.len() + event.dedupe_key.len()
 }
 

@@ -295,6 +295,7 @@ async fn a_refresh_with_changes_costs_these_aws_requests() {
         FetcherConfig::default(),
     );
     let job = |pull: &str| FetchPullJob {
+        source: None,
         pull_id: pull.to_owned(),
         monitoring_id: Some(id.clone()),
         initial_pull_id: Some(first.clone()),

@@ -13,4 +13,5 @@ mod notifier;
 mod ops;
 mod reconnect;
 mod reliability;
+mod sources;
 mod template;

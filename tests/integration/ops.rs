@@ -66,6 +66,7 @@ async fn status_redrive_replay_and_tail_on_the_local_stack() {
     )
     .enqueue(&Outgoing {
         message: WorkMessage::FetchPull(FetchPullJob {
+            source: None,
             pull_id: dead.clone(),
             monitoring_id: None,
             initial_pull_id: None,

@@ -50,6 +50,7 @@ async fn enqueue(env: &TestEnv, pull_id: &str, trigger: FetchTrigger) {
     queue
         .enqueue(&canopy_monitor::domain::work::Outgoing {
             message: WorkMessage::FetchPull(FetchPullJob {
+                source: None,
                 pull_id: pull_id.to_owned(),
                 monitoring_id: None,
                 initial_pull_id: None,

@@ -226,11 +226,21 @@ async fn each_outcome_is_counted_in_emf_and_logged_with_its_ids() {
     assert_eq!(fetches("skipped_already_fetched"), 1.0);
     assert_eq!(fetches("failed_permanently"), 1.0);
     assert_eq!(fetches("retry"), 1.0);
-    let canopy_status = |s| total(&emitted, "CanopyResponses", &[("Status", s)]);
+    // By the source's key type: a refused sandbox key must not page as production.
+    let canopy_status = |s| {
+        total(
+            &emitted,
+            "CanopyResponses",
+            &[("Status", s), ("KeyType", "production")],
+        )
+    };
     assert_eq!(canopy_status("200"), 1.0);
     assert_eq!(canopy_status("404"), 1.0);
     assert_eq!(canopy_status("401"), 1.0);
-    assert_eq!(total(&emitted, "CanopyAuthFailures", &[]), 1.0);
+    assert_eq!(
+        total(&emitted, "CanopyAuthFailures", &[("KeyType", "production")]),
+        1.0
+    );
     assert_eq!(emitted[&("PullBytes".to_owned(), BTreeMap::new())].len(), 1);
     assert_eq!(
         emitted[&("FetchLatency".to_owned(), BTreeMap::new())].len(),

@@ -14,7 +14,6 @@ use canopy_monitor::adapters::dynamo::DynamoStore;
 use canopy_monitor::adapters::sqs::SqsWorkQueue;
 use canopy_monitor::app::intake::{Intake, IntakeConfig};
 use canopy_monitor::domain::plan::PlanConfig;
-use canopy_monitor::domain::signature::SigningSecrets;
 use canopy_monitor::domain::work::{parse_message, WorkMessage};
 use canopy_monitor::ports::SystemClock;
 use devkit::events::{events_dir, read_event, resign, to_lambda_request, webhook_request};
@@ -117,7 +116,7 @@ impl TestEnv {
                 resources.notify_queue_url.clone(),
             ),
             SystemClock,
-            SigningSecrets::new(vec![LOCAL_SIGNING_SECRET.to_owned()]).expect("secret"),
+            crate::rigs::local_signing_secrets(),
             config,
         )
     }
@@ -240,7 +239,7 @@ pub fn attr<'a>(item: &'a HashMap<String, AttributeValue>, key: &str) -> Option<
 pub mod fetching {
     use super::*;
     use canopy_monitor::domain::retry::RetryPolicy;
-    use canopy_monitor::runtime::config::{CanopyEnv, FetcherEnv};
+    use canopy_monitor::runtime::config::{CanopyEnv, FetcherEnv, SourceSpec};
     use canopy_sim::fixtures::TEAM_ID;
     use canopy_sim::FakeCanopy;
     use devkit::sqs_driver::drain;
@@ -266,8 +265,10 @@ pub mod fetching {
             fetch_queue_url: env.resources.fetch_queue_url.clone(),
             canopy: CanopyEnv {
                 base_url: canopy.base_url(),
-                team_id: TEAM_ID.to_owned(),
-                api_secret_id: env.resources.canopy_api_secret_id.clone(),
+                sources: vec![SourceSpec::primary(
+                    TEAM_ID,
+                    &env.resources.canopy_api_secret_id,
+                )],
                 timeout,
             },
             retry: RetryPolicy {
@@ -319,6 +320,7 @@ pub mod fetching {
             .enqueue(&Outgoing {
                 message: WorkMessage::FetchPull(FetchPullJob {
                     pull_id: pull_id.to_owned(),
+                    source: None,
                     monitoring_id: monitoring_id.map(str::to_owned),
                     initial_pull_id: None,
                     trigger: FetchTrigger::Complete,
@@ -364,7 +366,7 @@ pub mod notifying {
     use super::*;
     use canopy_monitor::app::notifier::NotifierConfig;
     use canopy_monitor::domain::retry::RetryPolicy;
-    use canopy_monitor::runtime::config::{CanopyEnv, NotifierEnv};
+    use canopy_monitor::runtime::config::{CanopyEnv, NotifierEnv, SourceSpec};
     use canopy_sim::fixtures::TEAM_ID;
     use canopy_sim::FakeCanopy;
     use devkit::receiver::WebhookReceiver;
@@ -399,8 +401,10 @@ pub mod notifying {
             notify_queue_url: env.resources.notify_queue_url.clone(),
             canopy: CanopyEnv {
                 base_url: canopy.base_url(),
-                team_id: TEAM_ID.to_owned(),
-                api_secret_id: env.resources.canopy_api_secret_id.clone(),
+                sources: vec![SourceSpec::primary(
+                    TEAM_ID,
+                    &env.resources.canopy_api_secret_id,
+                )],
                 timeout: Duration::from_secs(2),
             },
             retry: RetryPolicy {

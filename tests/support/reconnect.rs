@@ -50,13 +50,16 @@ pub async fn serve_intake(env: &TestEnv) -> String {
         None,
         None,
     );
+    serve(Arc::new(intake)).await
+}
+
+/// Serves `intake` on a free local port; returns the webhook URL.
+pub async fn serve(intake: Arc<TestIntake>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("listen");
     let addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new()
-        .fallback(invoke)
-        .with_state(Arc::new(intake));
+    let app = axum::Router::new().fallback(invoke).with_state(intake);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -11,6 +11,7 @@ use canopy_monitor::adapters::{ses::SesEmail, sns::SnsSms};
 use canopy_monitor::app::fetcher::{FetcherConfig, PullFetcher};
 use canopy_monitor::app::notifier::{NotifierConfig, ReconnectNotifier};
 use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::domain::source::{Source, Sources};
 use canopy_monitor::ports::canopy::CanopyCredentials;
 use canopy_monitor::ports::channel::Channel;
 use canopy_monitor::ports::SystemClock;
@@ -45,17 +46,32 @@ pub fn store(env: &TestEnv, faults: &FaultInjector) -> DynamoStore {
     DynamoStore::new(dynamodb(env, faults), &env.resources.table_name)
 }
 
-pub fn canopy_client(canopy: &FakeCanopy, timeout: Duration) -> CanopyClient {
-    CanopyClient::new(
-        &canopy.base_url(),
-        TEAM_ID,
-        CanopyCredentials {
-            client_id: canopy_sim::CLIENT_ID.to_owned(),
-            client_secret: canopy_sim::CLIENT_SECRET.to_owned(),
-        },
-        timeout,
+/// The one source of a single-source deployment, with its client of the fake.
+pub fn canopy_client(canopy: &FakeCanopy, timeout: Duration) -> Sources<CanopyClient> {
+    Sources::single(
+        Source::primary(TEAM_ID),
+        CanopyClient::new(
+            &canopy.base_url(),
+            TEAM_ID,
+            CanopyCredentials {
+                client_id: canopy_sim::CLIENT_ID.to_owned(),
+                client_secret: canopy_sim::CLIENT_SECRET.to_owned(),
+            },
+            timeout,
+        )
+        .expect("Canopy client"),
     )
-    .expect("Canopy client")
+}
+
+/// The one source's signing secret (the local one).
+pub fn local_signing_secrets() -> Sources<canopy_monitor::domain::signature::SigningSecrets> {
+    Sources::single(
+        Source::primary(TEAM_ID),
+        canopy_monitor::domain::signature::SigningSecrets::new(vec![
+            devkit::LOCAL_SIGNING_SECRET.to_owned()
+        ])
+        .expect("secret"),
+    )
 }
 
 /// A fetcher whose DynamoDB calls go through `faults`.
@@ -137,10 +153,7 @@ pub fn intake(env: &TestEnv, faults: &FaultInjector) -> crate::TestIntake {
             env.resources.notify_queue_url.clone(),
         ),
         SystemClock,
-        canopy_monitor::domain::signature::SigningSecrets::new(vec![
-            devkit::LOCAL_SIGNING_SECRET.to_owned()
-        ])
-        .expect("secret"),
+        local_signing_secrets(),
         crate::test_intake_config(),
     )
 }

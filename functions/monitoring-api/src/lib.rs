@@ -4,7 +4,6 @@
 use canopy_monitor::adapters::canopy_http::CanopyClient;
 use canopy_monitor::adapters::dynamo::cursor::CursorKey;
 use canopy_monitor::adapters::dynamo::DynamoStore;
-use canopy_monitor::adapters::secrets;
 use canopy_monitor::adapters::sqs::SqsWorkQueue;
 use canopy_monitor::app::monitoring_api::{flag, Answer, ApiError, MonitoringApi};
 use canopy_monitor::domain::gzip::{self, GzipError};
@@ -53,10 +52,10 @@ pub async fn api_from(
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsMonitoringApi, ConfigError> {
     let sm = aws_sdk_secretsmanager::Client::new(aws);
-    let canopy = env.canopy.client(&sm).await?;
+    let credentials = env.canopy.credentials(&sm).await?;
     // Listing cursors are signed with a key every instance derives from the same secret.
-    let credentials = secrets::load_canopy_credentials(&sm, &env.canopy.api_secret_id).await?;
-    let cursor_key = CursorKey::derive(credentials.client_secret.as_bytes());
+    let cursor_key = CursorKey::derive(credentials.primary().1.client_secret.as_bytes());
+    let canopy = env.canopy.clients_with(credentials)?;
     Ok(MonitoringApi::new(
         DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name)
             .with_cursor_key(cursor_key),

@@ -23,7 +23,7 @@ pub async fn sync_from(
 ) -> Result<AwsMonitoringSync, ConfigError> {
     let canopy = env
         .canopy
-        .client(&aws_sdk_secretsmanager::Client::new(aws))
+        .clients(&aws_sdk_secretsmanager::Client::new(aws))
         .await?;
     Ok(MonitoringSync::new(
         DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),

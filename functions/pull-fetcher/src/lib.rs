@@ -44,7 +44,7 @@ pub async fn fetcher_from(
 ) -> Result<AwsFetchConsumer, ConfigError> {
     let canopy = env
         .canopy
-        .client(&aws_sdk_secretsmanager::Client::new(aws))
+        .clients(&aws_sdk_secretsmanager::Client::new(aws))
         .await?;
     Ok(FetchConsumer {
         fetcher: PullFetcher::new(
@@ -124,6 +124,7 @@ impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock, V: MessageVisibilit
 mod tests {
     use super::*;
     use canopy_monitor::app::fetcher::FetcherConfig;
+    use canopy_monitor::domain::source::{Source, Sources};
     use canopy_monitor::domain::work::{FetchPullJob, FetchTrigger};
     use canopy_monitor::fakes::canopy::ScriptedCanopy;
     use canopy_monitor::fakes::queue::MemoryVisibility;
@@ -145,7 +146,7 @@ mod tests {
         let consumer = FetchConsumer {
             fetcher: PullFetcher::new(
                 store.clone(),
-                canopy,
+                Sources::single(Source::primary("team"), canopy),
                 FixedClock::at_unix(1_764_115_200),
                 FetcherConfig::default(),
             ),
@@ -157,6 +158,7 @@ mod tests {
 
     fn record(id: &str, pull_id: &str, trigger: FetchTrigger, receive_count: u32) -> SqsMessage {
         let body = WorkMessage::FetchPull(FetchPullJob {
+            source: None,
             pull_id: pull_id.into(),
             monitoring_id: Some("m1".into()),
             initial_pull_id: None,

@@ -4,7 +4,6 @@
 
 use canopy_monitor::adapters::canopy_http::CanopyClient;
 use canopy_monitor::adapters::dynamo::{limits, sessions, DynamoStore};
-use canopy_monitor::adapters::secrets;
 use canopy_monitor::app::reconnect::{ReconnectError, ReconnectService, SessionKey};
 use canopy_monitor::ports::canopy::{CanopyApi, WidgetApi};
 use canopy_monitor::ports::store::{LimitStore, MonitoringStore, SessionStore};
@@ -61,25 +60,16 @@ pub async fn api_from(
     env: ReconnectEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsReconnectApi, ConfigError> {
-    let credentials = secrets::load_canopy_credentials(
-        &aws_sdk_secretsmanager::Client::new(aws),
-        &env.canopy.api_secret_id,
-    )
-    .await?;
-    let key = SessionKey::derive(&credentials).map_err(|e| ConfigError::Invalid {
+    let credentials = env
+        .canopy
+        .credentials(&aws_sdk_secretsmanager::Client::new(aws))
+        .await?;
+    // Sessions are sealed with a key derived from the primary source's credentials.
+    let key = SessionKey::derive(credentials.primary().1).map_err(|e| ConfigError::Invalid {
         name: "CANOPY_API_SECRET_ID",
         detail: e.to_string(),
     })?;
-    let canopy = CanopyClient::new(
-        &env.canopy.base_url,
-        &env.canopy.team_id,
-        credentials,
-        env.canopy.timeout,
-    )
-    .map_err(|e| ConfigError::Invalid {
-        name: "CANOPY_BASE_URL",
-        detail: e.to_string(),
-    })?;
+    let canopy = env.canopy.clients_with(credentials)?;
     Ok(ReconnectApi {
         service: ReconnectService::new(
             DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),

@@ -41,7 +41,7 @@ pub async fn notifier_from(
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsNotifyConsumer, ConfigError> {
     let secrets_client = aws_sdk_secretsmanager::Client::new(aws);
-    let canopy = env.canopy.client(&secrets_client).await?;
+    let canopy = env.canopy.clients(&secrets_client).await?;
     let mut channels: Vec<Box<dyn Channel>> = Vec::new();
     if let Some(from) = env.email_from.clone() {
         channels.push(Box::new(SesEmail::new(
@@ -126,6 +126,7 @@ mod tests {
     use canopy_monitor::domain::event::ReconnectLink;
     use canopy_monitor::domain::notice::ChannelKind;
     use canopy_monitor::domain::records::MonitoringRecord;
+    use canopy_monitor::domain::source::{Source, Sources};
     use canopy_monitor::domain::work::ReconnectJob;
     use canopy_monitor::fakes::canopy::ScriptedCanopy;
     use canopy_monitor::fakes::channel::RecordingChannel;
@@ -162,7 +163,7 @@ mod tests {
         let consumer = NotifyConsumer {
             notifier: ReconnectNotifier::new(
                 store.clone(),
-                canopy.clone(),
+                Sources::single(Source::primary("team"), canopy.clone()),
                 FixedClock::at_unix(1_764_115_200),
                 vec![Box::new(email.clone())],
                 NotifierConfig {
@@ -184,6 +185,7 @@ mod tests {
 
     fn job(notice: u32) -> ReconnectJob {
         ReconnectJob {
+            source: None,
             monitoring_id: "m1".into(),
             pull_id: "p2".into(),
             initial_pull_id: Some("p1".into()),

@@ -33,9 +33,9 @@ pub async fn intake_from(
     env: IntakeEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsIntake, ConfigError> {
-    let secrets = secrets::load_signing_secrets(
+    let secrets = secrets::load_source_signing_secrets(
         &aws_sdk_secretsmanager::Client::new(aws),
-        &env.webhook_secret_id,
+        &env.sources,
     )
     .await?;
     Ok(Intake::new(
@@ -168,7 +168,10 @@ mod tests {
             store.clone(),
             queue.clone(),
             FixedClock::at_unix(NOW),
-            SigningSecrets::new(vec![SECRET.into()]).unwrap(),
+            canopy_monitor::domain::source::Sources::single(
+                canopy_monitor::domain::source::Source::primary("team"),
+                SigningSecrets::new(vec![SECRET.into()]).unwrap(),
+            ),
             IntakeConfig::default(),
         );
         Rig {
@@ -359,6 +362,7 @@ mod tests {
         // Simulate an attempt in flight: claim the event by hand, never complete it.
         let event = canopy_monitor::domain::event::parse_event(COMPLETE).unwrap();
         let claim = canopy_monitor::ports::store::EventClaim {
+            source: None,
             dedupe_key: event.dedupe_key.clone(),
             event_type: "COMPLETE".into(),
             pull_id: "p1".into(),

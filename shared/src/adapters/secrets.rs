@@ -44,3 +44,36 @@ pub async fn load_canopy_credentials(
         detail: "expected {\"client_id\": ..., \"client_secret\": ...}".to_owned(),
     })
 }
+
+/// Reads each source's secret with `load` (concurrently: a cold start waits for the slowest,
+/// not the sum), keeping the sources' order.
+pub async fn load_for_sources<'a, T, F, Fut>(
+    client: &'a Client,
+    specs: &'a [crate::domain::source::SourceSpec],
+    load: F,
+) -> Result<Vec<(crate::domain::source::Source, T)>, ConfigError>
+where
+    F: Fn(&'a Client, &'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConfigError>>,
+{
+    let values =
+        futures::future::try_join_all(specs.iter().map(|spec| load(client, &spec.secret_id)))
+            .await?;
+    Ok(specs
+        .iter()
+        .map(|spec| spec.source.clone())
+        .zip(values)
+        .collect())
+}
+
+/// Every source's webhook signing secrets, for intake.
+pub async fn load_source_signing_secrets(
+    client: &Client,
+    specs: &[crate::domain::source::SourceSpec],
+) -> Result<crate::domain::source::Sources<SigningSecrets>, ConfigError> {
+    let loaded = load_for_sources(client, specs, load_signing_secrets).await?;
+    crate::domain::source::Sources::new(loaded).map_err(|e| ConfigError::Invalid {
+        name: "CANOPY_ADDITIONAL_SOURCES",
+        detail: e.to_string(),
+    })
+}

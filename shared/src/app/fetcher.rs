@@ -21,6 +21,7 @@ use crate::app::change_log::{ChangeRecorder, StoredRefresh, MAX_COMPARED_BYTES};
 use crate::domain::business_events::fetch_failed;
 use crate::domain::fetch_claim::{FetchClaim, SkipReason};
 use crate::domain::pull_data::{prepare, PreparedPull};
+use crate::domain::source::{Sources, UnknownSource};
 use crate::domain::time_fmt::format_ts;
 use crate::domain::work::FetchPullJob;
 use crate::ports::canopy::{CanopyApi, CanopyError};
@@ -51,6 +52,10 @@ pub enum FetchError {
     Store(#[from] PortError),
     #[error("another attempt holds the fetch lease for {0:?}")]
     Leased(Duration),
+    /// The job names a source this deployment does not have (removed since it was queued):
+    /// retried, then dead-lettered, so it can be redriven once the source is back.
+    #[error(transparent)]
+    UnknownSource(#[from] UnknownSource),
 }
 
 impl crate::domain::retry::RetryHint for FetchError {
@@ -59,6 +64,7 @@ impl crate::domain::retry::RetryHint for FetchError {
             FetchError::Canopy(e) => e.retry_after(),
             FetchError::Store(_) => None,
             FetchError::Leased(left) => Some(*left),
+            FetchError::UnknownSource(_) => None,
         }
     }
 }
@@ -80,13 +86,14 @@ impl Default for FetcherConfig {
 
 pub struct PullFetcher<S, A, C> {
     store: S,
-    canopy: A,
+    /// Each source's client: a job is fetched with its own source's keys.
+    canopy: Sources<A>,
     clock: C,
     config: FetcherConfig,
 }
 
 impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C> {
-    pub fn new(store: S, canopy: A, clock: C, config: FetcherConfig) -> Self {
+    pub fn new(store: S, canopy: Sources<A>, clock: C, config: FetcherConfig) -> Self {
         Self {
             store,
             canopy,
@@ -96,6 +103,7 @@ impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C
     }
 
     pub async fn fetch(&self, job: &FetchPullJob) -> Result<FetchOutcome, FetchError> {
+        let (source, canopy) = self.canopy.get(job.source.as_deref())?;
         let lease_id = uuid::Uuid::new_v4().to_string();
         let now = self.clock.now().unix_timestamp();
         let lease_secs = i64::try_from(self.config.lease.as_secs()).unwrap_or(60);
@@ -113,11 +121,8 @@ impl<S: PullDataStore + ChangeStore, A: CanopyApi, C: Clock> PullFetcher<S, A, C
             FetchClaim::Claimed => {}
         }
         let at = || format_ts(self.clock.now());
-        let answer = self.canopy.get_pull(&job.pull_id).await;
-        crate::app::metrics::canopy_answer(&match &answer {
-            Ok(_) => "200".to_owned(),
-            Err(e) => e.status_class(),
-        });
+        let answer = canopy.get_pull(&job.pull_id).await;
+        crate::app::metrics::canopy_answer(source.key_type, answer.as_ref().err());
         match answer {
             Ok(pull) => {
                 let prepared = prepare(&job.pull_id, &pull);

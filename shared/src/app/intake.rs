@@ -19,6 +19,7 @@ use crate::domain::event::{body_for_storage, parse_event, ParseError, WebhookEve
 use crate::domain::plan::{plan_event, settle_monitoring_update, EventPlan, PlanConfig};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::signature::{self, SignatureError, SigningSecrets};
+use crate::domain::source::Sources;
 use crate::domain::time_fmt::format_ts;
 use crate::ports::queue::WorkQueue;
 use crate::ports::store::{ClaimResult, EventClaim, IntakeStore, PortError};
@@ -100,7 +101,8 @@ pub struct Intake<S, Q, C> {
     store: S,
     queue: Q,
     clock: C,
-    secrets: SigningSecrets,
+    /// Each source's signing secrets: the one that verifies a delivery names its source.
+    secrets: Sources<SigningSecrets>,
     config: IntakeConfig,
 }
 
@@ -109,7 +111,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         store: S,
         queue: Q,
         clock: C,
-        secrets: SigningSecrets,
+        secrets: Sources<SigningSecrets>,
         config: IntakeConfig,
     ) -> Self {
         Self {
@@ -133,7 +135,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             });
         }
         let now = self.clock.now();
-        signature::verify(
+        let verified = signature::verify_sources(
             signature,
             body,
             &self.secrets,
@@ -141,6 +143,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             self.config.tolerance_secs,
         )?;
         let event = parse_event(body)?;
+        let source = signature::source_of(&verified, event.team_id.as_deref())?;
         // Every line about this delivery carries what it is about (never its body).
         let span = tracing::info_span!(
             "delivery",
@@ -148,12 +151,13 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             pull_id = %event.pull_id,
             monitoring_id = event.monitoring_id().unwrap_or("-"),
             dedupe_key = %event.dedupe_key,
+            source = %source.name,
         );
         // A hung dependency must end in a 503 that Canopy retries, not a function timeout. A
         // claim left behind expires with its lease, before Canopy's first retry.
         let outcome = tokio::time::timeout(
             self.config.budget,
-            tracing::Instrument::instrument(self.record(&event, body), span),
+            tracing::Instrument::instrument(self.record(&event, &source.name, body), span),
         )
         .await
         .map_err(|_| IntakeError::TimedOut(self.config.budget))??;
@@ -163,6 +167,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
     async fn record(
         &self,
         event: &WebhookEvent,
+        source: &str,
         body: &[u8],
     ) -> Result<IntakeOutcome, IntakeError> {
         let lease_id = uuid::Uuid::new_v4().to_string();
@@ -179,6 +184,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             let now = self.clock.now();
             let claim = EventClaim {
                 dedupe_key: event.dedupe_key.clone(),
+                source: Some(source.to_owned()),
                 event_type: event.event_type.to_string(),
                 pull_id: event.pull_id.clone(),
                 monitoring_id: event.monitoring_id().map(str::to_owned),
@@ -205,7 +211,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             }
         }
 
-        match self.process(event, &lease_id).await {
+        match self.process(event, source, &lease_id).await {
             Ok(outcome) => Ok(outcome),
             Err(err) => {
                 // Release so the retry is not mistaken for a duplicate. If the release fails
@@ -221,11 +227,12 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
     async fn process(
         &self,
         event: &WebhookEvent,
+        source: &str,
         lease_id: &str,
     ) -> Result<IntakeOutcome, PortError> {
         let at = format_ts(self.clock.now());
-        let (applied, queued) =
-            apply_event(&self.store, &self.queue, event, &at, &self.config.plan).await?;
+        let plan = plan_event(event, Some(source), &at, &self.config.plan);
+        let (applied, queued) = apply_plan(&self.store, &self.queue, plan, &at).await?;
         let outcome = if applied {
             IntakeOutcome::Accepted { queued }
         } else {
@@ -238,22 +245,11 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
     }
 }
 
-/// Applies what `event` changes and queues its work: intake's step 2-3, and the whole of an
-/// operator's replay ([`crate::app::monitoring_api`]) and of the reconciler's repair of a missed
-/// COMPLETE. Idempotent: applying an event twice writes the same values and queues work the
-/// consumers dedupe. Returns whether the pull's status fields applied, and how much was queued.
-pub async fn apply_event<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
-    store: &S,
-    queue: &Q,
-    event: &WebhookEvent,
-    at: &str,
-    config: &PlanConfig,
-) -> Result<(bool, usize), PortError> {
-    apply_plan(store, queue, plan_event(event, at, config), at).await
-}
-
-/// Applies an event's plan ([`apply_event`]); a replay adjusts the plan first
-/// ([`crate::app::replay`]).
+/// Applies what an event changes and queues its work: intake's step 2-3, and the whole of an
+/// operator's replay ([`crate::app::replay`], which adjusts the plan first) and of the
+/// reconciler's repair of a missed COMPLETE. Idempotent: applying a plan twice writes the same
+/// values and queues work the consumers dedupe. Returns whether the pull's status fields
+/// applied, and how much was queued.
 pub async fn apply_plan<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
     store: &S,
     queue: &Q,

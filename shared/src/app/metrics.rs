@@ -31,13 +31,23 @@ pub fn fetch(outcome: &str, latency_ms: f64) {
     metrics::histogram!("FetchLatency").record(latency_ms);
 }
 
-/// What Canopy answered a GET pull, as a status class (`200`, `401`, `403`, `404`, `429`,
-/// `5xx`, `timeout`, ...). 401 and 403 also count as [`CanopyAuthFailures`](self): our keys are
-/// wrong or revoked.
-pub fn canopy_answer(status: &str) {
-    metrics::counter!("CanopyResponses", "Status" => status.to_owned()).increment(1);
-    if status == "401" || status == "403" {
-        metrics::counter!("CanopyAuthFailures").increment(1);
+/// What Canopy answered a call made with a source's keys (a GET pull, a reconnect token, a
+/// reconciler's page), as a status class (`200`, `401`, `403`, `404`, `429`, `5xx`,
+/// `transport`), by the source's key type. 401, 403 and `INCORRECT_API_KEY_TYPE` also count
+/// as `CanopyAuthFailures` of that key type: its keys are wrong or revoked, and a sandbox key
+/// must not page as if production were down (one alarm per key type).
+pub fn canopy_answer(
+    key_type: crate::domain::source::KeyType,
+    error: Option<&crate::ports::canopy::CanopyError>,
+) {
+    let status = error.map_or_else(|| "200".to_owned(), |e| e.status_class());
+    let key_type = key_type.as_str();
+    metrics::counter!("CanopyResponses", "Status" => status, "KeyType" => key_type).increment(1);
+    if matches!(
+        error,
+        Some(crate::ports::canopy::CanopyError::Misconfigured { .. })
+    ) {
+        metrics::counter!("CanopyAuthFailures", "KeyType" => key_type).increment(1);
     }
 }
 

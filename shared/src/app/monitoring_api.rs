@@ -18,6 +18,7 @@ use crate::domain::monitoring::{
 };
 use crate::domain::plan::{owner_of, PlanConfig};
 use crate::domain::records::{MonitoringRecord, ACTIVE, STOPPED};
+use crate::domain::source::{Source, Sources};
 use crate::domain::time_fmt::format_ts;
 use crate::ports::canopy::{CanopyError, MonitoringControl};
 use crate::ports::queue::WorkQueue;
@@ -78,6 +79,10 @@ pub enum ApiError {
     NotReplayable(String, &'static str),
     #[error(transparent)]
     Storage(#[from] PortError),
+    #[error("source {name:?} is not configured in this deployment (configured: {configured})")]
+    UnknownSource { name: String, configured: String },
+    #[error("{0}")]
+    SourceMismatch(String),
 }
 
 impl ApiError {
@@ -112,6 +117,8 @@ impl ApiError {
             ApiError::RequestInProgress => (409, "request_in_progress".into()),
             ApiError::BadCursor(_) => (400, "invalid_cursor".into()),
             ApiError::NotReplayable(..) => (409, "not_replayable".into()),
+            ApiError::UnknownSource { .. } => (400, "unknown_source".into()),
+            ApiError::SourceMismatch(_) => (400, "source_mismatch".into()),
             ApiError::Storage(PortError::Unavailable { .. }) => (503, "unavailable".into()),
             ApiError::Storage(PortError::Misconfigured { .. }) => (500, "misconfigured".into()),
         }
@@ -181,6 +188,7 @@ pub fn monitoring_json(m: &MonitoringRecord) -> Value {
         "next_pull_date": m.next_pull_date,
         "stop_after_date": m.stop_after_date,
         "owner": m.owner,
+        "source": m.source,
         "initial_pull_id": m.initial_pull_id,
         "latest_pull_id": m.latest_pull_id,
         "last_refresh_at": m.last_refresh_at,
@@ -350,7 +358,8 @@ fn surely_not_applied(err: &CanopyError) -> bool {
 pub struct MonitoringApi<S, Q, K, C> {
     store: S,
     queue: Q,
-    canopy: K,
+    /// Each source's client: a monitoring is managed with its own source's keys.
+    canopy: Sources<K>,
     clock: C,
     config: ApiConfig,
 }
@@ -362,13 +371,67 @@ where
     K: MonitoringControl,
     C: Clock,
 {
-    pub fn new(store: S, queue: Q, canopy: K, clock: C, config: ApiConfig) -> Self {
+    pub fn new(store: S, queue: Q, canopy: Sources<K>, clock: C, config: ApiConfig) -> Self {
         Self {
             store,
             queue,
             canopy,
             clock,
             config,
+        }
+    }
+
+    /// The source named by a record or a caller (`None`: the primary); 400 when unknown.
+    fn source(&self, name: Option<&str>) -> Result<(&Source, &K), ApiError> {
+        self.canopy
+            .get(name)
+            .map_err(|unknown| ApiError::UnknownSource {
+                name: unknown.0,
+                configured: self.canopy.names().join(", "),
+            })
+    }
+
+    /// Whose keys enable monitoring of a pull: the known pull's own source, else the
+    /// request's, else the only one. With several sources a pull we have not heard of needs
+    /// `source`: guessing would bill (or refuse) the wrong team.
+    fn enable_source(
+        &self,
+        request: &EnableRequest,
+        pull: Option<&crate::domain::records::PullRecord>,
+    ) -> Result<String, ApiError> {
+        let known = pull.map(|p| {
+            p.source
+                .clone()
+                .unwrap_or_else(|| self.canopy.primary().0.name.clone())
+        });
+        match (known, &request.source) {
+            (Some(known), Some(asked)) if &known != asked => Err(ApiError::SourceMismatch(format!(
+                "pull {} came from source {known:?}, not {asked:?}",
+                request.pull_id
+            ))),
+            (Some(known), _) => Ok(known),
+            (None, Some(asked)) => Ok(asked.clone()),
+            (None, None) if self.canopy.len() == 1 => Ok(self.canopy.primary().0.name.clone()),
+            (None, None) => Err(ApiError::Invalid(Invalid {
+                field: "source",
+                problem: format!(
+                    "is required: pull {} has not been seen here, and this deployment has several sources ({})",
+                    request.pull_id,
+                    self.canopy.names().join(", ")
+                ),
+            })),
+        }
+    }
+
+    /// The source of a monitoring we know; one we do not know is the only source's, and
+    /// with several sources it is not found (the reconciler records it within a day).
+    async fn monitoring_source(&self, id: &str) -> Result<(&Source, &K), ApiError> {
+        match self.store.monitoring(id).await? {
+            Some(record) => self.source(record.source.as_deref()),
+            None if self.canopy.len() == 1 => Ok(self.canopy.primary()),
+            None => Err(ApiError::NotFound(format!(
+                "monitoring {id} (not yet recorded here, so its source is unknown)"
+            ))),
         }
     }
 
@@ -468,9 +531,13 @@ where
         idempotency_key: Option<&str>,
     ) -> Result<Answer, ApiError> {
         let request = EnableRequest::parse(body)?;
+        if let Some(name) = &request.source {
+            self.source(Some(name))?;
+        }
         let fingerprint = fingerprint(&[
             "enable",
             &serde_json::to_string(&request).unwrap_or_default(),
+            request.source.as_deref().unwrap_or(""),
         ]);
         let key = match idempotency_key {
             Some(k) => RequestKey::Remember(format!("enable#{k}")),
@@ -488,7 +555,9 @@ where
                 json!({"monitoring": monitoring_json(&existing), "created": false}),
             ));
         }
-        let view = checked(self.canopy.enable_monitoring(request).await?, None)?;
+        let source = self.enable_source(request, pull.as_ref())?;
+        let (_, canopy) = self.source(Some(&source))?;
+        let view = checked(canopy.enable_monitoring(request).await?, None)?;
         // The pull item holds small meta_data inline; large values are read from their parts.
         let meta = match &pull {
             Some(p) if p.meta_data.is_some() => p.meta_data.clone(),
@@ -499,6 +568,7 @@ where
         let context = ViewContext {
             enabled_pull_id: Some(request.pull_id.clone()),
             owner,
+            source: Some(source),
         };
         let record = self
             .store
@@ -530,10 +600,11 @@ where
     pub async fn update(&self, monitoring_id: &str, body: &Value) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
         let patch = PatchRequest::parse(body)?;
-        let view = checked(self.canopy.update_monitoring(&id, &patch).await?, Some(&id))?;
+        let (source, canopy) = self.monitoring_source(&id).await?;
+        let view = checked(canopy.update_monitoring(&id, &patch).await?, Some(&id))?;
         let record = self
             .store
-            .record_canopy_view(&view, &ViewContext::default(), &self.now())
+            .record_canopy_view(&view, &source_context(source), &self.now())
             .await?;
         Ok(answer(200, json!({"monitoring": monitoring_json(&record)})))
     }
@@ -541,10 +612,11 @@ where
     /// `DELETE /v1/monitorings/{id}`: stops monitoring (Canopy keeps the record, as we do).
     pub async fn stop(&self, monitoring_id: &str) -> Result<Answer, ApiError> {
         let id = validate_id("monitoring_id", monitoring_id)?;
-        let view = checked(self.canopy.stop_monitoring(&id).await?, Some(&id))?;
+        let (source, canopy) = self.monitoring_source(&id).await?;
+        let view = checked(canopy.stop_monitoring(&id).await?, Some(&id))?;
         let record = self
             .store
-            .record_canopy_view(&view, &ViewContext::default(), &self.now())
+            .record_canopy_view(&view, &source_context(source), &self.now())
             .await?;
         tracing::info!(monitoring_id = %id, "monitoring stopped");
         Ok(answer(200, json!({"monitoring": monitoring_json(&record)})))
@@ -574,6 +646,7 @@ where
         // Refused here without a write; the claim below settles races between requests.
         refresh_decision(&record, &self.config.refresh, now, force)
             .map_err(ApiError::RefreshRefused)?;
+        let (_, canopy) = self.source(record.source.as_deref())?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let requested_at = format_ts(now);
         let cutoffs = self.config.refresh.cutoffs(now);
@@ -590,7 +663,7 @@ where
                 });
             return Err(ApiError::RefreshRefused(refusal));
         }
-        match self.canopy.refresh_monitoring(id).await {
+        match canopy.refresh_monitoring(id).await {
             Ok(pull_id) => {
                 self.store.finish_refresh(id, &request_id, &pull_id).await?;
                 tracing::info!(monitoring_id = %id, pull_id = %pull_id, force, "refresh requested");
@@ -723,6 +796,14 @@ where
             ReplayError::Store(e) => ApiError::from(e),
         })?;
         Ok(answer(200, json!(replayed)))
+    }
+}
+
+/// The context of a view recorded after a call made with `source`'s keys.
+fn source_context(source: &Source) -> ViewContext {
+    ViewContext {
+        source: Some(source.name.clone()),
+        ..ViewContext::default()
     }
 }
 

@@ -86,6 +86,9 @@ pub enum NotifyError {
     InFlight(Duration),
     #[error(transparent)]
     Store(#[from] PortError),
+    /// The job names a source this deployment does not have: retried, then dead-lettered.
+    #[error(transparent)]
+    UnknownSource(#[from] crate::domain::source::UnknownSource),
 }
 
 impl crate::domain::retry::RetryHint for NotifyError {
@@ -112,7 +115,8 @@ pub fn next_reminder(
 
 pub struct ReconnectNotifier<S, A, C> {
     store: S,
-    canopy: A,
+    /// Each source's client: a fresh link is asked with the monitoring's own source's keys.
+    canopy: crate::domain::source::Sources<A>,
     clock: C,
     channels: Vec<Box<dyn Channel>>,
     config: NotifierConfig,
@@ -121,7 +125,7 @@ pub struct ReconnectNotifier<S, A, C> {
 impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
     pub fn new(
         store: S,
-        canopy: A,
+        canopy: crate::domain::source::Sources<A>,
         clock: C,
         channels: Vec<Box<dyn Channel>>,
         config: NotifierConfig,
@@ -140,6 +144,7 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
     }
 
     pub async fn notify(&self, job: &ReconnectJob) -> Result<NotifyOutcome, NotifyError> {
+        let (source, canopy) = self.canopy.get(job.source.as_deref())?;
         let now = self.clock.now();
         let Some(episode) = self.store.open_episode(job, &format_ts(now)).await? else {
             return Ok(NotifyOutcome::Resolved);
@@ -155,7 +160,9 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             return Ok(NotifyOutcome::AlreadyNotified);
         }
 
-        let (token, link_source) = match self.fresh_link(job).await {
+        let fresh = self.fresh_link(canopy, job).await;
+        crate::app::metrics::canopy_answer(source.key_type, fresh.as_ref().err());
+        let (token, link_source) = match fresh {
             Ok(t) => (t, "fresh"),
             Err(CanopyError::Permanent { code, .. }) => {
                 return Ok(NotifyOutcome::NotReconnectable { code })
@@ -256,8 +263,12 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
     }
 
     /// A fresh link from Canopy, tried a few times within [`NotifierConfig::token_budget`].
-    async fn fresh_link(&self, job: &ReconnectJob) -> Result<(String, String), CanopyError> {
-        tokio::time::timeout(self.config.token_budget, self.fresh_link_tries(job))
+    async fn fresh_link(
+        &self,
+        canopy: &A,
+        job: &ReconnectJob,
+    ) -> Result<(String, String), CanopyError> {
+        tokio::time::timeout(self.config.token_budget, self.fresh_link_tries(canopy, job))
             .await
             .unwrap_or_else(|_| {
                 Err(CanopyError::RetryLater {
@@ -267,7 +278,11 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             })
     }
 
-    async fn fresh_link_tries(&self, job: &ReconnectJob) -> Result<(String, String), CanopyError> {
+    async fn fresh_link_tries(
+        &self,
+        canopy: &A,
+        job: &ReconnectJob,
+    ) -> Result<(String, String), CanopyError> {
         let backoff = RetryPolicy {
             base: self.config.token_retry_pause,
             cap: self.config.token_budget,
@@ -277,7 +292,7 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             if attempt > 0 {
                 tokio::time::sleep(backoff.backoff(attempt)).await;
             }
-            match self.canopy.reconnect_token(&job.monitoring_id).await {
+            match canopy.reconnect_token(&job.monitoring_id).await {
                 Ok(t) => return Ok((t.reconnect_url, t.reconnect_token)),
                 Err(e @ CanopyError::RetryLater { .. }) => last = Some(e),
                 Err(e) => return Err(e),

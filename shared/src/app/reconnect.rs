@@ -304,7 +304,8 @@ fn required_text(body: &Value, field: &'static str, max: usize) -> Result<String
 /// The service, generic over its ports.
 pub struct ReconnectService<S, K, C> {
     store: S,
-    canopy: K,
+    /// Each source's client: a monitoring is reconnected with its own source's keys.
+    canopy: crate::domain::source::Sources<K>,
     clock: C,
     key: SessionKey,
     config: ReconnectConfig,
@@ -316,7 +317,13 @@ where
     K: CanopyApi + WidgetApi,
     C: Clock,
 {
-    pub fn new(store: S, canopy: K, clock: C, key: SessionKey, config: ReconnectConfig) -> Self {
+    pub fn new(
+        store: S,
+        canopy: crate::domain::source::Sources<K>,
+        clock: C,
+        key: SessionKey,
+        config: ReconnectConfig,
+    ) -> Self {
         Self {
             store,
             canopy,
@@ -363,13 +370,27 @@ where
         })
     }
 
-    /// `id`, if the monitoring is the caller's.
-    async fn owned_monitoring(&self, subject: &str, id: String) -> Result<String, ReconnectError> {
-        let monitoring = self.store.monitoring(&id).await?;
-        match monitoring.and_then(|m| m.owner) {
-            Some(owner) if owner == subject => Ok(id),
+    /// `id` and its source, if the monitoring is the caller's.
+    async fn owned_monitoring(
+        &self,
+        subject: &str,
+        id: String,
+    ) -> Result<(String, Option<String>), ReconnectError> {
+        match self.store.monitoring(&id).await? {
+            Some(m) if m.owner.as_deref() == Some(subject) => Ok((id, m.source)),
             _ => Err(ReconnectError::NotFound("monitoring")),
         }
+    }
+
+    /// The client of a monitoring's source. A source no longer configured is Canopy
+    /// unreachable for that monitoring: 503, and the operator's alarm.
+    fn client(&self, source: Option<&str>) -> Result<&K, ReconnectError> {
+        self.canopy.get(source).map(|(_, k)| k).map_err(|unknown| {
+            ReconnectError::Canopy(CanopyError::Misconfigured {
+                status: 400,
+                code: format!("UNKNOWN_SOURCE {}", unknown.0),
+            })
+        })
     }
 
     /// The caller's live session.
@@ -397,10 +418,10 @@ where
         // a refusal tells nothing about the monitoring.
         self.take(Limit::SessionStarts, subject, None, self.config.max_starts)
             .await?;
-        let monitoring_id = self.owned_monitoring(subject, id).await?;
-        let token = self.canopy.reconnect_token(&monitoring_id).await?;
-        let mut pull = self
-            .canopy
+        let (monitoring_id, source) = self.owned_monitoring(subject, id).await?;
+        let canopy = self.client(source.as_deref())?;
+        let token = canopy.reconnect_token(&monitoring_id).await?;
+        let mut pull = canopy
             .exchange_reconnect_token(&token.reconnect_token)
             .await?;
         match crate::domain::ids::canonical_id(&pull.pull_id) {
@@ -426,6 +447,7 @@ where
             session_id,
             owner: subject.to_owned(),
             monitoring_id: monitoring_id.clone(),
+            source,
             pull_id: pull.pull_id.clone(),
             sealed_jwt,
             created_at: format_ts(now),
@@ -448,8 +470,11 @@ where
         let id = Self::monitoring_id_of(body)?;
         self.take(Limit::Tokens, subject, None, self.config.max_tokens)
             .await?;
-        let monitoring_id = self.owned_monitoring(subject, id).await?;
-        let token = self.canopy.reconnect_token(&monitoring_id).await?;
+        let (monitoring_id, source) = self.owned_monitoring(subject, id).await?;
+        let token = self
+            .client(source.as_deref())?
+            .reconnect_token(&monitoring_id)
+            .await?;
         tracing::info!(monitoring_id = %monitoring_id, "reconnect token handed to its owner");
         Ok(json!({
             "monitoring_id": monitoring_id,
@@ -460,15 +485,15 @@ where
     }
 
     /// Counts an attempt, then forwards a step to Canopy; answers where to poll from.
-    async fn forward<F, Fut>(
-        &self,
+    async fn forward<'s, F, Fut>(
+        &'s self,
         subject: &str,
         session_id: &str,
         limit: Limit,
         call: F,
     ) -> Result<Value, ReconnectError>
     where
-        F: FnOnce(String, crate::ports::canopy::PullJwt) -> Fut,
+        F: FnOnce(&'s K, String, crate::ports::canopy::PullJwt) -> Fut,
         Fut: std::future::Future<Output = Result<(), CanopyError>>,
     {
         let session = self.owned_session(subject, session_id).await?;
@@ -487,7 +512,8 @@ where
             .ok_or(ReconnectError::Expired)?;
         let before = step_of(self.store.pull(&session.pull_id).await?.as_ref());
         let pull_id = session.pull_id.clone();
-        call(session.pull_id, jwt).await?;
+        let canopy = self.client(session.source.as_deref())?;
+        call(canopy, session.pull_id, jwt).await?;
         tracing::info!(session_id, pull_id = %pull_id, kind = limit.name(), "reconnect step forwarded");
         Ok(json!({"accepted": true, "poll_after": before["sequence"]}))
     }
@@ -523,7 +549,7 @@ where
             subject,
             session_id,
             Limit::Connects,
-            |pull, jwt| async move { self.canopy.connect(&pull, &jwt, &request).await },
+            |canopy, pull, jwt| async move { canopy.connect(&pull, &jwt, &request).await },
         )
         .await
     }
@@ -540,7 +566,7 @@ where
             subject,
             session_id,
             Limit::MfaOptions,
-            |pull, jwt| async move { self.canopy.idv_options(&pull, &jwt, &key).await },
+            |canopy, pull, jwt| async move { canopy.idv_options(&pull, &jwt, &key).await },
         )
         .await
     }
@@ -557,7 +583,7 @@ where
             subject,
             session_id,
             Limit::MfaCodes,
-            |pull, jwt| async move { self.canopy.idv(&pull, &jwt, &code).await },
+            |canopy, pull, jwt| async move { canopy.idv(&pull, &jwt, &code).await },
         )
         .await
     }

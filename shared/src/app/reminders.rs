@@ -140,6 +140,7 @@ mod tests {
             EpisodeRecord {
                 job: ReconnectJob {
                     monitoring_id: monitoring.into(),
+                    source: None,
                     pull_id: format!("p-{monitoring}"),
                     initial_pull_id: None,
                     widget_id: None,

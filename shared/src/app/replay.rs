@@ -64,7 +64,7 @@ where
         ReplayError::NotReplayable(key.to_owned(), "its stored body does not parse")
     })?;
     drop_redacted_link(&mut event);
-    let mut planned = plan_event(&event, at, plan);
+    let mut planned = plan_event(&event, stored.source.as_deref(), at, plan);
     if let Some(update) = planned.monitoring.as_mut() {
         let stored = store.monitoring(&update.monitoring_id).await?;
         if keep_stored_owner(update, stored.and_then(|m| m.owner).as_deref()) {
@@ -118,7 +118,12 @@ mod tests {
             br#"{"event_type":"COMPLETE","pull_id":"p","monitoring":{"monitoring_id":"m"},"meta_data":{"customer_id":"new"}}"#,
         )
         .unwrap();
-        let planned = plan_event(&event, "2026-01-01T00:00:00.000Z", &PlanConfig::default());
+        let planned = plan_event(
+            &event,
+            None,
+            "2026-01-01T00:00:00.000Z",
+            &PlanConfig::default(),
+        );
         let update = planned.monitoring.expect("a monitoring update");
         assert_eq!(update.owner.as_deref(), Some("new"));
         for (stored, kept, dropped) in [

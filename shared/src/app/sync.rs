@@ -8,18 +8,23 @@
 //! - a latest pull that completed while we were not told is recorded as its COMPLETE would
 //!   have been (through [`crate::app::intake::apply_event`]), which queues its fetch.
 //!
+//! Each source (see [`crate::domain::source`]) is listed with its own keys, and what it finds
+//! is recorded as that source's. One source's failure (its keys revoked) is logged with its
+//! name and does not stop the others; the run then ends in that error.
+//!
 //! It never triggers a refresh (billed). A monitoring's latest pull is asked of Canopy only
 //! when our own state does not already cover it, so a run over a healthy table costs one
 //! Canopy call per page and two reads per monitoring. Running it twice in a row, the second
 //! run finds nothing to repair.
 
 use crate::app::budget::{Deadline, CANOPY_TIMEOUT};
-use crate::app::intake::apply_event;
+use crate::app::intake::apply_plan;
 use crate::domain::event::parse_event;
 use crate::domain::ids::canonical_id;
 use crate::domain::monitoring::{drift, CanopyMonitoring, MonitoredPull};
-use crate::domain::plan::PlanConfig;
+use crate::domain::plan::{plan_event, PlanConfig};
 use crate::domain::records::PullRecord;
+use crate::domain::source::{Source, Sources};
 use crate::domain::time_fmt::format_ts;
 use crate::ports::canopy::{CanopyError, MonitoringControl};
 use crate::ports::queue::WorkQueue;
@@ -79,6 +84,12 @@ pub enum SyncError {
     Canopy(#[from] CanopyError),
     #[error(transparent)]
     Storage(#[from] PortError),
+    #[error("source {source_name} ({key_type}): {error}")]
+    Source {
+        source_name: String,
+        key_type: &'static str,
+        error: Box<SyncError>,
+    },
 }
 
 /// A pull whose COMPLETE we recorded (its fetch was queued then) or whose data we hold.
@@ -89,7 +100,7 @@ pub fn pull_covered(pull: Option<&PullRecord>) -> bool {
 pub struct MonitoringSync<S, Q, K, C> {
     store: S,
     queue: Q,
-    canopy: K,
+    canopy: Sources<K>,
     clock: C,
     config: SyncConfig,
 }
@@ -101,7 +112,7 @@ where
     K: MonitoringControl,
     C: Clock,
 {
-    pub fn new(store: S, queue: Q, canopy: K, clock: C, config: SyncConfig) -> Self {
+    pub fn new(store: S, queue: Q, canopy: Sources<K>, clock: C, config: SyncConfig) -> Self {
         Self {
             store,
             queue,
@@ -114,7 +125,25 @@ where
     /// One pass over all of Canopy's monitorings; stops before `deadline` (the next run
     /// starts from the top again, and repairs are idempotent).
     pub async fn run(&self, deadline: Deadline) -> Result<SyncReport, SyncError> {
-        let report = self.pass(deadline).await?;
+        let mut report = SyncReport::default();
+        let mut failed = None;
+        let mut complete = true;
+        for (source, canopy) in self.canopy.iter() {
+            match self.pass(source, canopy, deadline, &mut report).await {
+                Ok(ended) => complete &= ended,
+                Err(error) => {
+                    complete = false;
+                    tracing::error!(source = %source.name, key_type = %source.key_type, %error,
+                    "the pass over this source's monitorings failed");
+                    failed.get_or_insert(SyncError::Source {
+                        source_name: source.name.clone(),
+                        key_type: source.key_type.as_str(),
+                        error: Box::new(error),
+                    });
+                }
+            }
+        }
+        report.complete = complete;
         for (kind, count) in [
             ("created", report.created),
             ("status_fixed", report.status_fixed),
@@ -125,43 +154,50 @@ where
         }
         crate::app::metrics::sync_skipped("unreadable", report.skipped);
         crate::app::metrics::sync_skipped("refused", report.refused);
-        Ok(report)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
     }
 
-    async fn pass(&self, deadline: Deadline) -> Result<SyncReport, SyncError> {
+    /// One source's pass: whether it went through every page before the deadline.
+    async fn pass(
+        &self,
+        source: &Source,
+        client: &K,
+        deadline: Deadline,
+        report: &mut SyncReport,
+    ) -> Result<bool, SyncError> {
         // A monitoring takes at most two Canopy calls and a few writes.
         let per_monitoring = CANOPY_TIMEOUT * 2 + Duration::from_secs(5);
-        let mut report = SyncReport::default();
         let mut before: Option<String> = None;
         loop {
             if !deadline.allows(per_monitoring) {
-                return Ok(report);
+                return Ok(false);
             }
-            let page = self
-                .canopy
+            let page = client
                 .list_monitorings(self.config.page_size, before.as_deref())
                 .await?;
             report.pages += 1;
             for monitoring in &page {
                 if !deadline.allows(per_monitoring) {
-                    return Ok(report);
+                    return Ok(false);
                 }
                 report.monitorings_seen += 1;
-                self.reconcile(monitoring, &mut report).await?;
+                self.reconcile(source, client, monitoring, report).await?;
             }
             let full = page.len() >= self.config.page_size as usize;
             match page.last() {
                 Some(last) if full => before = Some(last.monitoring_id.clone()),
-                _ => {
-                    report.complete = true;
-                    return Ok(report);
-                }
+                _ => return Ok(true),
             }
         }
     }
 
     async fn reconcile(
         &self,
+        source: &Source,
+        client: &K,
         canopy: &CanopyMonitoring,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
@@ -184,7 +220,7 @@ where
         let latest = if covered {
             None
         } else {
-            match self.canopy.latest_pull(id).await {
+            match client.latest_pull(id).await {
                 Ok(pull) => pull,
                 Err(CanopyError::RetryLater { reason, .. }) => {
                     tracing::warn!(monitoring_id = %id, reason, "latest pull unreadable; next run");
@@ -220,7 +256,14 @@ where
         let at = format_ts(self.clock.now());
         if d.unknown || d.status_changed || d.settings_changed {
             self.store
-                .record_canopy_view(canopy, &ViewContext::default(), &at)
+                .record_canopy_view(
+                    canopy,
+                    &ViewContext {
+                        source: Some(source.name.clone()),
+                        ..ViewContext::default()
+                    },
+                    &at,
+                )
                 .await?;
             report.created += usize::from(d.unknown);
             report.status_fixed += usize::from(d.status_changed);
@@ -241,7 +284,8 @@ where
             let event = parse_event(body.to_string().as_bytes()).map_err(|e| {
                 PortError::unavailable("sync", format!("synthetic COMPLETE did not parse: {e}"))
             })?;
-            apply_event(&self.store, &self.queue, &event, &at, &self.config.plan).await?;
+            let plan = plan_event(&event, Some(&source.name), &at, &self.config.plan);
+            apply_plan(&self.store, &self.queue, plan, &at).await?;
             report.fetches_queued += 1;
         }
         tracing::info!(

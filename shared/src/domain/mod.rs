@@ -17,5 +17,6 @@ pub mod records;
 pub mod retry;
 pub mod shard;
 pub mod signature;
+pub mod source;
 pub mod time_fmt;
 pub mod work;

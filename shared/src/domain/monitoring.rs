@@ -137,13 +137,23 @@ pub struct EnableRequest {
     pub next_pull_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_after_date: Option<String>,
+    /// Ours, never sent to Canopy: the source whose keys enable it, for a pull not yet known
+    /// here (a known pull's own source wins; see [`crate::domain::source`]).
+    #[serde(skip)]
+    pub source: Option<String>,
 }
 
 impl EnableRequest {
     pub fn parse(body: &Value) -> Result<Self, Invalid> {
         object(
             body,
-            &["pull_id", "interval", "next_pull_date", "stop_after_date"],
+            &[
+                "pull_id",
+                "interval",
+                "next_pull_date",
+                "stop_after_date",
+                "source",
+            ],
         )?;
         let pull_id =
             string_field(body, "pull_id")?.ok_or_else(|| invalid("pull_id", "is required"))?;
@@ -157,6 +167,18 @@ impl EnableRequest {
                 .transpose()?,
             stop_after_date: string_field(body, "stop_after_date")?
                 .map(|d| validate_date("stop_after_date", &d))
+                .transpose()?,
+            source: string_field(body, "source")?
+                .map(|s| {
+                    if crate::domain::source::valid_name(&s) {
+                        Ok(s)
+                    } else {
+                        Err(invalid(
+                            "source",
+                            "must be a source name: a-z, 0-9 and -, at most 32",
+                        ))
+                    }
+                })
                 .transpose()?,
         })
     }

@@ -87,6 +87,9 @@ pub struct AuthPrompt {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullUpdate {
     pub pull_id: String,
+    /// The source whose secret verified the event (see [`crate::domain::source`]); `None`
+    /// leaves the stored one.
+    pub source: Option<String>,
     pub widget_id: Option<String>,
     pub team_id: Option<String>,
     pub account_identifier: Option<String>,
@@ -114,6 +117,8 @@ pub enum MonitoringChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitoringUpdate {
     pub monitoring_id: String,
+    /// As [`PullUpdate::source`].
+    pub source: Option<String>,
     pub initial_pull_id: Option<String>,
     pub pull_id: String,
     pub event_type: String,
@@ -189,8 +194,14 @@ pub fn progress_applies(stored: Option<(u8, Option<i64>)>, incoming: &Progress) 
     }
 }
 
-/// Decides what `event`, received at `at`, changes and which work it queues.
-pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventPlan {
+/// Decides what `event` of `source`, received at `at`, changes and which work it queues.
+pub fn plan_event(
+    event: &WebhookEvent,
+    source: Option<&str>,
+    at: &str,
+    config: &PlanConfig,
+) -> EventPlan {
+    let source = source.map(str::to_owned);
     let monitoring_id = event.monitoring_id().map(str::to_owned);
     let initial_pull_id = event
         .monitoring
@@ -226,6 +237,7 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
 
     let pull = PullUpdate {
         pull_id: event.pull_id.clone(),
+        source: source.clone(),
         widget_id: event.widget_id.clone(),
         team_id: event.team_id.clone(),
         account_identifier: event.account_identifier.clone(),
@@ -239,6 +251,7 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
 
     let monitoring = monitoring_id.as_ref().map(|id| MonitoringUpdate {
         monitoring_id: id.clone(),
+        source: source.clone(),
         initial_pull_id: initial_pull_id.clone(),
         pull_id: event.pull_id.clone(),
         event_type: event.event_type.to_string(),
@@ -255,6 +268,7 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
     let fetch = |trigger, delay| Outgoing {
         message: WorkMessage::FetchPull(FetchPullJob {
             pull_id: event.pull_id.clone(),
+            source: source.clone(),
             monitoring_id: monitoring_id.clone(),
             initial_pull_id: initial_pull_id.clone(),
             trigger,
@@ -272,6 +286,7 @@ pub fn plan_event(event: &WebhookEvent, at: &str, config: &PlanConfig) -> EventP
         (EventType::MonitoringReconnect, Some(monitoring_id)) => vec![Outgoing {
             message: WorkMessage::NotifyReconnect(ReconnectJob {
                 monitoring_id: monitoring_id.clone(),
+                source: source.clone(),
                 pull_id: event.pull_id.clone(),
                 initial_pull_id,
                 widget_id: event.widget_id.clone(),
@@ -366,6 +381,7 @@ mod tests {
     fn plan(v: Value) -> EventPlan {
         plan_event(
             &parse_event(v.to_string().as_bytes()).unwrap(),
+            Some("sandbox"),
             AT,
             &PlanConfig::default(),
         )
@@ -375,6 +391,23 @@ mod tests {
         json!({"event_type": event_type, "pull_id": "p2", "status": "SUCCESS", "is_monitored": true,
                "monitoring": {"monitoring_id": "m1", "initial_pull_id": "p1"},
                "data": {"reconnect_url": "https://r", "reconnect_token": "tok"}})
+    }
+
+    #[test]
+    fn the_source_is_on_the_pull_the_monitoring_and_every_message() {
+        for event_type in ["COMPLETE", "POLICIES_AVAILABLE", "MONITORING_RECONNECT"] {
+            let p = plan(monitored(event_type));
+            assert_eq!(p.pull.source.as_deref(), Some("sandbox"));
+            assert_eq!(p.monitoring.unwrap().source.as_deref(), Some("sandbox"));
+            assert!(!p.work.is_empty());
+            for out in &p.work {
+                let source = match &out.message {
+                    WorkMessage::FetchPull(job) => job.source.as_deref(),
+                    WorkMessage::NotifyReconnect(job) => job.source.as_deref(),
+                };
+                assert_eq!(source, Some("sandbox"), "{event_type}");
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub const STOPPED: &str = "STOPPED";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PullRecord {
     pub pull_id: String,
+    /// The source whose keys serve it (see [`crate::domain::source`]); absent on pulls
+    /// recorded before sources existed: the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub widget_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +83,9 @@ pub struct PullRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringRecord {
     pub monitoring_id: String,
+    /// As [`PullRecord::source`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_pull_id: Option<String>,
     /// The pull of the last successful refresh (COMPLETE).
@@ -183,6 +190,7 @@ impl PullRecord {
         self.pull_id.clone_from(&update.pull_id);
         set_some(&mut self.widget_id, &update.widget_id);
         set_some(&mut self.team_id, &update.team_id);
+        set_some(&mut self.source, &update.source);
         set_some(&mut self.account_identifier, &update.account_identifier);
         set_some(&mut self.monitoring_id, &update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
@@ -209,6 +217,7 @@ impl MonitoringRecord {
         self.monitoring_id.clone_from(&update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
         set_some(&mut self.owner, &update.owner);
+        set_some(&mut self.source, &update.source);
         // An event of a monitored pull: the monitoring is active unless we were told otherwise.
         if self.status.is_none() {
             self.status = Some(ACTIVE.to_owned());
@@ -270,6 +279,7 @@ mod tests {
 
     fn update(pull: &str, change: MonitoringChange, seen: &str) -> MonitoringUpdate {
         MonitoringUpdate {
+            source: None,
             monitoring_id: "m".into(),
             initial_pull_id: None,
             pull_id: pull.into(),

@@ -7,6 +7,7 @@
 //! MACs are compared in constant time ([`HmacKey::verify`]).
 
 use crate::domain::crypto::{same_tag, HmacKey};
+use crate::domain::source::{Source, Sources};
 use std::fmt;
 
 /// The tolerance Stripe and Standard Webhooks use; Canopy documents none.
@@ -87,6 +88,8 @@ pub enum SignatureError {
     OutsideTolerance { tolerance: i64 },
     #[error("no signature matches")]
     NoMatch,
+    #[error("the body's team_id is not the team of the secret that signed it")]
+    TeamMismatch,
 }
 
 struct ParsedHeader {
@@ -141,6 +144,54 @@ pub fn verify(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<(), SignatureError> {
+    let parsed = parse_in_tolerance(header, now, tolerance_secs)?;
+    if signed_with(secrets, &parsed, body) {
+        Ok(())
+    } else {
+        Err(SignatureError::NoMatch)
+    }
+}
+
+/// Verifies a delivery against every source's secrets: the sources whose secret signed it,
+/// in order (one, unless two sources share a secret). Then [`source_of`] picks the one.
+pub fn verify_sources<'a>(
+    header: Option<&str>,
+    body: &[u8],
+    sources: &'a Sources<SigningSecrets>,
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<Vec<&'a Source>, SignatureError> {
+    let parsed = parse_in_tolerance(header, now, tolerance_secs)?;
+    let verified: Vec<&Source> = sources
+        .iter()
+        .filter(|(_, secrets)| signed_with(secrets, &parsed, body))
+        .map(|(source, _)| source)
+        .collect();
+    if verified.is_empty() {
+        return Err(SignatureError::NoMatch);
+    }
+    Ok(verified)
+}
+
+/// The source of a verified delivery: the secret names it, and the body's `team_id`, when
+/// present, must be that source's team. A delivery signed by one team's secret that claims
+/// another team is refused: it would have its work done with the other team's keys.
+pub fn source_of<'a>(
+    verified: &[&'a Source],
+    team_id: Option<&str>,
+) -> Result<&'a Source, SignatureError> {
+    verified
+        .iter()
+        .find(|s| team_id.is_none_or(|team| s.team_id == team))
+        .copied()
+        .ok_or(SignatureError::TeamMismatch)
+}
+
+fn parse_in_tolerance(
+    header: Option<&str>,
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<ParsedHeader, SignatureError> {
     let header = header
         .filter(|h| !h.trim().is_empty())
         .ok_or(SignatureError::Missing)?;
@@ -151,16 +202,19 @@ pub fn verify(
             tolerance: tolerance_secs,
         });
     }
+    Ok(parsed)
+}
+
+/// Whether any `s` of the header is the MAC of the body under any of `secrets`.
+fn signed_with(secrets: &SigningSecrets, parsed: &ParsedHeader, body: &[u8]) -> bool {
     let timestamp = parsed.timestamp.to_string();
-    for secret in secrets.iter() {
+    secrets.iter().any(|secret| {
         let expected = HmacKey::new(secret.as_bytes()).sign(&signed_parts(&timestamp, body));
-        for candidate in &parsed.signatures {
-            if same_tag(&expected, candidate) {
-                return Ok(());
-            }
-        }
-    }
-    Err(SignatureError::NoMatch)
+        parsed
+            .signatures
+            .iter()
+            .any(|candidate| same_tag(&expected, candidate))
+    })
 }
 
 /// Makes a `canopy-signature` header value, as Canopy would. Used by the fake Canopy, the
@@ -306,5 +360,36 @@ mod tests {
             SecretsError::Unreadable
         );
         assert_eq!(format!("{rotating:?}"), "SigningSecrets(2 configured)");
+    }
+    #[test]
+    fn the_secret_names_the_source_and_the_team_must_agree() {
+        use crate::domain::source::{KeyType, Source, Sources};
+        let production = Source::new("production", "team-p", KeyType::Production).unwrap();
+        let sandbox = Source::new("sandbox", "team-s", KeyType::Sandbox).unwrap();
+        let sources = Sources::new(vec![
+            (production.clone(), secrets(&["whsec_p"])),
+            (sandbox.clone(), secrets(&["whsec_s_new", "whsec_s_old"])),
+        ])
+        .unwrap();
+        let header = sign(BODY, "whsec_s_old", NOW);
+        let verified = verify_sources(Some(&header), BODY, &sources, NOW, 300).unwrap();
+        assert_eq!(verified, vec![&sandbox]);
+        assert_eq!(source_of(&verified, None), Ok(&sandbox));
+        assert_eq!(source_of(&verified, Some("team-s")), Ok(&sandbox));
+        // Signed with the sandbox's secret, claiming the production team: refused.
+        assert_eq!(
+            source_of(&verified, Some("team-p")),
+            Err(SignatureError::TeamMismatch)
+        );
+        let stranger = sign(BODY, "whsec_x", NOW);
+        assert_eq!(
+            verify_sources(Some(&stranger), BODY, &sources, NOW, 300),
+            Err(SignatureError::NoMatch)
+        );
+        let late = sign(BODY, "whsec_p", NOW - 301);
+        assert!(matches!(
+            verify_sources(Some(&late), BODY, &sources, NOW, 300),
+            Err(SignatureError::OutsideTolerance { .. })
+        ));
     }
 }

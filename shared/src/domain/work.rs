@@ -33,6 +33,10 @@ pub enum FetchTrigger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchPullJob {
     pub pull_id: String,
+    /// The source whose keys fetch it (see [`crate::domain::source`]); absent in messages
+    /// written before sources existed: the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +51,9 @@ pub struct FetchPullJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReconnectJob {
     pub monitoring_id: String,
+    /// As [`FetchPullJob::source`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The new pull that needs the consumer (the MONITORING_RECONNECT's pull_id).
     pub pull_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +160,7 @@ mod tests {
     fn round_trips_with_kind_and_version() {
         let m = WorkMessage::FetchPull(FetchPullJob {
             pull_id: "p".into(),
+            source: Some("sandbox".into()),
             monitoring_id: Some("m".into()),
             initial_pull_id: None,
             trigger: FetchTrigger::Complete,
@@ -164,6 +172,7 @@ mod tests {
         assert_eq!(v["version"], 1);
         assert_eq!(v["kind"], "fetch_pull");
         assert_eq!(v["trigger"], "COMPLETE");
+        assert_eq!(v["source"], "sandbox");
         assert_eq!(parse_message(&json).unwrap(), m);
         assert_eq!(m.queue(), QueueKind::Fetch);
     }

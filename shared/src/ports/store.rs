@@ -15,6 +15,8 @@ pub use crate::ports::PortError;
 #[derive(Debug, Clone)]
 pub struct EventClaim {
     pub dedupe_key: String,
+    /// The source whose secret verified it (kept so a replay uses the same keys).
+    pub source: Option<String>,
     pub event_type: String,
     pub pull_id: String,
     pub monitoring_id: Option<String>,
@@ -219,6 +221,8 @@ pub struct ViewContext {
     /// The pull monitoring was enabled on (enable only): linked both ways.
     pub enabled_pull_id: Option<String>,
     pub owner: Option<String>,
+    /// The source whose keys made the call (or listed the monitoring).
+    pub source: Option<String>,
 }
 
 /// What a refresh claim found.
@@ -267,6 +271,8 @@ pub struct StoredEvent {
     /// Processed to the end (not an attempt in flight).
     pub completed: bool,
     pub event_type: Option<String>,
+    /// As [`EventClaim::source`].
+    pub source: Option<String>,
     /// The body as stored (credentials redacted), `None` when it was too large to keep.
     pub body: Option<Vec<u8>>,
 }
@@ -365,6 +371,8 @@ pub struct ReconnectSession {
     /// The JWT subject that started it; only it may use the session.
     pub owner: String,
     pub monitoring_id: String,
+    /// The monitoring's source: its keys made the exchange, and make the steps' calls.
+    pub source: Option<String>,
     pub pull_id: String,
     /// The pull's JWT, sealed ([`crate::app::reconnect::SessionKey::seal`]): bound to this session,
     /// owner and pull.

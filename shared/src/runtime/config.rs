@@ -4,6 +4,8 @@
 
 use crate::app::intake::IntakeConfig;
 use crate::domain::plan::PlanConfig;
+pub use crate::domain::source::SourceSpec;
+use crate::domain::source::{parse_additional_sources, KeyType, Source, DEFAULT_PRIMARY_NAME};
 use crate::ports::ConfigError;
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,12 +34,90 @@ where
     }
 }
 
+/// The variables that name a deployment's sources (see [`SourceSpec`]).
+pub const SOURCE_ENV_VARS: &[&str] = &[
+    "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
+];
+
+/// Which of a source's two secrets a function reads: intake only the webhook signing
+/// secret(s), the others only the API keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretRole {
+    /// `{"client_id": ..., "client_secret": ...}`.
+    Api,
+    /// The webhook signing secret: plain, or `{"current": ..., "previous": ...}`.
+    Webhook,
+}
+
+impl SecretRole {
+    /// The primary source's variable (a single-source stack's, unchanged since before sources).
+    fn primary_var(self) -> &'static str {
+        match self {
+            SecretRole::Api => "CANOPY_API_SECRET_ID",
+            SecretRole::Webhook => "WEBHOOK_SECRET_ID",
+        }
+    }
+
+    /// The suffix of an additional source's secret name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SecretRole::Api => "api",
+            SecretRole::Webhook => "webhook",
+        }
+    }
+}
+
+/// The sources of this deployment, the primary first, with the secret of `role` for each.
+pub fn sources_from_env(role: SecretRole) -> Result<Vec<SourceSpec>, ConfigError> {
+    let invalid = |name: &'static str| {
+        move |e: crate::domain::source::SourceError| ConfigError::Invalid {
+            name,
+            detail: e.to_string(),
+        }
+    };
+    let key_type: KeyType = match optional("CANOPY_KEY_TYPE") {
+        Some(v) => v.parse().map_err(invalid("CANOPY_KEY_TYPE"))?,
+        None => KeyType::Production,
+    };
+    let name = optional("CANOPY_SOURCE_NAME").unwrap_or_else(|| DEFAULT_PRIMARY_NAME.to_owned());
+    let primary = Source::new(name.trim(), &required("CANOPY_TEAM_ID")?, key_type)
+        .map_err(invalid("CANOPY_SOURCE_NAME"))?;
+    let mut specs = vec![SourceSpec {
+        source: primary,
+        secret_id: required(role.primary_var())?,
+    }];
+    let additional =
+        parse_additional_sources(&optional("CANOPY_ADDITIONAL_SOURCES").unwrap_or_default())
+            .map_err(invalid("CANOPY_ADDITIONAL_SOURCES"))?;
+    if !additional.is_empty() {
+        let prefix = required("SOURCE_SECRET_PREFIX")?;
+        for source in additional {
+            let secret_id =
+                SourceSpec::additional_secret_name(&prefix, &source.name, role.suffix());
+            specs.push(SourceSpec { source, secret_id });
+        }
+    }
+    // Names must be unique (the check lives with `Sources`).
+    crate::domain::source::Sources::new(specs.iter().map(|s| (s.source.clone(), ())).collect())
+        .map_err(invalid("CANOPY_ADDITIONAL_SOURCES"))?;
+    Ok(specs)
+}
+
 /// The variables [`IntakeEnv::from_env`] reads; template.yaml sets each (a test checks).
 pub const INTAKE_ENV_VARS: &[&str] = &[
     "TABLE_NAME",
     "FETCH_QUEUE_URL",
     "NOTIFY_QUEUE_URL",
     "WEBHOOK_SECRET_ID",
+    "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
     "SIGNATURE_TOLERANCE_SECONDS",
     "EVENT_RETENTION_HOURS",
     "FETCH_FALLBACK_DELAY_SECONDS",
@@ -50,8 +130,8 @@ pub struct IntakeEnv {
     pub table_name: String,
     pub fetch_queue_url: String,
     pub notify_queue_url: String,
-    /// ARN or name of the secret holding the Canopy webhook signing secret(s).
-    pub webhook_secret_id: String,
+    /// Each source with the secret holding its webhook signing secret(s).
+    pub sources: Vec<SourceSpec>,
     pub intake: IntakeConfig,
 }
 
@@ -72,7 +152,7 @@ impl IntakeEnv {
             table_name: required("TABLE_NAME")?,
             fetch_queue_url: required("FETCH_QUEUE_URL")?,
             notify_queue_url: required("NOTIFY_QUEUE_URL")?,
-            webhook_secret_id: required("WEBHOOK_SECRET_ID")?,
+            sources: sources_from_env(SecretRole::Webhook)?,
             intake: IntakeConfig {
                 tolerance_secs: parsed_or("SIGNATURE_TOLERANCE_SECONDS", defaults.tolerance_secs)?,
                 retention: Duration::from_secs(
@@ -94,6 +174,10 @@ pub const FETCHER_ENV_VARS: &[&str] = &[
     "FETCH_QUEUE_URL",
     "CANOPY_API_SECRET_ID",
     "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
     "CANOPY_BASE_URL",
     "CANOPY_TIMEOUT_SECONDS",
     "RETRY_BASE_SECONDS",
@@ -105,9 +189,8 @@ pub const FETCHER_ENV_VARS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct CanopyEnv {
     pub base_url: String,
-    pub team_id: String,
-    /// ARN or name of the secret `{"client_id": "...", "client_secret": "..."}`.
-    pub api_secret_id: String,
+    /// Each source with the secret `{"client_id": "...", "client_secret": "..."}` of its keys.
+    pub sources: Vec<SourceSpec>,
     pub timeout: Duration,
 }
 
@@ -118,8 +201,7 @@ impl CanopyEnv {
                 "CANOPY_BASE_URL",
                 crate::ports::canopy::DEFAULT_BASE_URL.to_owned(),
             )?,
-            team_id: required("CANOPY_TEAM_ID")?,
-            api_secret_id: required("CANOPY_API_SECRET_ID")?,
+            sources: sources_from_env(SecretRole::Api)?,
             timeout: canopy_timeout()?,
         })
     }
@@ -127,23 +209,55 @@ impl CanopyEnv {
 
 #[cfg(all(feature = "secrets", feature = "http"))]
 impl CanopyEnv {
-    /// The Canopy API client of a function: credentials from Secrets Manager, the rest from
-    /// the environment.
-    pub async fn client(
+    /// The Canopy API clients of a function, one per source: credentials from Secrets
+    /// Manager, the rest from the environment.
+    pub async fn clients(
         &self,
         secrets: &aws_sdk_secretsmanager::Client,
-    ) -> Result<crate::adapters::canopy_http::CanopyClient, ConfigError> {
-        let credentials =
-            crate::adapters::secrets::load_canopy_credentials(secrets, &self.api_secret_id).await?;
-        crate::adapters::canopy_http::CanopyClient::new(
-            &self.base_url,
-            &self.team_id,
-            credentials,
-            self.timeout,
+    ) -> Result<
+        crate::domain::source::Sources<crate::adapters::canopy_http::CanopyClient>,
+        ConfigError,
+    > {
+        self.clients_with(self.credentials(secrets).await?)
+    }
+
+    /// Each source's API credentials, the primary first.
+    pub async fn credentials(
+        &self,
+        secrets: &aws_sdk_secretsmanager::Client,
+    ) -> Result<crate::domain::source::Sources<crate::ports::canopy::CanopyCredentials>, ConfigError>
+    {
+        let loaded = crate::adapters::secrets::load_for_sources(
+            secrets,
+            &self.sources,
+            crate::adapters::secrets::load_canopy_credentials,
         )
-        .map_err(|e| ConfigError::Invalid {
-            name: "CANOPY_BASE_URL",
+        .await?;
+        crate::domain::source::Sources::new(loaded).map_err(|e| ConfigError::Invalid {
+            name: "CANOPY_ADDITIONAL_SOURCES",
             detail: e.to_string(),
+        })
+    }
+
+    /// The clients of credentials already read.
+    pub fn clients_with(
+        &self,
+        credentials: crate::domain::source::Sources<crate::ports::canopy::CanopyCredentials>,
+    ) -> Result<
+        crate::domain::source::Sources<crate::adapters::canopy_http::CanopyClient>,
+        ConfigError,
+    > {
+        credentials.try_map(|source, credentials| {
+            crate::adapters::canopy_http::CanopyClient::new(
+                &self.base_url,
+                &source.team_id,
+                credentials,
+                self.timeout,
+            )
+            .map_err(|e| ConfigError::Invalid {
+                name: "CANOPY_BASE_URL",
+                detail: e.to_string(),
+            })
         })
     }
 }
@@ -206,6 +320,10 @@ pub const NOTIFIER_ENV_VARS: &[&str] = &[
     "NOTIFY_QUEUE_URL",
     "CANOPY_API_SECRET_ID",
     "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
     "CANOPY_BASE_URL",
     "CANOPY_TIMEOUT_SECONDS",
     "RETRY_BASE_SECONDS",
@@ -296,6 +414,10 @@ pub const API_ENV_VARS: &[&str] = &[
     "NOTIFY_QUEUE_URL",
     "CANOPY_API_SECRET_ID",
     "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
     "CANOPY_BASE_URL",
     "CANOPY_TIMEOUT_SECONDS",
     "OWNER_META_DATA_KEY",
@@ -363,6 +485,10 @@ pub const SYNC_ENV_VARS: &[&str] = &[
     "NOTIFY_QUEUE_URL",
     "CANOPY_API_SECRET_ID",
     "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
     "CANOPY_BASE_URL",
     "CANOPY_TIMEOUT_SECONDS",
     "OWNER_META_DATA_KEY",
@@ -398,6 +524,10 @@ pub const RECONNECT_ENV_VARS: &[&str] = &[
     "TABLE_NAME",
     "CANOPY_API_SECRET_ID",
     "CANOPY_TEAM_ID",
+    "CANOPY_KEY_TYPE",
+    "CANOPY_SOURCE_NAME",
+    "CANOPY_ADDITIONAL_SOURCES",
+    "SOURCE_SECRET_PREFIX",
     "CANOPY_BASE_URL",
     "CANOPY_TIMEOUT_SECONDS",
     "SUBJECT_CLAIM",

@@ -3,6 +3,8 @@
 use serde_json::{json, Value};
 
 pub const TEAM_ID: &str = "394661bc-6361-46f0-8b11-4106d6146cb4";
+/// The team of the second (sandbox) source of the local run and the sources tests.
+pub const SANDBOX_TEAM_ID: &str = "8d2f6a41-0c3e-4b7a-9e15-3a6c2b9d7f08";
 pub const WIDGET_ID: &str = "d2bb6d56-15ff-4760-a27c-362f9bce645a";
 
 /// How big a generated pull is.
@@ -99,6 +101,8 @@ pub struct Subject {
     pub meta_data: Value,
 }
 
+/// A webhook body about `subject`. Its `team_id` is [`TEAM_ID`]; the fake's sender replaces it
+/// with the team of the source that owns the pull ([`crate::webhooks::deliveries`]).
 fn body(subject: &Subject, event_type: &str, status: &str, data: Value) -> Value {
     let mut b = json!({
         "widget_id": WIDGET_ID, "team_id": TEAM_ID, "pull_id": subject.pull_id, "status": status,

@@ -1,21 +1,34 @@
 #![recursion_limit = "256"]
 //! A fake Canopy Connect that follows the API spec: it serves pulls it knows and the
-//! Monitoring calls the functions use, checks HTTP Basic auth, records every request, and
-//! misbehaves on demand per pull or monitoring (500, 429 with Retry-After, slow answers,
-//! malformed JSON, 404). It also sends signed webhooks, like Canopy's sender.
+//! Monitoring calls the functions use, the whitelabel reconnect, and the Webhooks API; checks
+//! credentials; records every request; and misbehaves on demand per pull or monitoring (500,
+//! 429 with Retry-After, slow answers, malformed JSON, 404). It also sends signed webhooks,
+//! like Canopy's sender.
+//!
+//! It serves one or more *sources* ([`SimSource`]): a team and one of its key pairs
+//! (production or sandbox). Every pull, monitoring, reconnect token and pull JWT belongs to one
+//! source, and calls are checked as Canopy checks them: unknown keys 401 UNAUTHORIZED, keys of
+//! the other type 400 INCORRECT_API_KEY_TYPE, another team's 403 FORBIDDEN. Webhooks about a
+//! pull or monitoring go to its source's registrations ([`SimWebhook`]), each signed with that
+//! registration's secret. The request log ([`RecordedRequest`]) says which client id each call
+//! presented and whether the gate refused it, so a test can prove every call used the right
+//! keys. [`FakeCanopy::start`] serves the single production source older tests expect.
 
 pub mod fixtures;
 pub mod monitoring;
+pub mod sources;
+pub mod webhooks;
 pub mod widget;
 
 pub use monitoring::{SimChange, SimMonitoring};
+pub use sources::SimSource;
+pub use webhooks::SimWebhook;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use canopy_monitor::domain::signature::{sign, SIGNATURE_HEADER};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -25,8 +38,12 @@ use std::time::Duration;
 
 /// The API prefix, as in Canopy's base URL.
 pub const API_PREFIX: &str = "/api/v1.0.0";
+/// The production source's key pair ([`SimSource::production`]).
 pub const CLIENT_ID: &str = "sim-client-id";
 pub const CLIENT_SECRET: &str = "sim-client-secret";
+/// The sandbox source's key pair ([`SimSource::sandbox`]).
+pub const SANDBOX_CLIENT_ID: &str = "sim-sandbox-client-id";
+pub const SANDBOX_CLIENT_SECRET: &str = "sim-sandbox-client-secret";
 
 /// A way to misbehave, consumed one per request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -45,15 +62,28 @@ pub enum Fault {
     Unauthorized,
 }
 
+/// One call to the API, as the gate saw it (admin calls under `/_sim` are not recorded).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordedRequest {
     pub method: String,
+    /// The path under [`API_PREFIX`], without the query.
     pub path: String,
+    /// The client id the caller presented (HTTP Basic or `x-canopy-client-id`), whether or
+    /// not it is known; None if none.
+    pub client_id: Option<String>,
+    /// The error code when the gate refused the call on its credentials: UNAUTHORIZED (unknown
+    /// keys, or a bad `pull-jwt` on the widget calls), INCORRECT_API_KEY_TYPE, FORBIDDEN.
+    /// None when the call got past the gate (an injected [`Fault`] does not count).
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Default)]
 pub struct SimState {
-    pub team_id: String,
+    /// The teams and key pairs served; the first is the default owner of what tests add.
+    pub sources: Vec<SimSource>,
+    /// Which source (index into `sources`) each pull, monitoring, reconnect token and pull JWT
+    /// belongs to. See [`SimState::owner`].
+    pub owners: HashMap<String, usize>,
     pub pulls: HashMap<String, Value>,
     /// Faults per pull id or monitoring id; with `sticky`, the last one repeats forever.
     pub faults: HashMap<String, (VecDeque<Fault>, bool)>,
@@ -64,8 +94,8 @@ pub struct SimState {
     pub tokens_issued: u64,
     /// Refreshes started (each billed like a pull by the real Canopy).
     pub refreshes: u64,
-    /// Where refreshes send their webhooks, and the signing secret.
-    pub webhook: Option<(String, String)>,
+    /// Webhook registrations of every source, oldest first (deliveries go in this order).
+    pub webhooks: Vec<SimWebhook>,
     /// The pull awaiting a reconnect, per monitoring.
     pub reconnect_pulls: HashMap<String, String>,
     /// Reconnect tokens handed out: monitoring and the pull they lead to.
@@ -81,6 +111,32 @@ pub struct SimState {
     pub exchange_refusal: Option<String>,
 }
 
+impl SimState {
+    /// The index of the source named `name`.
+    pub fn source_index(&self, name: &str) -> Option<usize> {
+        self.sources.iter().position(|s| s.name == name)
+    }
+
+    /// The source `id` (a pull, monitoring, reconnect token or pull JWT) belongs to. A pull or
+    /// monitoring put straight into `pulls` / `monitorings` (not through the fake's methods)
+    /// belongs to the first source, as everything did before there were several; an id the
+    /// fake does not know (or "") belongs to none.
+    pub fn owner(&self, id: &str) -> Option<usize> {
+        if id.is_empty() {
+            return None;
+        }
+        self.owners.get(id).copied().or_else(|| {
+            (self.pulls.contains_key(id) || self.monitorings.contains_key(id)).then_some(0)
+        })
+    }
+
+    /// Stores `pull` as source `source`'s.
+    pub fn insert_pull(&mut self, pull_id: String, pull: Value, source: usize) {
+        self.owners.insert(pull_id.clone(), source);
+        self.pulls.insert(pull_id, pull);
+    }
+}
+
 /// A running fake; clones share its state.
 #[derive(Debug, Clone)]
 pub struct FakeCanopy {
@@ -89,10 +145,38 @@ pub struct FakeCanopy {
 }
 
 impl FakeCanopy {
-    /// Starts on `addr` (port 0 for any free one) for team `team_id`.
+    /// Starts on `addr` (port 0 for any free one) for team `team_id`, with the production keys
+    /// [`CLIENT_ID`] / [`CLIENT_SECRET`] only.
     pub async fn start(addr: SocketAddr, team_id: &str) -> std::io::Result<Self> {
+        Self::start_with_sources(addr, vec![SimSource::production(team_id)]).await
+    }
+
+    /// Starts on `addr` serving `sources`; the first is where [`FakeCanopy::add_pull`],
+    /// [`FakeCanopy::set_webhook`] and `POST /_sim/pulls` put things. Refuses (InvalidInput) an
+    /// empty list, or two sources with one name or one client id (callers are told apart by
+    /// their client id).
+    pub async fn start_with_sources(
+        addr: SocketAddr,
+        sources: Vec<SimSource>,
+    ) -> std::io::Result<Self> {
+        let invalid =
+            |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+        if sources.is_empty() {
+            return Err(invalid("canopy-sim needs at least one source".to_owned()));
+        }
+        for (i, a) in sources.iter().enumerate() {
+            if sources[..i]
+                .iter()
+                .any(|b| b.name == a.name || b.client_id == a.client_id)
+            {
+                return Err(invalid(format!(
+                    "canopy-sim: source {:?} repeats a name or client id",
+                    a.name
+                )));
+            }
+        }
         let state = Arc::new(Mutex::new(SimState {
-            team_id: team_id.to_owned(),
+            sources,
             ..SimState::default()
         }));
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -113,9 +197,28 @@ impl FakeCanopy {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The sources served, in order.
+    pub fn sources(&self) -> Vec<SimSource> {
+        self.state().sources.clone()
+    }
+
+    /// Adds a pull of the first source.
     pub fn add_pull(&self, pull: Value) {
         let id = pull["pull_id"].as_str().unwrap_or_default().to_owned();
-        self.state().pulls.insert(id, pull);
+        self.state().insert_pull(id, pull, 0);
+    }
+
+    /// Adds a pull of the source named `source_name`.
+    ///
+    /// # Panics
+    /// If there is no such source (a mistake in the test).
+    pub fn add_pull_to(&self, source_name: &str, pull: Value) {
+        let id = pull["pull_id"].as_str().unwrap_or_default().to_owned();
+        let source = self.state().source_index(source_name);
+        let Some(source) = source else {
+            panic!("canopy-sim: no source named {source_name:?}");
+        };
+        self.state().insert_pull(id, pull, source);
     }
 
     /// Queues faults for requests about `id` (a pull or monitoring id).
@@ -126,10 +229,11 @@ impl FakeCanopy {
     }
 
     /// Makes `monitoring_id` need a reconnect (see [`widget::need_reconnect`]); returns the
-    /// pull to reconnect. Its MONITORING_RECONNECT goes to the webhook target, if set.
+    /// pull to reconnect. Its MONITORING_RECONNECT goes to the webhook registrations of the
+    /// monitoring's source.
     pub fn need_reconnect(&self, monitoring_id: &str) -> Option<String> {
-        let (pull_id, sending) = widget::need_reconnect(&self.state, monitoring_id)?;
-        widget::send_later(sending);
+        let (pull_id, deliveries) = widget::need_reconnect(&self.state, monitoring_id)?;
+        webhooks::send_later(deliveries);
         Some(pull_id)
     }
 
@@ -141,16 +245,43 @@ impl FakeCanopy {
             .insert(monitoring_id.to_owned(), changes);
     }
 
-    /// Refreshes send their webhooks to `url`, signed with `secret`.
+    /// The first source's webhooks go to `url`, signed with `secret` (for every event type):
+    /// replaces the registration an earlier call made; those made through the API stay.
     pub fn set_webhook(&self, url: &str, secret: &str) {
-        self.state().webhook = Some((url.to_owned(), secret.to_owned()));
+        let mut s = self.state();
+        if let Some(name) = s.sources.first().map(|src| src.name.clone()) {
+            webhooks::set_sim_webhook(&mut s, &name, url, secret);
+        }
+    }
+
+    /// [`FakeCanopy::set_webhook`] for the source named `source_name`.
+    ///
+    /// # Panics
+    /// If there is no such source (a mistake in the test).
+    pub fn set_webhook_for(&self, source_name: &str, url: &str, secret: &str) {
+        if !webhooks::set_sim_webhook(&mut self.state(), source_name, url, secret) {
+            panic!("canopy-sim: no source named {source_name:?}");
+        }
+    }
+
+    /// The webhook registrations of the source named `source_name` (API-made and admin-made),
+    /// oldest first, with their signing secrets.
+    pub fn webhooks(&self, source_name: &str) -> Vec<SimWebhook> {
+        self.state()
+            .webhooks
+            .iter()
+            .filter(|w| w.source == source_name)
+            .cloned()
+            .collect()
     }
 
     /// A monitoring of `pull_id` made on Canopy's side only (as the dashboard or a lost
-    /// answer would leave it); returns its id.
+    /// answer would leave it); it belongs to the pull's source. Returns its id.
     pub fn add_monitoring(&self, pull_id: &str, interval: &str) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let mut s = self.state();
+        let source = s.owner(pull_id).unwrap_or(0);
+        s.owners.insert(id.clone(), source);
         s.monitoring_order.push(id.clone());
         s.monitorings.insert(
             id.clone(),
@@ -184,6 +315,11 @@ impl FakeCanopy {
             .filter(|r| r.method == method && r.path.ends_with(suffix))
             .count()
     }
+
+    /// Every API request so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
 }
 
 fn router(state: Arc<Mutex<SimState>>) -> Router {
@@ -203,6 +339,14 @@ fn router(state: Arc<Mutex<SimState>>) -> Router {
             "/teams/{team}/monitorings/{id}/refresh",
             post(monitoring::refresh),
         )
+        .route(
+            "/teams/{team}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/teams/{team}/webhooks/{id}",
+            axum::routing::patch(webhooks::update).delete(webhooks::remove),
+        )
         .route("/widget/pull/reconnectToken", post(widget::exchange))
         .route("/widget/pull/{pull}/connect", post(widget::connect))
         .route("/widget/pull/{pull}/idvoptions", post(widget::idv_options))
@@ -216,7 +360,7 @@ fn router(state: Arc<Mutex<SimState>>) -> Router {
         .route("/_sim/pulls", post(admin_add_pull))
         .route("/_sim/faults/{id}", post(admin_faults))
         .route("/_sim/requests", get(admin_requests))
-        .route("/_sim/webhook", post(monitoring::admin_webhook))
+        .route("/_sim/webhook", post(webhooks::admin_webhook))
         .with_state(state)
 }
 
@@ -228,67 +372,63 @@ pub(crate) fn error(status: StatusCode, code: &str) -> Response {
     (status, Json(json!({"error": code}))).into_response()
 }
 
-/// Records the request, checks auth and team, and applies a pending fault for `id`.
+/// Records the request; checks the caller's keys, their type and team against the path's
+/// `team` and the source owning `id` (see [`sources::check`]); then applies a pending fault
+/// for `id`. Returns the caller's source (index into [`SimState::sources`]), or the answer
+/// to give instead of serving the call.
+// `Response` is exactly clippy's 128-byte threshold; it is the natural short-circuit here.
+#[allow(clippy::result_large_err)]
 pub(crate) async fn gate(
     state: &Arc<Mutex<SimState>>,
     headers: &HeaderMap,
     method: &str,
     path: String,
-    team: &str,
+    team: Option<&str>,
     id: &str,
-) -> Option<Response> {
-    let fault = {
+) -> Result<usize, Response> {
+    let (caller, fault) = {
         let mut s = lock(state);
+        let (client_id, caller) = sources::identify(&s, headers);
+        let verdict = sources::check(&s, caller, team, id);
         s.requests.push(RecordedRequest {
             method: method.to_owned(),
             path,
+            client_id,
+            refused: verdict.as_ref().err().map(|(_, code)| (*code).to_owned()),
         });
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
-        );
-        if headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            != Some(expected.as_str())
-        {
-            return Some(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
-        }
-        if team != s.team_id {
-            return Some(error(StatusCode::FORBIDDEN, "FORBIDDEN"));
-        }
-        match s.faults.get_mut(id) {
+        let caller = verdict.map_err(|(status, code)| error(status, code))?;
+        let fault = match s.faults.get_mut(id) {
             Some((queue, sticky)) if *sticky && queue.len() == 1 => queue.front().cloned(),
             Some((queue, _)) => queue.pop_front(),
             None => None,
-        }
+        };
+        (caller, fault)
     };
-    match fault? {
-        Fault::ServerError => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")),
-        Fault::TooManyRequests { retry_after_secs } => Some(
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, retry_after_secs.to_string())],
-                Json(json!({"error": "TOO_MANY_REQUESTS"})),
-            )
-                .into_response(),
-        ),
+    let Some(fault) = fault else {
+        return Ok(caller);
+    };
+    let refusal = match fault {
         Fault::Slow { millis } => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
-            None
+            return Ok(caller);
         }
-        Fault::MalformedJson => Some(
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                "{\"success\": tru",
-            )
-                .into_response(),
-        ),
-        Fault::NotFound => Some(error(StatusCode::NOT_FOUND, "NOT_FOUND")),
-        Fault::Unauthorized => Some(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED")),
-    }
+        Fault::ServerError => error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        Fault::TooManyRequests { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after_secs.to_string())],
+            Json(json!({"error": "TOO_MANY_REQUESTS"})),
+        )
+            .into_response(),
+        Fault::MalformedJson => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"success\": tru",
+        )
+            .into_response(),
+        Fault::NotFound => error(StatusCode::NOT_FOUND, "NOT_FOUND"),
+        Fault::Unauthorized => error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+    };
+    Err(refusal)
 }
 
 async fn get_pull(
@@ -297,7 +437,7 @@ async fn get_pull(
     Path((team, pull)): Path<(String, String)>,
 ) -> Response {
     let path = format!("/teams/{team}/pulls/{pull}");
-    if let Some(r) = gate(&state, &headers, "GET", path, &team, &pull).await {
+    if let Err(r) = gate(&state, &headers, "GET", path, Some(team.as_str()), &pull).await {
         return r;
     }
     match lock(&state).pulls.get(&pull) {
@@ -306,15 +446,18 @@ async fn get_pull(
     }
 }
 
+/// A fresh reconnect token for monitoring `id`; it belongs to the monitoring's source (or,
+/// for a monitoring the fake does not know, the caller's).
 async fn reconnect_token(
     State(state): State<Arc<Mutex<SimState>>>,
     headers: HeaderMap,
     Path((team, id)): Path<(String, String)>,
 ) -> Response {
     let path = format!("/teams/{team}/monitorings/{id}/reconnectToken");
-    if let Some(r) = gate(&state, &headers, "GET", path, &team, &id).await {
-        return r;
-    }
+    let caller = match gate(&state, &headers, "GET", path, Some(team.as_str()), &id).await {
+        Ok(caller) => caller,
+        Err(r) => return r,
+    };
     let mut s = lock(&state);
     s.tokens_issued += 1;
     let token = format!("rt_fresh_{}", s.tokens_issued);
@@ -324,6 +467,8 @@ async fn reconnect_token(
             .get(&id)
             .and_then(|m| m.object["latest_pull_id"].as_str().map(str::to_owned))
     });
+    let source = s.owner(&id).unwrap_or(caller);
+    s.owners.insert(token.clone(), source);
     s.issued_tokens
         .insert(token.clone(), (id.clone(), pull_id.clone()));
     Json(json!({
@@ -334,14 +479,30 @@ async fn reconnect_token(
     .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct AddPullQuery {
+    /// The owning source's name; the first source when absent.
+    source: Option<String>,
+}
+
+/// Admin: `POST /_sim/pulls[?source=NAME]` with the pull's JSON.
 async fn admin_add_pull(
     State(state): State<Arc<Mutex<SimState>>>,
+    Query(query): Query<AddPullQuery>,
     Json(pull): Json<Value>,
 ) -> Response {
     let Some(id) = pull["pull_id"].as_str().map(str::to_owned) else {
         return error(StatusCode::BAD_REQUEST, "pull_id missing");
     };
-    lock(&state).pulls.insert(id, pull);
+    let mut s = lock(&state);
+    let source = match &query.source {
+        Some(name) => match s.source_index(name) {
+            Some(i) => i,
+            None => return error(StatusCode::BAD_REQUEST, "unknown source"),
+        },
+        None => 0,
+    };
+    s.insert_pull(id, pull, source);
     StatusCode::NO_CONTENT.into_response()
 }
 

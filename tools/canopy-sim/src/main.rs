@@ -4,7 +4,8 @@
 //!   `cargo lambda invoke --data-file` and `sam local invoke -e`).
 //! - `send FILE... --url URL`: delivers each event's body to a running intake, signed now,
 //!   the way Canopy's webhook sender does.
-//! - `serve`: the fake Canopy API on a port (admin calls under `/_sim`).
+//! - `serve`: the fake Canopy API on a port (admin calls under `/_sim`): the production keys
+//!   of `--team-id`, and with `--sandbox-team-id` a second source with sandbox keys.
 //! - `trigger refresh|reconnect --url URL`: sends the webhooks of a refresh or a reconnect.
 
 use clap::{Parser, Subcommand};
@@ -50,8 +51,12 @@ enum Command {
     Serve {
         #[arg(long, default_value_t = 4010)]
         port: u16,
+        /// The team of the production keys.
         #[arg(long, default_value = canopy_sim::fixtures::TEAM_ID)]
         team_id: String,
+        /// Also serve this team with sandbox keys (a second source, named "sandbox").
+        #[arg(long)]
+        sandbox_team_id: Option<String>,
     },
     /// Print a generated pull (the JSON of GET pull's `pull`), for fixtures and fuzz seeds.
     Pull {
@@ -143,15 +148,26 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Serve { port, team_id } => {
-            let sim = canopy_sim::FakeCanopy::start(([127, 0, 0, 1], port).into(), &team_id)
-                .await
-                .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+        Command::Serve {
+            port,
+            team_id,
+            sandbox_team_id,
+        } => {
+            let mut sources = vec![canopy_sim::SimSource::production(team_id)];
+            sources.extend(sandbox_team_id.map(canopy_sim::SimSource::sandbox));
+            let sim =
+                canopy_sim::FakeCanopy::start_with_sources(([127, 0, 0, 1], port).into(), sources)
+                    .await
+                    .map_err(|e| format!("cannot serve on port {port}: {e}"))?;
+            println!("fake Canopy at {}", sim.base_url());
+            for source in sim.sources() {
+                println!(
+                    "  {} (team {}): client id {}, secret {}",
+                    source.name, source.team_id, source.client_id, source.client_secret
+                );
+            }
             println!(
-                "fake Canopy at {} (client id {}, secret {}); add pulls with POST /_sim/pulls, point refresh webhooks with POST /_sim/webhook {{\"url\": ..., \"secret\": ...}}",
-                sim.base_url(),
-                canopy_sim::CLIENT_ID,
-                canopy_sim::CLIENT_SECRET
+                "add pulls with POST /_sim/pulls[?source=NAME], point webhooks with POST /_sim/webhook {{\"url\": ..., \"secret\": ..., \"source\": NAME}} (source optional) or the Webhooks API"
             );
             tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
         }

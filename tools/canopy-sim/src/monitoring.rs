@@ -1,16 +1,18 @@
 //! The fake's Monitoring API, with state: enable, patch, stop, refresh (which then sends the
 //! refresh's webhooks), list with paging, and a monitoring with its pulls. Bodies are
 //! validated as the spec says: required fields, the interval pattern and its 30-day minimum,
-//! UUID path ids; errors are Canopy's codes.
+//! UUID path ids; errors are Canopy's codes. A monitoring belongs to its pull's source;
+//! listings show the caller's source's only; a refresh's pull and webhooks are the
+//! monitoring's source's.
 
 use crate::fixtures::{refresh_sequence, Subject};
-use crate::{error, gate, lock, send_webhooks, SimState};
+use crate::webhooks::{deliver, deliveries, Delivery};
+use crate::{error, gate, lock, SimState};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,7 +171,17 @@ pub(crate) async fn enable(
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
     let pull_id = body["pull_id"].as_str().unwrap_or_default().to_owned();
     let path = format!("/teams/{team}/monitorings");
-    if let Some(r) = gate(&state, &headers, "POST", path, &team, &pull_id).await {
+    // The resource is the pull: keys of another type or team cannot monitor it.
+    if let Err(r) = gate(
+        &state,
+        &headers,
+        "POST",
+        path,
+        Some(team.as_str()),
+        &pull_id,
+    )
+    .await
+    {
         return r;
     }
     let interval = body["interval"].as_str().unwrap_or_default();
@@ -201,6 +213,8 @@ pub(crate) async fn enable(
         return Json(json!({"success": true, "monitoring": existing.object})).into_response();
     }
     let id = uuid::Uuid::new_v4().to_string();
+    let source = s.owner(&pull_id).unwrap_or(0);
+    s.owners.insert(id.clone(), source);
     let object = json!({
         "monitoring_id": id, "latest_pull_id": pull_id, "status": "ACTIVE", "interval": interval,
         "next_pull_date": next.unwrap_or(json!("2027-01-01T00:00:00.000Z")),
@@ -236,7 +250,7 @@ pub(crate) async fn patch(
     body: Option<Json<Value>>,
 ) -> Response {
     let path = format!("/teams/{team}/monitorings/{id}");
-    if let Some(r) = gate(&state, &headers, "PATCH", path, &team, &id).await {
+    if let Err(r) = gate(&state, &headers, "PATCH", path, Some(team.as_str()), &id).await {
         return r;
     }
     let body = body.map(|Json(b)| b).unwrap_or(json!({}));
@@ -284,7 +298,7 @@ pub(crate) async fn stop(
     Path((team, id)): Path<(String, String)>,
 ) -> Response {
     let path = format!("/teams/{team}/monitorings/{id}");
-    if let Some(r) = gate(&state, &headers, "DELETE", path, &team, &id).await {
+    if let Err(r) = gate(&state, &headers, "DELETE", path, Some(team.as_str()), &id).await {
         return r;
     }
     let mut s = lock(&state);
@@ -315,9 +329,10 @@ pub(crate) async fn list(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let path = format!("/teams/{team}/monitorings");
-    if let Some(r) = gate(&state, &headers, "GET", path, &team, "").await {
-        return r;
-    }
+    let caller = match gate(&state, &headers, "GET", path, Some(team.as_str()), "").await {
+        Ok(caller) => caller,
+        Err(r) => return r,
+    };
     if q.pull_id.is_some() && q.account_identifier.is_some() {
         return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
     }
@@ -325,11 +340,12 @@ pub(crate) async fn list(
         return error(StatusCode::BAD_REQUEST, "INVALID_INPUT");
     }
     let s = lock(&state);
-    // Newest first; `before` continues after the named monitoring.
+    // The caller's source's, newest first; `before` continues after the named monitoring.
     let matching: Vec<&SimMonitoring> = s
         .monitoring_order
         .iter()
         .rev()
+        .filter(|id| s.owner(id) == Some(caller))
         .filter_map(|id| s.monitorings.get(id))
         .filter(|m| q.status.as_ref().is_none_or(|st| m.object["status"] == *st))
         .filter(|m| {
@@ -368,7 +384,7 @@ pub(crate) async fn get(
     Query(q): Query<GetQuery>,
 ) -> Response {
     let path = format!("/teams/{team}/monitorings/{id}");
-    if let Some(r) = gate(&state, &headers, "GET", path, &team, &id).await {
+    if let Err(r) = gate(&state, &headers, "GET", path, Some(team.as_str()), &id).await {
         return r;
     }
     let s = lock(&state);
@@ -402,7 +418,7 @@ pub(crate) async fn refresh(
     Path((team, id)): Path<(String, String)>,
 ) -> Response {
     let path = format!("/teams/{team}/monitorings/{id}/refresh");
-    if let Some(r) = gate(&state, &headers, "POST", path, &team, &id).await {
+    if let Err(r) = gate(&state, &headers, "POST", path, Some(team.as_str()), &id).await {
         return r;
     }
     let started = {
@@ -425,15 +441,13 @@ pub(crate) async fn refresh(
     let Some((pull_id, sending)) = started else {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND");
     };
-    if let Some((url, secret, bodies)) = sending {
+    if !sending.is_empty() {
         let state = state.clone();
         let id = id.clone();
         tokio::spawn(async move {
             // Canopy's refresh takes a while; the answer comes first.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Err(e) = send_webhooks(&url, &secret, &bodies).await {
-                eprintln!("canopy-sim: refresh webhooks not delivered: {e}");
-            }
+            deliver(&sending).await;
             if let Some(m) = lock(&state).monitorings.get_mut(&id) {
                 m.refreshing = false;
             }
@@ -441,9 +455,6 @@ pub(crate) async fn refresh(
     }
     Json(json!({"pull_id": pull_id})).into_response()
 }
-
-/// The webhooks a refresh sends: target URL, secret, bodies.
-type Sending = Option<(String, String, Vec<Value>)>;
 
 /// A new pull of monitoring `id`: a copy of its latest, with a new id, created now, of
 /// `status`; and whom its webhooks are about. Refreshes and reconnects start with one.
@@ -464,9 +475,10 @@ pub fn next_pull(s: &SimState, id: &str, status: &str) -> Option<(String, Value,
     Some((pull_id, pull, subject))
 }
 
-/// Makes the refresh's new pull and decides what is sent: its webhooks, to the target if one
-/// is set and `send` (else the refresh completes at once, its webhooks lost).
-pub fn start_refresh(s: &mut SimState, id: &str, send: bool) -> Option<(String, Sending)> {
+/// Makes the refresh's new pull (the monitoring's source's) and decides what is sent: its
+/// webhooks, to the source's registrations if `send` (when none is to be sent, the refresh
+/// completes at once, its webhooks lost). Returns the new pull's id and the deliveries.
+pub fn start_refresh(s: &mut SimState, id: &str, send: bool) -> Option<(String, Vec<Delivery>)> {
     let (pull_id, mut pull, subject) = next_pull(s, id, "SUCCESS")?;
     let events: Vec<Value> = s
         .refresh_changes
@@ -482,28 +494,18 @@ pub fn start_refresh(s: &mut SimState, id: &str, send: bool) -> Option<(String, 
             .into_iter()
             .map(|e| crate::fixtures::monitoring_events_webhook(&subject, e)),
     );
-    s.pulls.insert(pull_id.clone(), pull);
-    let webhook = s.webhook.clone().filter(|_| send);
+    let source = s.owner(id).unwrap_or(0);
+    s.insert_pull(pull_id.clone(), pull, source);
+    let sending = if send {
+        deliveries(s, source, &bodies)
+    } else {
+        Vec::new()
+    };
     let m = s.monitorings.get_mut(id)?;
     m.pulls.insert(0, pull_id.clone());
     m.object["latest_pull_id"] = json!(pull_id);
-    let sending = webhook.map(|(url, secret)| {
+    if !sending.is_empty() {
         m.refreshing = true;
-        (url, secret, bodies)
-    });
-    Some((pull_id, sending))
-}
-
-/// Admin: `POST /_sim/webhook {"url": ..., "secret": ...}`: where refreshes send webhooks.
-pub(crate) async fn admin_webhook(
-    State(state): State<Shared>,
-    Json(body): Json<HashMap<String, String>>,
-) -> Response {
-    match (body.get("url"), body.get("secret")) {
-        (Some(url), Some(secret)) => {
-            lock(&state).webhook = Some((url.clone(), secret.clone()));
-            StatusCode::NO_CONTENT.into_response()
-        }
-        _ => error(StatusCode::BAD_REQUEST, "url and secret required"),
     }
+    Some((pull_id, sending))
 }

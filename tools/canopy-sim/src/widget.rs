@@ -7,18 +7,19 @@
 //!   credentials.
 //!
 //! The username travels as the Components token (`insurerUsername`): the fake reads the
-//! sandbox login from it. `reconnectToken` takes the team's Basic auth; the pull calls take the
-//! `pull-jwt` header and nothing else. Webhooks are signed and sent to the configured target.
+//! sandbox login from it. `reconnectToken` takes the team's credentials (checked against the
+//! token's source like any team call); the pull calls take the `pull-jwt` header and nothing
+//! else. Webhooks are signed and sent to the registrations of the monitoring's source.
 
 use crate::fixtures::{auth_status_webhook, reconnect_webhook, refresh_sequence, Subject};
-use crate::{error, gate, lock, send_webhooks, RecordedRequest, SimState};
+use crate::webhooks::{deliveries, Delivery};
+use crate::{error, gate, lock, sources, RecordedRequest, SimState};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 type Shared = Arc<Mutex<SimState>>;
 
@@ -45,13 +46,15 @@ pub const MFA_OPTIONS: &[(&str, &str)] = &[
     ("email_ck", "Email to c***@example.com"),
 ];
 
-/// Makes monitoring `monitoring_id` need a reconnect: a new pull (NOT_AUTHENTICATED) that the
-/// next reconnect token leads to, and the MONITORING_RECONNECT webhook (when a target is set).
-pub fn need_reconnect(state: &Shared, monitoring_id: &str) -> Option<(String, Option<Sending>)> {
+/// Makes monitoring `monitoring_id` need a reconnect: a new pull (NOT_AUTHENTICATED, the
+/// monitoring's source's) that the next reconnect token leads to, and the MONITORING_RECONNECT
+/// webhook for the source's registrations (none when it has none).
+pub fn need_reconnect(state: &Shared, monitoring_id: &str) -> Option<(String, Vec<Delivery>)> {
     let mut s = lock(state);
     let (pull_id, pull, subject) =
         crate::monitoring::next_pull(&s, monitoring_id, "NOT_AUTHENTICATED")?;
-    s.pulls.insert(pull_id.clone(), pull);
+    let source = s.owner(monitoring_id).unwrap_or(0);
+    s.insert_pull(pull_id.clone(), pull, source);
     s.reconnect_pulls
         .insert(monitoring_id.to_owned(), pull_id.clone());
     s.logins.insert(
@@ -61,35 +64,13 @@ pub fn need_reconnect(state: &Shared, monitoring_id: &str) -> Option<(String, Op
             ..SimLogin::default()
         },
     );
-    let sending = s.webhook.clone().map(|(url, secret)| {
-        (
-            url,
-            secret,
-            vec![reconnect_webhook(
-                &subject,
-                &format!(
-                    "https://app.usecanopy.com/c/demo/reconnect?reconnectToken=rt_hook_{pull_id}"
-                ),
-                &format!("rt_hook_{pull_id}"),
-            )],
-        )
-    });
+    let body = reconnect_webhook(
+        &subject,
+        &format!("https://app.usecanopy.com/c/demo/reconnect?reconnectToken=rt_hook_{pull_id}"),
+        &format!("rt_hook_{pull_id}"),
+    );
+    let sending = deliveries(&s, source, &[body]);
     Some((pull_id, sending))
-}
-
-/// Webhooks to send: target, secret, bodies.
-pub type Sending = (String, String, Vec<Value>);
-
-/// Sends in the background, as Canopy does after answering.
-pub fn send_later(sending: Option<Sending>) {
-    if let Some((url, secret, bodies)) = sending {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Err(e) = send_webhooks(&url, &secret, &bodies).await {
-                eprintln!("canopy-sim: webhooks not delivered: {e}");
-            }
-        });
-    }
 }
 
 pub(crate) async fn exchange(
@@ -97,17 +78,18 @@ pub(crate) async fn exchange(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let team = lock(&state).team_id.clone();
-    let path = "/widget/pull/reconnectToken".to_owned();
-    if let Some(r) = gate(&state, &headers, "POST", path, &team, "").await {
-        return r;
-    }
-    let Some(token) = body
+    let token = body
         .as_ref()
         .and_then(|Json(b)| b["reconnect_token"].as_str())
-    else {
+        .unwrap_or_default();
+    let path = "/widget/pull/reconnectToken".to_owned();
+    // No team in the path: the token's source is the resource (its key type and team).
+    if let Err(r) = gate(&state, &headers, "POST", path, None, token).await {
+        return r;
+    }
+    if token.is_empty() {
         return error(StatusCode::BAD_REQUEST, "INVALID_RECONNECT_TOKEN");
-    };
+    }
     let mut s = lock(&state);
     if let Some(code) = s.exchange_refusal.take() {
         return error(StatusCode::BAD_REQUEST, &code);
@@ -128,28 +110,32 @@ pub(crate) async fn exchange(
         return error(StatusCode::BAD_REQUEST, "NEWER_PULL_AVAILABLE");
     }
     let jwt = format!("sim.{}.jwt", uuid::Uuid::new_v4().simple());
+    let source = s.owner(&pull_id).or_else(|| s.owner(token)).unwrap_or(0);
+    s.owners.insert(jwt.clone(), source);
     s.pull_jwts.insert(jwt.clone(), pull_id.clone());
     Json(json!({"pull_id": pull_id, "pull_jwt": jwt})).into_response()
 }
 
-/// Records the request and checks the `pull-jwt` header against the path's pull. An unknown
-/// JWT (never issued, or expired: a test empties `pull_jwts`) answers Canopy's 401
-/// UNAUTHORIZED.
+/// Records the request and checks the `pull-jwt` header against the path's pull (team keys
+/// are not needed, but a client id presented is logged). An unknown JWT (never issued, or
+/// expired: a test empties `pull_jwts`) answers Canopy's 401 UNAUTHORIZED.
 fn jwt_gate(
     s: &mut SimState,
     headers: &HeaderMap,
     path: String,
     pull_id: &str,
 ) -> Option<Response> {
+    let jwt = headers.get("pull-jwt").and_then(|v| v.to_str().ok());
+    let valid = jwt
+        .and_then(|j| s.pull_jwts.get(j))
+        .is_some_and(|p| p == pull_id);
     s.requests.push(RecordedRequest {
         method: "POST".to_owned(),
         path,
+        client_id: sources::presented(headers).0,
+        refused: (!valid).then(|| "UNAUTHORIZED".to_owned()),
     });
-    let jwt = headers.get("pull-jwt").and_then(|v| v.to_str().ok());
-    match jwt.and_then(|j| s.pull_jwts.get(j)) {
-        Some(p) if p == pull_id => None,
-        _ => Some(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED")),
-    }
+    (!valid).then(|| error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED"))
 }
 
 fn text_field<'a>(body: &'a Value, field: &str, min: usize, max: usize) -> Option<&'a str> {
@@ -158,8 +144,9 @@ fn text_field<'a>(body: &'a Value, field: &str, min: usize, max: usize) -> Optio
         .filter(|v| (min..=max).contains(&v.len()))
 }
 
-/// The AUTH_STATUS (and, on success, the refresh's webhooks) a login step leads to.
-fn advance(s: &mut SimState, pull_id: &str, status: &str, extra: Value) -> Option<Sending> {
+/// The AUTH_STATUS (and, on success, the refresh's webhooks) a login step leads to, for the
+/// registrations of the pull's source.
+fn advance(s: &mut SimState, pull_id: &str, status: &str, extra: Value) -> Option<Vec<Delivery>> {
     let login = s.logins.get_mut(pull_id)?;
     login.sequence += 1;
     let sequence = login.sequence;
@@ -188,8 +175,11 @@ fn advance(s: &mut SimState, pull_id: &str, status: &str, extra: Value) -> Optio
     } else {
         pull["status"] = json!(status);
     }
-    let (url, secret) = s.webhook.clone()?;
-    Some((url, secret, bodies))
+    let source = s
+        .owner(pull_id)
+        .or_else(|| s.owner(&monitoring_id))
+        .unwrap_or(0);
+    Some(deliveries(s, source, &bodies))
 }
 
 pub(crate) async fn connect(
@@ -242,7 +232,7 @@ pub(crate) async fn connect(
         }
         advance(&mut s, &pull_id, status, extra)
     };
-    send_later(sending);
+    crate::webhooks::send_later(sending.unwrap_or_default());
     Json(json!({"pull": {"pull_id": pull_id}, "shouldPoll": true})).into_response()
 }
 
@@ -274,7 +264,7 @@ pub(crate) async fn idv_options(
         }
         advance(&mut s, &pull_id, "IDENTITY_VERIFICATION", json!({}))
     };
-    send_later(sending);
+    crate::webhooks::send_later(sending.unwrap_or_default());
     Json(json!({"pull_id": pull_id})).into_response()
 }
 
@@ -313,6 +303,6 @@ pub(crate) async fn idv(
             advance(&mut s, &pull_id, "SUCCESS", json!({}))
         }
     };
-    send_later(sending);
+    crate::webhooks::send_later(sending.unwrap_or_default());
     Json(json!({"pull_id": pull_id})).into_response()
 }

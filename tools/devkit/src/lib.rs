@@ -12,6 +12,9 @@ pub mod sqs_driver;
 /// The documented local webhook signing secret. Never use it in a deployed stack.
 pub const LOCAL_SIGNING_SECRET: &str = "whsec_canopy_monitor_local_only";
 
+/// The documented local signing secret of the second (sandbox) source. Never deploy it.
+pub const LOCAL_SANDBOX_SIGNING_SECRET: &str = "whsec_canopy_monitor_local_sandbox";
+
 /// Timeouts for talking to the local emulator. moto answers in milliseconds when idle but, with
 /// its DynamoDB requests taken one at a time (scripts/moto_serial_dynamodb.py) and a parallel
 /// test suite or a build beside it, a request can wait seconds for its turn: the production

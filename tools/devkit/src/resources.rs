@@ -23,6 +23,9 @@ pub struct Resources {
     pub webhook_secret_id: String,
     pub canopy_api_secret_id: String,
     pub outbound_webhook_secret_id: String,
+    /// Where additional sources keep their secrets (`{prefix}{name}/api`, `.../webhook`), as
+    /// template.yaml's `SOURCE_SECRET_PREFIX`; see [`provision_source`].
+    pub source_secret_prefix: String,
     /// The verified SES sender.
     pub email_from: String,
     /// The custom EventBridge bus business events go to.
@@ -60,6 +63,7 @@ struct Names {
     webhook_secret: String,
     canopy_api_secret: String,
     outbound_webhook_secret: String,
+    source_secret_prefix: String,
     event_bus: String,
     events_tap: String,
 }
@@ -73,6 +77,7 @@ impl Names {
             webhook_secret: format!("{prefix}/canopy-webhook-signing-secret"),
             canopy_api_secret: format!("{prefix}/canopy-api-credentials"),
             outbound_webhook_secret: format!("{prefix}/outbound-webhook-secret"),
+            source_secret_prefix: format!("{prefix}/sources/"),
             event_bus: format!("{prefix}-events"),
             events_tap: format!("{prefix}-events-tap"),
         }
@@ -93,6 +98,7 @@ impl Names {
             webhook_secret_id: self.webhook_secret,
             canopy_api_secret_id: self.canopy_api_secret,
             outbound_webhook_secret_id: self.outbound_webhook_secret,
+            source_secret_prefix: self.source_secret_prefix,
             email_from: LOCAL_EMAIL_FROM.to_owned(),
             event_bus_name: self.event_bus,
             events_tap_url,
@@ -151,6 +157,36 @@ pub async fn provision(
         .map_err(fail(LOCAL_EMAIL_FROM))?;
     let tap = create_event_bus_with_tap(aws, &names.event_bus, &names.events_tap).await?;
     Ok(names.resources(fetch, notify, tap))
+}
+
+/// Creates an additional source's two secrets (its API keys and its webhook signing secret)
+/// under [`Resources::source_secret_prefix`], as `canopy-ops setup` does in AWS.
+pub async fn provision_source(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    name: &str,
+    credentials: &serde_json::Value,
+    signing_secret: &str,
+) -> Result<(), ProvisionError> {
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    for (role, value) in [
+        ("api", credentials.to_string()),
+        ("webhook", signing_secret.to_owned()),
+    ] {
+        let id = canopy_monitor::domain::source::SourceSpec::additional_secret_name(
+            &resources.source_secret_prefix,
+            name,
+            role,
+        );
+        secrets
+            .create_secret()
+            .name(&id)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(fail(&id))?;
+    }
+    Ok(())
 }
 
 /// The rule that copies every canopy-monitor event on the bus into the tap queue.

@@ -395,6 +395,7 @@ fn sqs_event(body: String) -> Value {
 fn fetch_event(pull_id: &str) -> Value {
     sqs_event(
         WorkMessage::FetchPull(FetchPullJob {
+            source: None,
             pull_id: pull_id.to_owned(),
             monitoring_id: Some(format!("m-{pull_id}")),
             initial_pull_id: None,
@@ -516,6 +517,7 @@ fn targets(
             event: Box::new(move |i| {
                 let monitoring_id = format!("m-notify-{notify_run}-{i}");
                 let job = ReconnectJob {
+                    source: None,
                     monitoring_id: monitoring_id.clone(),
                     pull_id: format!("p-{monitoring_id}"),
                     initial_pull_id: None,

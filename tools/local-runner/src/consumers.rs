@@ -1,13 +1,16 @@
 //! The queue consumers of the local run, and the Canopy they talk to.
 
 use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::domain::source::{KeyType, Source, SourceSpec};
 use canopy_monitor::ports::store::ReminderStore;
 use canopy_monitor::runtime::config::{CanopyEnv, FetcherEnv};
-use canopy_sim::fixtures::{refresh_sequence, sample_pull, PullSize, Subject, TEAM_ID};
-use canopy_sim::FakeCanopy;
+use canopy_sim::fixtures::{
+    refresh_sequence, sample_pull, PullSize, Subject, SANDBOX_TEAM_ID, TEAM_ID,
+};
+use canopy_sim::{FakeCanopy, SimSource};
 use devkit::resources::Resources;
 use devkit::sqs_driver::spawn_poller;
-use devkit::LOCAL_SIGNING_SECRET;
+use devkit::{LOCAL_SANDBOX_SIGNING_SECRET, LOCAL_SIGNING_SECRET};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -21,12 +24,27 @@ const LOCAL_RETRY: RetryPolicy = RetryPolicy {
     cap: Duration::from_secs(30),
 };
 
-/// The Canopy the local run uses: the bundled fake, or a real team from the environment.
-pub struct CanopyTarget {
-    pub base_url: String,
-    pub team_id: String,
+/// One source of the local run: who it is, its keys and its webhook signing secret.
+pub struct TargetSource {
+    pub source: Source,
     client_id: String,
     client_secret: String,
+    pub signing_secret: String,
+}
+
+impl TargetSource {
+    /// The value of its API secret.
+    pub fn credentials_json(&self) -> Value {
+        json!({"client_id": self.client_id, "client_secret": self.client_secret})
+    }
+}
+
+/// The Canopy the local run uses: the bundled fake, serving a production and a sandbox source
+/// (as one deployment does with `AdditionalSources`), or a real team from the environment.
+pub struct CanopyTarget {
+    pub base_url: String,
+    /// The primary first.
+    pub sources: Vec<TargetSource>,
     pub fake: Option<FakeCanopy>,
 }
 
@@ -40,44 +58,111 @@ impl CanopyTarget {
         ) {
             let base_url = var("CANOPY_BASE_URL")
                 .unwrap_or_else(|| canopy_monitor::ports::canopy::DEFAULT_BASE_URL.to_owned());
-            tracing::info!(%base_url, %team_id, "using a real Canopy team");
+            let key_type: KeyType = var("CANOPY_KEY_TYPE")
+                .unwrap_or_else(|| "sandbox".to_owned())
+                .parse()
+                .map_err(|e| format!("CANOPY_KEY_TYPE: {e}"))?;
+            tracing::info!(%base_url, %team_id, %key_type, "using a real Canopy team");
+            let source =
+                Source::new(key_type.as_str(), &team_id, key_type).map_err(|e| e.to_string())?;
             return Ok(Self {
                 base_url,
-                team_id,
-                client_id,
-                client_secret,
+                sources: vec![TargetSource {
+                    source,
+                    client_id,
+                    client_secret,
+                    signing_secret: var("CANOPY_WEBHOOK_SECRET")
+                        .unwrap_or_else(|| LOCAL_SIGNING_SECRET.to_owned()),
+                }],
                 fake: None,
             });
         }
         let port: u16 = var("CANOPY_SIM_PORT")
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        let fake = FakeCanopy::start(([127, 0, 0, 1], port).into(), TEAM_ID)
-            .await
-            .map_err(|e| format!("cannot start the fake Canopy: {e}"))?;
-        tracing::info!(base_url = %fake.base_url(), "using the bundled fake Canopy");
+        let fake = FakeCanopy::start_with_sources(
+            ([127, 0, 0, 1], port).into(),
+            vec![
+                SimSource::production(TEAM_ID),
+                SimSource::sandbox(SANDBOX_TEAM_ID),
+            ],
+        )
+        .await
+        .map_err(|e| format!("cannot start the fake Canopy: {e}"))?;
+        tracing::info!(base_url = %fake.base_url(), "using the bundled fake Canopy: a production and a sandbox source");
+        let target = |sim: &SimSource, key_type, signing_secret: &str| TargetSource {
+            source: Source {
+                name: sim.name.clone(),
+                team_id: sim.team_id.clone(),
+                key_type,
+            },
+            client_id: sim.client_id.clone(),
+            client_secret: sim.client_secret.clone(),
+            signing_secret: signing_secret.to_owned(),
+        };
+        let sims = fake.sources();
+        let sources = vec![
+            target(&sims[0], KeyType::Production, LOCAL_SIGNING_SECRET),
+            target(&sims[1], KeyType::Sandbox, LOCAL_SANDBOX_SIGNING_SECRET),
+        ];
         Ok(Self {
             base_url: fake.base_url(),
-            team_id: TEAM_ID.to_owned(),
-            client_id: canopy_sim::CLIENT_ID.to_owned(),
-            client_secret: canopy_sim::CLIENT_SECRET.to_owned(),
+            sources,
             fake: Some(fake),
         })
+    }
+
+    pub fn primary(&self) -> &TargetSource {
+        &self.sources[0]
+    }
+
+    /// Each source with its secret of `role`, as a deployment names them.
+    pub fn specs(&self, resources: &Resources, role: &str) -> Vec<SourceSpec> {
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, t)| SourceSpec {
+                source: t.source.clone(),
+                secret_id: match (i, role) {
+                    (0, "api") => resources.canopy_api_secret_id.clone(),
+                    (0, _) => resources.webhook_secret_id.clone(),
+                    _ => SourceSpec::additional_secret_name(
+                        &resources.source_secret_prefix,
+                        &t.source.name,
+                        role,
+                    ),
+                },
+            })
+            .collect()
+    }
+
+    /// Creates the additional sources' secrets (the primary's are the stack's own).
+    pub async fn provision_sources(
+        &self,
+        aws: &aws_config::SdkConfig,
+        resources: &Resources,
+    ) -> Result<(), String> {
+        for t in &self.sources[1..] {
+            devkit::resources::provision_source(
+                aws,
+                resources,
+                &t.source.name,
+                &t.credentials_json(),
+                &t.signing_secret,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// How the queue functions reach this Canopy.
     pub fn env(&self, resources: &Resources) -> CanopyEnv {
         CanopyEnv {
             base_url: self.base_url.clone(),
-            team_id: self.team_id.clone(),
-            api_secret_id: resources.canopy_api_secret_id.clone(),
+            sources: self.specs(resources, "api"),
             timeout: Duration::from_secs(10),
         }
-    }
-
-    /// The value of the Canopy API secret.
-    pub fn credentials_json(&self) -> Value {
-        json!({"client_id": self.client_id, "client_secret": self.client_secret})
     }
 }
 

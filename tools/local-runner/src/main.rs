@@ -103,14 +103,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             let resources = provision(
                 &aws,
                 &cli.prefix,
-                LOCAL_SIGNING_SECRET,
-                &canopy.credentials_json(),
+                &canopy.primary().signing_secret,
+                &canopy.primary().credentials_json(),
             )
             .await
             .map_err(|e| e.to_string())?;
+            canopy.provision_sources(&aws, &resources).await?;
             tracing::info!(table = %resources.table_name, fetch_queue = %resources.fetch_queue_url,
                 notify_queue = %resources.notify_queue_url, "resources created on the emulator");
-            let intake = webhook_intake::intake_from(intake_env(&resources), &aws)
+            let intake = webhook_intake::intake_from(intake_env(&resources, &canopy), &aws)
                 .await
                 .map_err(|e| e.to_string())?;
             consumers::start_fetcher(&aws, &resources, &canopy).await?;
@@ -244,12 +245,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn intake_env(resources: &Resources) -> IntakeEnv {
+fn intake_env(resources: &Resources, canopy: &consumers::CanopyTarget) -> IntakeEnv {
     IntakeEnv {
         table_name: resources.table_name.clone(),
         fetch_queue_url: resources.fetch_queue_url.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
-        webhook_secret_id: resources.webhook_secret_id.clone(),
+        sources: canopy.specs(resources, "webhook"),
         intake: IntakeConfig {
             // Short, so a local run shows the fallback fetch being skipped after COMPLETE.
             plan: canopy_monitor::domain::plan::PlanConfig {

@@ -111,6 +111,7 @@ impl ReminderStore for DynamoStore {
                     due_key: text(&item, "gsi1sk")?,
                     job: ReconnectJob {
                         monitoring_id: monitoring_id.clone(),
+                        source: text(&item, "source"),
                         pull_id: text(&item, "pull_id").unwrap_or_default(),
                         initial_pull_id: text(&item, "initial_pull_id"),
                         widget_id: text(&item, "widget_id"),
@@ -190,6 +191,10 @@ impl EpisodeStore for DynamoStore {
         }
         if let Some(v) = &job.widget_id {
             item.insert("widget_id".to_owned(), s(v));
+        }
+        // Reminders are asked with the same source's keys as the first notice.
+        if let Some(v) = &job.source {
+            item.insert("source".to_owned(), s(v));
         }
         if let Some(v) = &job.meta_data_pull_id {
             item.insert("meta_data_pull_id".to_owned(), s(v));

@@ -395,6 +395,9 @@ impl IntakeStore for DynamoStore {
         if let Some(m) = &claim.monitoring_id {
             item.insert("monitoring_id".to_owned(), s(m));
         }
+        if let Some(source) = &claim.source {
+            item.insert("source".to_owned(), s(source));
+        }
         match Some(gzip::compress(&claim.body)).filter(|gz| gz.len() <= MAX_STORED_BODY) {
             Some(gz) => {
                 item.insert("body_gz".to_owned(), AttributeValue::B(gz.into()));
@@ -458,6 +461,7 @@ impl IntakeStore for DynamoStore {
         b.set("pull_id", s(&update.pull_id))
             .set_opt("widget_id", update.widget_id.as_ref().map(s))
             .set_opt("team_id", update.team_id.as_ref().map(s))
+            .set_opt("source", update.source.as_ref().map(s))
             .set_opt(
                 "account_identifier",
                 update.account_identifier.as_ref().map(s),
@@ -629,6 +633,7 @@ impl DynamoStore {
         b.set("monitoring_id", s(&update.monitoring_id))
             .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
             .set_opt("owner", update.owner.as_ref().map(s))
+            .set_opt("source", update.source.as_ref().map(s))
             // An event of a monitored pull: active unless the API or the reconciler said otherwise.
             .set_if_absent("monitoring_status", s(crate::domain::records::ACTIVE))
             .set_if_absent(

@@ -268,6 +268,7 @@ impl MonitoringStore for DynamoStore {
             .set("synced_at", s(at))
             .set_if_absent("first_seen_at", s(at))
             .set_opt("owner", context.owner.as_ref().map(s))
+            .set_opt("source", context.source.as_ref().map(s))
             .set_opt("interval", view.interval.as_ref().map(s));
         if let Some(status) = &view.status {
             b.set("monitoring_status", s(status)).set(
@@ -535,6 +536,7 @@ impl MonitoringStore for DynamoStore {
         Ok(Some(StoredEvent {
             completed: text(&item, "status").as_deref() == Some(super::STATUS_COMPLETED),
             event_type: text(&item, "event_type"),
+            source: text(&item, "source"),
             body,
         }))
     }

@@ -1,0 +1,508 @@
+//! Sandbox and production in one deployment: two sources, each with its own keys and signing
+//! secret (the primary's in the stack's secrets, the sandbox's under the additional sources'
+//! prefix), every function built from them as in AWS (secrets read from Secrets Manager).
+//! The fake Canopy refuses a call made with the other source's keys
+//! (`400 INCORRECT_API_KEY_TYPE`), and its request log says which keys every call used.
+
+use canopy_monitor::app::monitoring_api::ApiConfig;
+use canopy_monitor::app::notifier::NotifierConfig;
+use canopy_monitor::domain::retry::RetryPolicy;
+use canopy_monitor::domain::source::{KeyType, Source, SourceSpec};
+use canopy_monitor::runtime::config::{
+    ApiEnv, CanopyEnv, FetcherEnv, IntakeEnv, NotifierEnv, ReconnectEnv,
+};
+use canopy_sim::fixtures::{
+    refresh_sequence, sample_pull, PullSize, Subject, SANDBOX_TEAM_ID, TEAM_ID,
+};
+use canopy_sim::{FakeCanopy, SimSource, CLIENT_ID, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET};
+use devkit::{LOCAL_SANDBOX_SIGNING_SECRET, LOCAL_SIGNING_SECRET};
+use integration_tests::monitoring::{call as api_call, TestApi};
+use integration_tests::reconnect::{call as reconnect_call, test_config, TestReconnectApi};
+use integration_tests::{attr, deliver_to, now, TestEnv, TestIntake};
+use lambda_http::http::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const PRODUCTION: &str = "production";
+const SANDBOX: &str = "sandbox";
+const OWNER_P: &str = "cust-prod";
+const OWNER_S: &str = "cust-sandbox";
+
+/// The two sources, with the secret of `role` (`api` or `webhook`) of each.
+fn specs(env: &TestEnv, role: &str) -> Vec<SourceSpec> {
+    let primary_secret = match role {
+        "api" => env.resources.canopy_api_secret_id.clone(),
+        _ => env.resources.webhook_secret_id.clone(),
+    };
+    vec![
+        SourceSpec {
+            source: Source::new(PRODUCTION, TEAM_ID, KeyType::Production).unwrap(),
+            secret_id: primary_secret,
+        },
+        SourceSpec {
+            source: Source::new(SANDBOX, SANDBOX_TEAM_ID, KeyType::Sandbox).unwrap(),
+            secret_id: SourceSpec::additional_secret_name(
+                &env.resources.source_secret_prefix,
+                SANDBOX,
+                role,
+            ),
+        },
+    ]
+}
+
+fn canopy_env(env: &TestEnv, canopy: &FakeCanopy) -> CanopyEnv {
+    CanopyEnv {
+        base_url: canopy.base_url(),
+        sources: specs(env, "api"),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+const NO_BACKOFF: RetryPolicy = RetryPolicy {
+    base: Duration::ZERO,
+    cap: Duration::ZERO,
+};
+
+struct Deployment {
+    env: TestEnv,
+    canopy: FakeCanopy,
+    intake: std::sync::Arc<TestIntake>,
+    url: String,
+    fetcher: pull_fetcher::AwsFetchConsumer,
+    notifier: reconnect_notifier::AwsNotifyConsumer,
+    api: TestApi,
+    reconnect: TestReconnectApi,
+}
+
+/// A two-source deployment over a test's own resources, each function built from the
+/// sources' secrets as in AWS; intake served over HTTP for the fake's webhooks.
+async fn deployment(name: &str) -> Deployment {
+    let env = TestEnv::new(name).await;
+    devkit::resources::provision_source(
+        &env.aws,
+        &env.resources,
+        SANDBOX,
+        &json!({"client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET}),
+        LOCAL_SANDBOX_SIGNING_SECRET,
+    )
+    .await
+    .expect("sandbox secrets");
+    let canopy = FakeCanopy::start_with_sources(
+        ([127, 0, 0, 1], 0).into(),
+        vec![
+            SimSource::production(TEAM_ID),
+            SimSource::sandbox(SANDBOX_TEAM_ID),
+        ],
+    )
+    .await
+    .expect("fake Canopy");
+    let r = &env.resources;
+    let intake = std::sync::Arc::new(
+        webhook_intake::intake_from(
+            IntakeEnv {
+                table_name: r.table_name.clone(),
+                fetch_queue_url: r.fetch_queue_url.clone(),
+                notify_queue_url: r.notify_queue_url.clone(),
+                sources: specs(&env, "webhook"),
+                intake: integration_tests::test_intake_config(),
+            },
+            &env.aws,
+        )
+        .await
+        .expect("intake"),
+    );
+    let url = integration_tests::reconnect::serve(intake.clone()).await;
+    canopy.set_webhook_for(PRODUCTION, &url, LOCAL_SIGNING_SECRET);
+    canopy.set_webhook_for(SANDBOX, &url, LOCAL_SANDBOX_SIGNING_SECRET);
+    let fetcher = pull_fetcher::fetcher_from(
+        FetcherEnv {
+            table_name: r.table_name.clone(),
+            fetch_queue_url: r.fetch_queue_url.clone(),
+            canopy: canopy_env(&env, &canopy),
+            retry: NO_BACKOFF,
+            pull_data_retention: None,
+            fetcher: Default::default(),
+        },
+        &env.aws,
+    )
+    .await
+    .expect("fetcher");
+    let notifier = reconnect_notifier::notifier_from(
+        NotifierEnv {
+            table_name: r.table_name.clone(),
+            notify_queue_url: r.notify_queue_url.clone(),
+            canopy: canopy_env(&env, &canopy),
+            retry: NO_BACKOFF,
+            email_from: Some(r.email_from.clone()),
+            sms_enabled: false,
+            webhook_url: None,
+            webhook_secret_id: None,
+            notifier: NotifierConfig {
+                token_retry_pause: Duration::from_millis(10),
+                ..NotifierConfig::default()
+            },
+        },
+        &env.aws,
+    )
+    .await
+    .expect("notifier");
+    let api = monitoring_api::api_from(
+        ApiEnv {
+            table_name: r.table_name.clone(),
+            fetch_queue_url: r.fetch_queue_url.clone(),
+            notify_queue_url: r.notify_queue_url.clone(),
+            canopy: canopy_env(&env, &canopy),
+            api: ApiConfig::default(),
+        },
+        &env.aws,
+    )
+    .await
+    .expect("monitoring api");
+    let reconnect = reconnect_api::api_from(
+        ReconnectEnv {
+            table_name: r.table_name.clone(),
+            canopy: canopy_env(&env, &canopy),
+            subject_claim: "sub".to_owned(),
+            reconnect: test_config(),
+        },
+        &env.aws,
+    )
+    .await
+    .expect("reconnect api");
+    Deployment {
+        env,
+        canopy,
+        intake,
+        url,
+        fetcher,
+        notifier,
+        api,
+        reconnect,
+    }
+}
+
+/// A pull of `owner` in source `source`, its refresh webhooks as that source's Canopy sends
+/// them (its team in the body).
+fn pull_of(d: &Deployment, source: &str, owner: &str) -> (String, Vec<Value>) {
+    let pull_id = uuid::Uuid::new_v4().to_string();
+    let mut pull = sample_pull(&pull_id, PullSize::default());
+    pull["meta_data"] = json!({"customer_id": owner, "email": format!("{owner}@example.com")});
+    d.canopy.add_pull_to(source, pull.clone());
+    let subject = Subject {
+        pull_id: pull_id.clone(),
+        monitoring_id: None,
+        initial_pull_id: None,
+        meta_data: pull["meta_data"].clone(),
+    };
+    let team = if source == SANDBOX {
+        SANDBOX_TEAM_ID
+    } else {
+        TEAM_ID
+    };
+    let bodies = refresh_sequence(&subject, &pull)
+        .into_iter()
+        .map(|mut b| {
+            b["team_id"] = json!(team);
+            b
+        })
+        .collect();
+    (pull_id, bodies)
+}
+
+async fn send(d: &Deployment, secret: &str, body: &Value) -> u16 {
+    canopy_sim::send_webhooks(&d.url, secret, std::slice::from_ref(body))
+        .await
+        .expect("delivery")[0]
+        .0
+}
+
+async fn drain_fetches(d: &Deployment) {
+    integration_tests::fetching::drain_into(&d.env, &d.fetcher).await;
+}
+
+/// Waits until monitoring `id`'s reconnect episode is open.
+async fn until_episode_open(d: &Deployment, id: &str) {
+    for _ in 0..200 {
+        let m = d.env.store.get_monitoring(id).await.unwrap();
+        if m.is_some_and(|m| m.reconnect_needed_since.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the reconnect episode of {id} never opened");
+}
+
+async fn enable(d: &Deployment, pull_id: &str) -> (String, Value) {
+    let reply = api_call(
+        &d.api,
+        "POST",
+        "/v1/monitorings",
+        &[],
+        Some(&json!({"pull_id": pull_id, "interval": "P1M"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
+    let id = reply.json["monitoring"]["monitoring_id"]
+        .as_str()
+        .expect("monitoring id")
+        .to_owned();
+    (id, reply.json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_delivery_is_handled_with_the_keys_of_its_own_source() {
+    let d = deployment("sources").await;
+
+    // 1. Interleaved COMPLETEs of both sources, each signed with its own source's secret.
+    let (pull_s, bodies_s) = pull_of(&d, SANDBOX, OWNER_S);
+    let (pull_p, bodies_p) = pull_of(&d, PRODUCTION, OWNER_P);
+    let complete_s = bodies_s.last().unwrap().clone();
+    let complete_p = bodies_p.last().unwrap().clone();
+    assert_eq!(
+        send(&d, LOCAL_SANDBOX_SIGNING_SECRET, &complete_s).await,
+        200
+    );
+    assert_eq!(send(&d, LOCAL_SIGNING_SECRET, &complete_p).await, 200);
+    drain_fetches(&d).await;
+    for (pull_id, source) in [(&pull_s, SANDBOX), (&pull_p, PRODUCTION)] {
+        let stored = d.env.store.get_pull(pull_id).await.unwrap().expect("pull");
+        assert_eq!(stored.source.as_deref(), Some(source), "{pull_id}");
+        assert!(
+            d.env.store.get_pull_data(pull_id).await.unwrap().is_some(),
+            "{source} pull fetched and stored"
+        );
+    }
+
+    // 2. Monitoring enabled through the API: each with its pull's own source.
+    let (monitoring_s, enabled_s) = enable(&d, &pull_s).await;
+    let (monitoring_p, _) = enable(&d, &pull_p).await;
+    assert_eq!(enabled_s["monitoring"]["source"], SANDBOX);
+
+    // 3. Interleaved MONITORING_RECONNECTs (the fake sends them signed with each source's
+    //    secret); the notifier asks each source's Canopy for a fresh link with its keys.
+    let reconnect_pull_s = d.canopy.need_reconnect(&monitoring_s).expect("sandbox");
+    d.canopy.need_reconnect(&monitoring_p).expect("production");
+    until_episode_open(&d, &monitoring_s).await;
+    until_episode_open(&d, &monitoring_p).await;
+    integration_tests::notifying::drain_into(&d.env, &d.notifier).await;
+    for id in [&monitoring_s, &monitoring_p] {
+        assert_eq!(
+            d.canopy
+                .count("GET", &format!("/monitorings/{id}/reconnectToken")),
+            1,
+            "a fresh link for {id}"
+        );
+    }
+
+    // 4. The sandbox consumer reconnects in the app: the exchange uses the sandbox keys, the
+    //    fake's AUTH_STATUS webhooks (signed with the sandbox secret) move the session on.
+    let (status, session, _) = reconnect_call(
+        &d.reconnect,
+        OWNER_S,
+        "POST",
+        "/v1/reconnect/sessions",
+        Some(json!({"monitoring_id": monitoring_s})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(session["pull_id"], reconnect_pull_s.as_str());
+    let session_id = session["session_id"].as_str().unwrap().to_owned();
+    let (status, body, _) = reconnect_call(
+        &d.reconnect,
+        OWNER_S,
+        "POST",
+        &format!("/v1/reconnect/sessions/{session_id}/connect"),
+        Some(json!({"insurerName": "statefarm", "insurerUsername": "user_good", "insurerPassword": "pass_good"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let mut step = Value::Null;
+    let mut after = 0;
+    for _ in 0..20 {
+        let (status, body, _) = reconnect_call(
+            &d.reconnect,
+            OWNER_S,
+            "GET",
+            &format!("/v1/reconnect/sessions/{session_id}?after={after}&wait=2"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        step = body["step"].clone();
+        if step["step"] == "data_ready" {
+            break;
+        }
+        after = step["sequence"].as_i64().unwrap_or(after);
+    }
+    assert_eq!(step["step"], "data_ready", "{step}");
+    let reconnected = d
+        .env
+        .store
+        .get_pull(&reconnect_pull_s)
+        .await
+        .unwrap()
+        .expect("pull");
+    assert_eq!(reconnected.source.as_deref(), Some(SANDBOX));
+    assert!(reconnected.auth_sequence.is_some(), "AUTH_STATUS recorded");
+    drain_fetches(&d).await;
+    assert!(
+        d.env
+            .store
+            .get_pull_data(&reconnect_pull_s)
+            .await
+            .unwrap()
+            .is_some(),
+        "the reconnected sandbox pull fetched with the sandbox keys"
+    );
+
+    // 5. A refresh through the API, and a stop: each with the monitoring's own keys.
+    for (id, source) in [(&monitoring_p, PRODUCTION), (&monitoring_s, SANDBOX)] {
+        let reply = api_call(
+            &d.api,
+            "DELETE",
+            &format!("/v1/monitorings/{id}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{source}: {}", reply.json);
+        assert_eq!(reply.json["monitoring"]["source"], source);
+    }
+
+    // 6. From the fake's request log: every call made with team keys used the keys of the
+    //    source that owns what it asked about, and none was refused.
+    let requests = d.canopy.requests();
+    let sandbox_ids: HashSet<&str> = [pull_s.as_str(), &monitoring_s, &reconnect_pull_s]
+        .into_iter()
+        .collect();
+    let production_ids: HashSet<&str> = [pull_p.as_str(), &monitoring_p].into_iter().collect();
+    let mut by_source = (0, 0);
+    for r in &requests {
+        assert_eq!(r.refused, None, "{} {} was refused", r.method, r.path);
+        let Some(client_id) = r.client_id.as_deref() else {
+            continue; // a whitelabel step, made with the pull's JWT
+        };
+        let about = |ids: &HashSet<&str>| ids.iter().any(|id| r.path.contains(id));
+        if about(&sandbox_ids) {
+            assert_eq!(client_id, SANDBOX_CLIENT_ID, "{} {}", r.method, r.path);
+            by_source.0 += 1;
+        } else if about(&production_ids) {
+            assert_eq!(client_id, CLIENT_ID, "{} {}", r.method, r.path);
+            by_source.1 += 1;
+        }
+    }
+    // GET pull x2, reconnectToken x2 (one for the session), DELETE, and the sandbox exchange.
+    assert!(by_source.0 >= 4, "sandbox calls seen: {}", by_source.0);
+    assert!(by_source.1 >= 3, "production calls seen: {}", by_source.1);
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path == "/widget/pull/reconnectToken"
+                && r.client_id.as_deref() == Some(SANDBOX_CLIENT_ID)),
+        "the sandbox reconnect token was exchanged with the sandbox keys"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_signed_by_one_source_naming_another_team_is_refused() {
+    let d = deployment("sources-mismatch").await;
+    let (pull_s, bodies_s) = pull_of(&d, SANDBOX, OWNER_S);
+    let complete_s = bodies_s.last().unwrap().clone();
+    // Signed with the production secret, claiming the sandbox team.
+    let (status, body) = deliver_to(
+        &d.intake,
+        devkit::events::webhook_request(
+            complete_s.to_string().as_bytes(),
+            LOCAL_SIGNING_SECRET,
+            now(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_signature");
+    // Nothing recorded, nothing queued.
+    assert!(d.env.store.get_pull(&pull_s).await.unwrap().is_none());
+    assert!(d
+        .env
+        .drain(&d.env.resources.fetch_queue_url)
+        .await
+        .is_empty());
+    assert!(
+        !d.env
+            .scan()
+            .await
+            .iter()
+            .any(|i| attr(i, "pull_id") == Some(pull_s.as_str())),
+        "no item about the refused delivery"
+    );
+    // The same body signed with its own source's secret is accepted as the sandbox's.
+    assert_eq!(
+        send(&d, LOCAL_SANDBOX_SIGNING_SECRET, &complete_s).await,
+        200
+    );
+    let stored = d.env.store.get_pull(&pull_s).await.unwrap().expect("pull");
+    assert_eq!(stored.source.as_deref(), Some(SANDBOX));
+    let queued = d.env.drain(&d.env.resources.fetch_queue_url).await;
+    assert_eq!(queued.len(), 1);
+    match &queued[0] {
+        canopy_monitor::domain::work::WorkMessage::FetchPull(job) => {
+            assert_eq!(job.source.as_deref(), Some(SANDBOX))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enable_names_the_source_of_a_pull_not_yet_seen_and_refuses_an_unknown_one() {
+    let d = deployment("sources-enable").await;
+    let (pull_s, _) = pull_of(&d, SANDBOX, OWNER_S);
+    // Not seen here yet, and two sources: the caller must say which.
+    let reply = api_call(
+        &d.api,
+        "POST",
+        "/v1/monitorings",
+        &[],
+        Some(&json!({"pull_id": pull_s, "interval": "P1M"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.json);
+    assert!(
+        reply.json["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("source"),
+        "{}",
+        reply.json
+    );
+    let reply = api_call(
+        &d.api,
+        "POST",
+        "/v1/monitorings",
+        &[],
+        Some(&json!({"pull_id": pull_s, "interval": "P1M", "source": "staging"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.json);
+    assert_eq!(reply.json["error"], "unknown_source");
+    assert!(reply.json["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("staging"));
+    assert_eq!(
+        d.canopy.count("POST", "/monitorings"),
+        0,
+        "Canopy not called"
+    );
+    let reply = api_call(
+        &d.api,
+        "POST",
+        "/v1/monitorings",
+        &[],
+        Some(&json!({"pull_id": pull_s, "interval": "P1M", "source": SANDBOX})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
+    assert_eq!(reply.json["monitoring"]["source"], SANDBOX);
+    assert!(d.canopy.requests().iter().all(|r| r.refused.is_none()));
+}
