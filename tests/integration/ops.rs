@@ -87,6 +87,15 @@ async fn status_redrive_replay_and_tail_on_the_local_stack() {
     assert_eq!(status.failed_fetches.len(), 1);
     assert_eq!(status.failed_fetches[0].pull_id, missing);
     assert_eq!(status.failed_fetches[0].code, "NOT_FOUND");
+    // Grouped by source: everything here is the one source's.
+    assert_eq!(
+        status
+            .sources
+            .iter()
+            .map(|s| (s.open_reconnects, s.failed_fetches))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        (1, 1)
+    );
     let dlq = status
         .queues
         .iter()

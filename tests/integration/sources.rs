@@ -105,6 +105,7 @@ async fn deployment(name: &str) -> Deployment {
                 fetch_queue_url: r.fetch_queue_url.clone(),
                 notify_queue_url: r.notify_queue_url.clone(),
                 sources: specs(&env, "webhook"),
+                secrets_reload: Duration::from_secs(1),
                 intake: integration_tests::test_intake_config(),
             },
             &env.aws,
@@ -286,6 +287,22 @@ async fn each_delivery_is_handled_with_the_keys_of_its_own_source() {
     until_episode_open(&d, &monitoring_s).await;
     until_episode_open(&d, &monitoring_p).await;
     integration_tests::notifying::drain_into(&d.env, &d.notifier).await;
+    // The operator sees each source's open episodes apart.
+    let ops = canopy_ops::Ops::new(
+        &d.env.aws,
+        canopy_ops::Stack::local("sources", &d.env.resources),
+    );
+    let status = ops.status().await.expect("status");
+    println!("{}", canopy_ops::status_table(&status));
+    let open: Vec<(String, usize)> = status
+        .sources
+        .iter()
+        .map(|s| (s.source.clone(), s.open_reconnects))
+        .collect();
+    assert_eq!(
+        open,
+        vec![(PRODUCTION.to_owned(), 1), (SANDBOX.to_owned(), 1)]
+    );
     for id in [&monitoring_s, &monitoring_p] {
         assert_eq!(
             d.canopy
@@ -505,4 +522,61 @@ async fn enable_names_the_source_of_a_pull_not_yet_seen_and_refuses_an_unknown_o
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
     assert_eq!(reply.json["monitoring"]["source"], SANDBOX);
     assert!(d.canopy.requests().iter().all(|r| r.refused.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_sources_signing_secret_is_rotated_without_a_redeploy_or_a_refused_delivery() {
+    let d = deployment("sources-rotate").await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&d.env.aws);
+    let sandbox_secret = SourceSpec::additional_secret_name(
+        &d.env.resources.source_secret_prefix,
+        SANDBOX,
+        "webhook",
+    );
+    let put = |value: String| {
+        let secrets = secrets.clone();
+        let id = sandbox_secret.clone();
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(id)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("put secret");
+        }
+    };
+    let new_secret = "whsec_sandbox_rotated";
+    // The new registration's secret goes in beside the old one; intake has not read it yet.
+    put(json!({"current": new_secret, "previous": LOCAL_SANDBOX_SIGNING_SECRET}).to_string()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The first delivery signed with the new secret makes intake read the secrets again.
+    let (_, bodies) = pull_of(&d, SANDBOX, OWNER_S);
+    assert_eq!(send(&d, new_secret, bodies.last().unwrap()).await, 200);
+    // The old registration's deliveries still verify, and production's were never touched.
+    let (_, bodies) = pull_of(&d, SANDBOX, OWNER_S);
+    assert_eq!(
+        send(&d, LOCAL_SANDBOX_SIGNING_SECRET, bodies.last().unwrap()).await,
+        200
+    );
+    let (_, bodies) = pull_of(&d, PRODUCTION, OWNER_P);
+    assert_eq!(
+        send(&d, LOCAL_SIGNING_SECRET, bodies.last().unwrap()).await,
+        200
+    );
+    // The old registration deleted, its secret dropped: once the secrets in hand are old
+    // enough to be read again (5 reload intervals), it no longer verifies.
+    put(new_secret.to_owned()).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let (_, bodies) = pull_of(&d, SANDBOX, OWNER_S);
+    assert_eq!(
+        send(&d, LOCAL_SANDBOX_SIGNING_SECRET, bodies.last().unwrap()).await,
+        401
+    );
+    assert_eq!(send(&d, new_secret, bodies.last().unwrap()).await, 200);
+    let (_, bodies) = pull_of(&d, PRODUCTION, OWNER_P);
+    assert_eq!(
+        send(&d, LOCAL_SIGNING_SECRET, bodies.last().unwrap()).await,
+        200
+    );
 }

@@ -33,12 +33,13 @@ pub async fn intake_from(
     env: IntakeEnv,
     aws: &aws_config::SdkConfig,
 ) -> Result<AwsIntake, ConfigError> {
-    let secrets = secrets::load_source_signing_secrets(
-        &aws_sdk_secretsmanager::Client::new(aws),
-        &env.sources,
+    let keys = secrets::ReloadingSigningKeys::load(
+        aws_sdk_secretsmanager::Client::new(aws),
+        env.sources,
+        env.secrets_reload,
     )
     .await?;
-    Ok(Intake::new(
+    Ok(Intake::with_keys(
         DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), env.table_name),
         SqsWorkQueue::new(
             aws_sdk_sqs::Client::new(aws),
@@ -46,7 +47,7 @@ pub async fn intake_from(
             env.notify_queue_url,
         ),
         SystemClock,
-        secrets,
+        Box::new(keys),
         env.intake,
     ))
 }

@@ -77,3 +77,87 @@ pub async fn load_source_signing_secrets(
         detail: e.to_string(),
     })
 }
+
+/// The sources' signing secrets from Secrets Manager, read at start and again when a delivery
+/// verifies under none of them (at most once per `min_interval`; see
+/// [`crate::ports::signing`]).
+pub struct ReloadingSigningKeys {
+    client: Client,
+    specs: Vec<crate::domain::source::SourceSpec>,
+    min_interval: std::time::Duration,
+    state: std::sync::RwLock<(
+        std::sync::Arc<crate::domain::source::Sources<SigningSecrets>>,
+        std::time::Instant,
+    )>,
+    /// One read at a time: concurrent misses wait for it and use its result.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl ReloadingSigningKeys {
+    /// Reads every source's secret; a start-up failure is the function's.
+    pub async fn load(
+        client: Client,
+        specs: Vec<crate::domain::source::SourceSpec>,
+        min_interval: std::time::Duration,
+    ) -> Result<Self, ConfigError> {
+        let keys = load_source_signing_secrets(&client, &specs).await?;
+        Ok(Self {
+            client,
+            specs,
+            min_interval,
+            state: std::sync::RwLock::new((std::sync::Arc::new(keys), std::time::Instant::now())),
+            reading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn snapshot(
+        &self,
+    ) -> (
+        std::sync::Arc<crate::domain::source::Sources<SigningSecrets>>,
+        std::time::Instant,
+    ) {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        (state.0.clone(), state.1)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::signing::SigningKeys for ReloadingSigningKeys {
+    async fn current(&self) -> std::sync::Arc<crate::domain::source::Sources<SigningSecrets>> {
+        let (keys, read_at) = self.snapshot();
+        if read_at.elapsed() < self.min_interval * crate::ports::signing::MAX_AGE_FACTOR {
+            return keys;
+        }
+        self.reload().await.unwrap_or(keys)
+    }
+
+    async fn reload(
+        &self,
+    ) -> Option<std::sync::Arc<crate::domain::source::Sources<SigningSecrets>>> {
+        let asked = std::time::Instant::now();
+        let _reading = self.reading.lock().await;
+        let (keys, read_at) = self.snapshot();
+        if read_at >= asked {
+            return Some(keys);
+        }
+        if read_at.elapsed() < self.min_interval {
+            return None;
+        }
+        match load_source_signing_secrets(&self.client, &self.specs).await {
+            Ok(fresh) => {
+                let fresh = std::sync::Arc::new(fresh);
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) =
+                    (fresh.clone(), std::time::Instant::now());
+                tracing::info!("webhook signing secrets read again");
+                Some(fresh)
+            }
+            Err(e) => {
+                // The secrets in hand stay; the next miss after the interval tries again.
+                let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+                state.1 = std::time::Instant::now();
+                tracing::warn!(error = %e, "could not read the signing secrets again");
+                None
+            }
+        }
+    }
+}

@@ -19,9 +19,10 @@ use crate::domain::event::{body_for_storage, parse_event, ParseError, WebhookEve
 use crate::domain::plan::{plan_event, settle_monitoring_update, EventPlan, PlanConfig};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::signature::{self, SignatureError, SigningSecrets};
-use crate::domain::source::Sources;
+use crate::domain::source::{Source, Sources};
 use crate::domain::time_fmt::format_ts;
 use crate::ports::queue::WorkQueue;
+use crate::ports::signing::{FixedSigningKeys, SigningKeys};
 use crate::ports::store::{ClaimResult, EventClaim, IntakeStore, PortError};
 use crate::ports::Clock;
 use std::time::Duration;
@@ -102,7 +103,7 @@ pub struct Intake<S, Q, C> {
     queue: Q,
     clock: C,
     /// Each source's signing secrets: the one that verifies a delivery names its source.
-    secrets: Sources<SigningSecrets>,
+    keys: Box<dyn SigningKeys>,
     config: IntakeConfig,
 }
 
@@ -114,12 +115,45 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         secrets: Sources<SigningSecrets>,
         config: IntakeConfig,
     ) -> Self {
+        let keys = Box::new(FixedSigningKeys(std::sync::Arc::new(secrets)));
+        Self::with_keys(store, queue, clock, keys, config)
+    }
+
+    /// Intake whose signing secrets may change while it runs (see [`SigningKeys`]).
+    pub fn with_keys(
+        store: S,
+        queue: Q,
+        clock: C,
+        keys: Box<dyn SigningKeys>,
+        config: IntakeConfig,
+    ) -> Self {
         Self {
             store,
             queue,
             clock,
-            secrets,
+            keys,
             config,
+        }
+    }
+
+    /// The sources whose secret signed the delivery. A delivery no secret verifies gets one
+    /// more try after the secrets are read again: it may be the first signed with a new one.
+    async fn verify(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<Source>, SignatureError> {
+        let now = self.clock.now().unix_timestamp();
+        let tolerance = self.config.tolerance_secs;
+        let keys = self.keys.current().await;
+        match signature::verify_sources(signature, body, &keys, now, tolerance) {
+            Ok(verified) => Ok(verified.into_iter().cloned().collect()),
+            Err(SignatureError::NoMatch) => {
+                let fresh = self.keys.reload().await.ok_or(SignatureError::NoMatch)?;
+                let verified = signature::verify_sources(signature, body, &fresh, now, tolerance)?;
+                Ok(verified.into_iter().cloned().collect())
+            }
+            Err(other) => Err(other),
         }
     }
 
@@ -134,16 +168,10 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
                 limit: self.config.max_body_bytes,
             });
         }
-        let now = self.clock.now();
-        let verified = signature::verify_sources(
-            signature,
-            body,
-            &self.secrets,
-            now.unix_timestamp(),
-            self.config.tolerance_secs,
-        )?;
+        let verified = self.verify(signature, body).await?;
         let event = parse_event(body)?;
-        let source = signature::source_of(&verified, event.team_id.as_deref())?;
+        let candidates: Vec<&Source> = verified.iter().collect();
+        let source = signature::source_of(&candidates, event.team_id.as_deref())?;
         // Every line about this delivery carries what it is about (never its body).
         let span = tracing::info_span!(
             "delivery",

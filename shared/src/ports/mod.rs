@@ -7,6 +7,7 @@ pub mod bus;
 pub mod canopy;
 pub mod channel;
 pub mod queue;
+pub mod signing;
 pub mod store;
 
 use std::sync::{Arc, Mutex};

@@ -132,6 +132,8 @@ pub struct IntakeEnv {
     pub notify_queue_url: String,
     /// Each source with the secret holding its webhook signing secret(s).
     pub sources: Vec<SourceSpec>,
+    /// How often the signing secrets may be read again (see [`crate::ports::signing`]).
+    pub secrets_reload: Duration,
     pub intake: IntakeConfig,
 }
 
@@ -153,6 +155,7 @@ impl IntakeEnv {
             fetch_queue_url: required("FETCH_QUEUE_URL")?,
             notify_queue_url: required("NOTIFY_QUEUE_URL")?,
             sources: sources_from_env(SecretRole::Webhook)?,
+            secrets_reload: crate::ports::signing::MIN_RELOAD_INTERVAL,
             intake: IntakeConfig {
                 tolerance_secs: parsed_or("SIGNATURE_TOLERANCE_SECONDS", defaults.tolerance_secs)?,
                 retention: Duration::from_secs(

@@ -144,6 +144,7 @@ pub enum QueueName {
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenReconnect {
     pub monitoring_id: String,
+    pub source: Option<String>,
     pub since: String,
     pub open_hours: f64,
     pub reconnect_pull_id: Option<String>,
@@ -164,10 +165,47 @@ pub struct QueueState {
 pub struct Status {
     pub stack: String,
     pub at: String,
+    /// What needs an operator, per source (sandbox and production apart).
+    pub sources: Vec<SourceSummary>,
     pub open_reconnects: Vec<OpenReconnect>,
     pub failed_fetches: Vec<FailedFetch>,
     pub queues: Vec<QueueState>,
     pub last_webhook: Option<Delivery>,
+}
+
+/// One source's share of [`Status`] (of the episodes and failures listed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceSummary {
+    /// The source's name; records from before sources are the primary's.
+    pub source: String,
+    pub open_reconnects: usize,
+    pub failed_fetches: usize,
+}
+
+/// The name shown for a record that names no source (written before sources existed).
+pub const UNNAMED_SOURCE: &str = "(primary)";
+
+/// Groups the listed episodes and failures by source, in name order.
+pub fn by_source(open: &[OpenReconnect], failed: &[FailedFetch]) -> Vec<SourceSummary> {
+    let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for r in open {
+        let name = r.source.as_deref().unwrap_or(UNNAMED_SOURCE).to_owned();
+        counts.entry(name).or_default().0 += 1;
+    }
+    for f in failed {
+        let name = f.source.as_deref().unwrap_or(UNNAMED_SOURCE).to_owned();
+        counts.entry(name).or_default().1 += 1;
+    }
+    counts
+        .into_iter()
+        .map(
+            |(source, (open_reconnects, failed_fetches))| SourceSummary {
+                source,
+                open_reconnects,
+                failed_fetches,
+            },
+        )
+        .collect()
 }
 
 /// A message a redrive moves (or would).
@@ -357,12 +395,13 @@ impl Ops {
                 Some(OpenReconnect {
                     open_hours: hours_between(&since, now),
                     since,
+                    source: m.source,
                     monitoring_id: m.monitoring_id,
                     reconnect_pull_id: m.reconnect_pull_id,
                     owner: m.owner,
                 })
             })
-            .collect();
+            .collect::<Vec<OpenReconnect>>();
         let failed_fetches = self
             .store
             .failed_fetches(50)
@@ -387,6 +426,7 @@ impl Ops {
         Ok(Status {
             stack: self.stack.name.clone(),
             at: format_ts(now),
+            sources: by_source(&open_reconnects, &failed_fetches),
             open_reconnects,
             failed_fetches,
             queues,
@@ -521,6 +561,22 @@ fn or_dash(v: Option<&str>) -> &str {
 pub fn status_table(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "stack {} at {}", s.stack, s.at);
+    let _ = writeln!(out, "\nBY SOURCE");
+    let _ = writeln!(
+        out,
+        "  {:<20} {:>16} {:>15}",
+        "SOURCE", "OPEN RECONNECTS", "FAILED FETCHES"
+    );
+    for src in &s.sources {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>16} {:>15}",
+            src.source, src.open_reconnects, src.failed_fetches
+        );
+    }
+    if s.sources.is_empty() {
+        let _ = writeln!(out, "  nothing open in any source");
+    }
     let _ = writeln!(
         out,
         "\nOPEN RECONNECT EPISODES ({})",
@@ -529,15 +585,16 @@ pub fn status_table(s: &Status) -> String {
     if !s.open_reconnects.is_empty() {
         let _ = writeln!(
             out,
-            "  {:<38} {:>9}  {:<25} OWNER",
-            "MONITORING", "OPEN (H)", "SINCE"
+            "  {:<38} {:<12} {:>9}  {:<25} OWNER",
+            "MONITORING", "SOURCE", "OPEN (H)", "SINCE"
         );
     }
     for r in &s.open_reconnects {
         let _ = writeln!(
             out,
-            "  {:<38} {:>9.1}  {:<25} {}",
+            "  {:<38} {:<12} {:>9.1}  {:<25} {}",
             r.monitoring_id,
+            r.source.as_deref().unwrap_or(UNNAMED_SOURCE),
             r.open_hours,
             r.since,
             or_dash(r.owner.as_deref())
@@ -547,15 +604,16 @@ pub fn status_table(s: &Status) -> String {
     if !s.failed_fetches.is_empty() {
         let _ = writeln!(
             out,
-            "  {:<38} {:<14} {:<25} MONITORING",
-            "PULL", "WHY", "AT"
+            "  {:<38} {:<12} {:<14} {:<25} MONITORING",
+            "PULL", "SOURCE", "WHY", "AT"
         );
     }
     for f in &s.failed_fetches {
         let _ = writeln!(
             out,
-            "  {:<38} {:<14} {:<25} {}",
+            "  {:<38} {:<12} {:<14} {:<25} {}",
             f.pull_id,
+            f.source.as_deref().unwrap_or(UNNAMED_SOURCE),
             f.code,
             f.failed_at,
             or_dash(f.monitoring_id.as_deref())

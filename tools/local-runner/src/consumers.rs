@@ -166,6 +166,90 @@ impl CanopyTarget {
     }
 }
 
+/// With the fake Canopy's two sources: a sandbox pull completes (its webhooks signed with the
+/// sandbox registration's secret, its team in the body); intake records it as the sandbox's
+/// and the fetcher fetches it with the sandbox keys, as the fake's request log shows.
+pub async fn demo_sources(
+    aws: &aws_config::SdkConfig,
+    resources: &Resources,
+    canopy: &CanopyTarget,
+    url: &str,
+) -> Result<(), String> {
+    let (Some(fake), Some(sandbox)) = (&canopy.fake, canopy.sources.get(1)) else {
+        return Ok(());
+    };
+    let pull_id = "3e9b7c2d-8f41-4a6e-b5d0-7c1a9e2f4b63";
+    let pull = sample_pull(pull_id, PullSize::default());
+    fake.add_pull_to(&sandbox.source.name, pull.clone());
+    let subject = Subject {
+        pull_id: pull_id.to_owned(),
+        monitoring_id: None,
+        initial_pull_id: None,
+        meta_data: json!({"user_id": "crm-2001"}),
+    };
+    let mut complete = refresh_sequence(&subject, &pull)
+        .pop()
+        .ok_or("no COMPLETE in the refresh")?;
+    complete["team_id"] = json!(sandbox.source.team_id);
+    println!(
+        "\n== demo: sources: the sandbox team's COMPLETE for pull {pull_id}, signed with the sandbox secret"
+    );
+    for (status, text) in canopy_sim::send_webhooks(
+        url,
+        &sandbox.signing_secret,
+        std::slice::from_ref(&complete),
+    )
+    .await?
+    {
+        println!("   COMPLETE: {status} {text}");
+    }
+    let mut forged = complete.clone();
+    forged["pull_id"] = json!("9a1c5e7b-2d4f-4b8a-9c6e-1f3a5b7d9e02");
+    for (status, text) in canopy_sim::send_webhooks(
+        url,
+        &canopy.primary().signing_secret,
+        std::slice::from_ref(&forged),
+    )
+    .await?
+    {
+        println!("   the same team_id signed with the production secret: {status} {text}");
+    }
+    let store = canopy_monitor::adapters::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        &resources.table_name,
+    );
+    for _ in 0..100 {
+        if store
+            .get_pull_data(pull_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            let record = store.get_pull(pull_id).await.map_err(|e| e.to_string())?;
+            let keys: Vec<String> = fake
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with(&format!("/pulls/{pull_id}")))
+                .map(|r| {
+                    format!(
+                        "{} (refused: {})",
+                        r.client_id.as_deref().unwrap_or("-"),
+                        r.refused.as_deref().unwrap_or("no")
+                    )
+                })
+                .collect();
+            println!(
+                "   pull {pull_id} recorded as source {:?} and fetched with client id {}",
+                record.and_then(|p| p.source).unwrap_or_default(),
+                keys.join(", ")
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("sandbox pull {pull_id} was not stored within 10 s"))
+}
+
 /// Starts polling the fetch queue into pull-fetcher.
 pub async fn start_fetcher(
     aws: &aws_config::SdkConfig,

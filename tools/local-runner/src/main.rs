@@ -161,6 +161,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 run_demo(&url).await?;
                 consumers::demo_reconnect(&aws, &resources, &receiver, &url, &cli.endpoint).await?;
                 consumers::demo_refresh(&aws, &resources, &canopy, &url).await?;
+                consumers::demo_sources(&aws, &resources, &canopy, &url).await?;
                 api::demo(&aws, &resources, &canopy, &api_base, &url).await?;
                 inspect::show(&aws, &resources).await?;
                 if exit_after_demo {
@@ -251,6 +252,7 @@ fn intake_env(resources: &Resources, canopy: &consumers::CanopyTarget) -> Intake
         fetch_queue_url: resources.fetch_queue_url.clone(),
         notify_queue_url: resources.notify_queue_url.clone(),
         sources: canopy.specs(resources, "webhook"),
+        secrets_reload: canopy_monitor::ports::signing::MIN_RELOAD_INTERVAL,
         intake: IntakeConfig {
             // Short, so a local run shows the fallback fetch being skipped after COMPLETE.
             plan: canopy_monitor::domain::plan::PlanConfig {

@@ -48,6 +48,8 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedFetch {
     pub pull_id: String,
+    /// The pull's source; `None` for pulls recorded before sources (the primary).
+    pub source: Option<String>,
     pub monitoring_id: Option<String>,
     pub code: String,
     pub failed_at: String,
@@ -144,6 +146,7 @@ impl DynamoStore {
             .iter()
             .map(|i| FailedFetch {
                 pull_id: text(i, "pull_id").unwrap_or_default(),
+                source: text(i, "source"),
                 monitoring_id: text(i, "monitoring_id"),
                 code: text(i, "fetch_error").unwrap_or_default(),
                 failed_at: text(i, "fetch_error_at").unwrap_or_default(),
