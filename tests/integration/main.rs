@@ -5,6 +5,7 @@ mod events;
 mod events_out;
 mod faults;
 mod fetcher;
+mod first_deploy;
 mod intake;
 mod limits;
 mod monitoring_api;

@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
 
-const PRODUCTION: &str = "production";
-const SANDBOX: &str = "sandbox";
+pub(crate) const PRODUCTION: &str = "production";
+pub(crate) const SANDBOX: &str = "sandbox";
 const OWNER_P: &str = "cust-prod";
 const OWNER_S: &str = "cust-sandbox";
 
@@ -64,20 +64,26 @@ const NO_BACKOFF: RetryPolicy = RetryPolicy {
     cap: Duration::ZERO,
 };
 
-struct Deployment {
-    env: TestEnv,
-    canopy: FakeCanopy,
-    intake: std::sync::Arc<TestIntake>,
-    url: String,
-    fetcher: pull_fetcher::AwsFetchConsumer,
-    notifier: reconnect_notifier::AwsNotifyConsumer,
-    api: TestApi,
-    reconnect: TestReconnectApi,
+pub(crate) struct Deployment {
+    pub(crate) env: TestEnv,
+    pub(crate) canopy: FakeCanopy,
+    pub(crate) intake: std::sync::Arc<TestIntake>,
+    pub(crate) url: String,
+    pub(crate) fetcher: pull_fetcher::AwsFetchConsumer,
+    pub(crate) notifier: reconnect_notifier::AwsNotifyConsumer,
+    pub(crate) api: TestApi,
+    pub(crate) reconnect: TestReconnectApi,
 }
 
 /// A two-source deployment over a test's own resources, each function built from the
 /// sources' secrets as in AWS; intake served over HTTP for the fake's webhooks.
 async fn deployment(name: &str) -> Deployment {
+    deployment_with(name, true).await
+}
+
+/// [`deployment`]; with `registered`, each source's webhook is registered with the fake as
+/// `canopy-ops setup` would leave it (else none is: the first deploy).
+pub(crate) async fn deployment_with(name: &str, registered: bool) -> Deployment {
     let env = TestEnv::new(name).await;
     devkit::resources::provision_source(
         &env.aws,
@@ -114,8 +120,10 @@ async fn deployment(name: &str) -> Deployment {
         .expect("intake"),
     );
     let url = integration_tests::reconnect::serve(intake.clone()).await;
-    canopy.set_webhook_for(PRODUCTION, &url, LOCAL_SIGNING_SECRET);
-    canopy.set_webhook_for(SANDBOX, &url, LOCAL_SANDBOX_SIGNING_SECRET);
+    if registered {
+        canopy.set_webhook_for(PRODUCTION, &url, LOCAL_SIGNING_SECRET);
+        canopy.set_webhook_for(SANDBOX, &url, LOCAL_SANDBOX_SIGNING_SECRET);
+    }
     let fetcher = pull_fetcher::fetcher_from(
         FetcherEnv {
             table_name: r.table_name.clone(),
@@ -185,7 +193,7 @@ async fn deployment(name: &str) -> Deployment {
 
 /// A pull of `owner` in source `source`, its refresh webhooks as that source's Canopy sends
 /// them (its team in the body).
-fn pull_of(d: &Deployment, source: &str, owner: &str) -> (String, Vec<Value>) {
+pub(crate) fn pull_of(d: &Deployment, source: &str, owner: &str) -> (String, Vec<Value>) {
     let pull_id = uuid::Uuid::new_v4().to_string();
     let mut pull = sample_pull(&pull_id, PullSize::default());
     pull["meta_data"] = json!({"customer_id": owner, "email": format!("{owner}@example.com")});
@@ -211,7 +219,7 @@ fn pull_of(d: &Deployment, source: &str, owner: &str) -> (String, Vec<Value>) {
     (pull_id, bodies)
 }
 
-async fn send(d: &Deployment, secret: &str, body: &Value) -> u16 {
+pub(crate) async fn send(d: &Deployment, secret: &str, body: &Value) -> u16 {
     canopy_sim::send_webhooks(&d.url, secret, std::slice::from_ref(body))
         .await
         .expect("delivery")[0]

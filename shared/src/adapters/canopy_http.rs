@@ -353,6 +353,64 @@ impl WidgetApi for CanopyClient {
     }
 }
 
+/// Canopy's webhook registrations of the team and key type (`/teams/{teamId}/webhooks`): what
+/// `canopy-ops setup` and `doctor` call. Not a port: no function registers webhooks.
+impl CanopyClient {
+    pub async fn list_webhooks(
+        &self,
+    ) -> Result<Vec<crate::ports::canopy::WebhookRegistration>, CanopyError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            webhooks: Vec<crate::ports::canopy::WebhookRegistration>,
+        }
+        let answer: Answer = self
+            .call(reqwest::Method::GET, &["webhooks"], &[], None)
+            .await?;
+        Ok(answer.webhooks)
+    }
+
+    pub async fn register_webhook(
+        &self,
+        url: &str,
+        event_types: &[&str],
+    ) -> Result<crate::ports::canopy::NewWebhook, CanopyError> {
+        let body = serde_json::json!({"hookUrl": url, "eventTypes": event_types});
+        self.call(reqwest::Method::POST, &["webhooks"], &[], Some(&body))
+            .await
+    }
+
+    pub async fn update_webhook(
+        &self,
+        webhook_id: &str,
+        event_types: &[&str],
+        active: bool,
+    ) -> Result<(), CanopyError> {
+        let body = serde_json::json!({"isActive": active, "eventTypes": event_types});
+        let _: serde_json::Value = self
+            .call(
+                reqwest::Method::PATCH,
+                &["webhooks", webhook_id],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_webhook(&self, webhook_id: &str) -> Result<(), CanopyError> {
+        let _: serde_json::Value = self
+            .call(
+                reqwest::Method::DELETE,
+                &["webhooks", webhook_id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timeout".to_owned()

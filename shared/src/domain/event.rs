@@ -68,6 +68,12 @@ impl fmt::Display for EventType {
     }
 }
 
+/// `canopy-ops ping`'s event type: no function acts on it (nothing is fetched or notified);
+/// intake records it like any delivery, and the ping removes the record.
+pub const PING_EVENT_TYPE: &str = "CANOPY_MONITOR_PING";
+/// The pull id prefix of a ping (`canopy-ops ping` removes only pulls named so).
+pub const PING_PULL_PREFIX: &str = "canopy-monitor-ping-";
+
 /// `monitoring {initial_pull_id, monitoring_id}`, present on monitored pulls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitoringRef {

@@ -67,6 +67,11 @@ impl SigningSecrets {
         }
     }
 
+    /// Whether `secret` is one of them.
+    pub fn contains(&self, secret: &str) -> bool {
+        self.0.iter().any(|s| s == secret)
+    }
+
     /// The secret new signatures are made with (the first).
     pub fn current(&self) -> &str {
         &self.0[0]

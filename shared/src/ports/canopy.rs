@@ -261,6 +261,73 @@ impl fmt::Debug for CanopyCredentials {
     }
 }
 
+/// The event types a registration can name (Canopy's spec); MONITORING_* and ERROR come to
+/// every registration of the team and key type.
+pub const REGISTRABLE_EVENT_TYPES: &[&str] = &[
+    "COMPLETE",
+    "POLICIES_AVAILABLE",
+    "POLICY_AVAILABLE",
+    "AUTH_STATUS",
+    "VALIDATION_COMPLETE",
+];
+
+/// The registrable event types a stack acts on: COMPLETE (fetch), POLICIES_AVAILABLE (the
+/// fallback fetch), AUTH_STATUS (the in-app reconnect). POLICY_AVAILABLE adds nothing.
+pub const HANDLED_EVENT_TYPES: &[&str] = &["COMPLETE", "POLICIES_AVAILABLE", "AUTH_STATUS"];
+
+/// A webhook registration (`GET /teams/{teamId}/webhooks`). `Debug` hides the secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+pub struct WebhookRegistration {
+    pub webhook_id: String,
+    #[serde(default)]
+    pub signing_secret: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub is_sandbox: bool,
+    #[serde(default)]
+    pub is_active: bool,
+    /// Empty: every event type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+}
+
+impl fmt::Debug for WebhookRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRegistration")
+            .field("webhook_id", &self.webhook_id)
+            .field("url", &self.url)
+            .field("is_active", &self.is_active)
+            .field("event_types", &self.event_types)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookRegistration {
+    /// Whether it sends each of `wanted` (an empty list sends all).
+    pub fn sends(&self, wanted: &[&str]) -> bool {
+        self.event_types.is_empty()
+            || wanted
+                .iter()
+                .all(|w| self.event_types.iter().any(|t| t == w))
+    }
+}
+
+/// A new registration's answer (`POST /teams/{teamId}/webhooks`). `Debug` hides the secret.
+#[derive(Clone, Deserialize)]
+pub struct NewWebhook {
+    pub webhook_id: String,
+    pub signing_secret: String,
+}
+
+impl fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewWebhook")
+            .field("webhook_id", &self.webhook_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

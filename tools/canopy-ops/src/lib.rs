@@ -38,7 +38,12 @@ pub enum OpsError {
     Replay(#[from] ReplayError),
     #[error("{0} is not a dedupe key (v1: and 64 hex digits)")]
     BadKey(String),
+    /// `setup`, `ping`: what went wrong and what to do.
+    #[error("{0}")]
+    Setup(String),
 }
+
+pub mod deploy;
 
 fn aws_error<E: std::error::Error + Send + Sync + 'static>(
     what: &str,
@@ -278,6 +283,19 @@ impl Ops {
             (QueueName::Notify, false) => &self.stack.notify_queue_url,
             (QueueName::Notify, true) => &self.stack.notify_dlq_url,
         }
+    }
+
+    /// Messages in a queue: visible and in flight.
+    async fn queue_depth(&self, url: &str) -> Result<u64, OpsError> {
+        use QueueAttributeName as A;
+        let attrs = self.attributes(url).await?;
+        let count = |a: A| {
+            attrs
+                .get(&a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(count(A::ApproximateNumberOfMessages) + count(A::ApproximateNumberOfMessagesNotVisible))
     }
 
     async fn attributes(

@@ -1,5 +1,6 @@
 //! canopy-ops: the operator CLI (see lib.rs). Tables by default, `--json` for scripts.
 
+use canopy_ops::deploy::{checks_table, setup_table, Deployment, Verdict};
 use canopy_ops::{deliveries_table, redrive_table, status_table, Ops, QueueName, Stack};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "canopy-ops",
-    about = "Status, redrive, replay and tail for a canopy-monitor stack"
+    about = "Setup, doctor, ping, status, redrive, replay and tail for a canopy-monitor stack"
 )]
 struct Cli {
     /// The deployed stack's name (its CloudFormation outputs name the resources).
@@ -21,6 +22,20 @@ struct Cli {
     /// The local stack's resource prefix.
     #[arg(long, default_value = "canopy-local")]
     prefix: String,
+    /// The local stack's webhook URL (`scripts/run-local.sh` serves it there).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:3000/webhooks/canopy",
+        requires = "local"
+    )]
+    webhook_url: String,
+    /// The Canopy the local stack talks to (`canopy-sim serve --sandbox-team-id ...`).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:4010/api/v1.0.0",
+        requires = "local"
+    )]
+    canopy_url: String,
     /// JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -47,6 +62,22 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Register the stack's webhook with each source's Canopy team (or one source's) and
+    /// store the signing secret. Idempotent.
+    Setup {
+        #[arg(long)]
+        source: Option<String>,
+        /// Replace the registration with a new one, both secrets valid until the old is deleted.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Check the stack: one line per check; exits 1 if any fails.
+    Doctor,
+    /// Send the stack's webhook URL a signed harmless delivery; check it was recorded; remove it.
+    Ping {
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -62,7 +93,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let (aws, stack) = if cli.local {
+    let (aws, stack, deployment) = if cli.local {
         let endpoint = cli
             .endpoint
             .ok_or("--local needs --endpoint (the emulator's URL)")?;
@@ -71,7 +102,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let stack = Stack::local(&cli.prefix, &resources);
-        (aws, stack)
+        let deployment = Deployment::local(&resources, &cli.webhook_url, &cli.canopy_url);
+        (aws, stack, Some(deployment))
     } else {
         let name = cli
             .stack
@@ -80,7 +112,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         let stack = Stack::deployed(&aws, &name)
             .await
             .map_err(|e| e.to_string())?;
-        (aws, stack)
+        (aws, stack, None)
+    };
+    let stack_name = stack.name.clone();
+    let deployment = || async {
+        match &deployment {
+            Some(d) => Ok(d.clone()),
+            None => Deployment::deployed(&aws, &stack_name)
+                .await
+                .map_err(|e| e.to_string()),
+        }
     };
     let ops = Ops::new(&aws, stack);
     match cli.command {
@@ -107,6 +148,40 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Tail { limit } => {
             let d = ops.tail(limit).await.map_err(|e| e.to_string())?;
             print(cli.json, &d, || deliveries_table(&d))
+        }
+        Command::Setup { source, rotate } => {
+            let d = deployment().await?;
+            let o = ops
+                .setup(&d, source.as_deref(), rotate)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(cli.json, &o, || setup_table(&o))
+        }
+        Command::Doctor => {
+            let d = deployment().await?;
+            let checks = ops.doctor(&d).await;
+            print(cli.json, &checks, || checks_table(&checks))?;
+            if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+                return Err("some checks failed (FAIL lines above)".to_owned());
+            }
+            Ok(())
+        }
+        Command::Ping { source } => {
+            let d = deployment().await?;
+            let o = ops
+                .ping(&d, source.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            print(cli.json, &o, || {
+                o.iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {} in {} ms, recorded as {} and removed\n",
+                            p.source, p.status, p.latency_ms, p.dedupe_key
+                        )
+                    })
+                    .collect()
+            })
         }
     }
 }

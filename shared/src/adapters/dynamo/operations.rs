@@ -137,6 +137,31 @@ impl DynamoStore {
         Ok(page.items.unwrap_or_default())
     }
 
+    /// Removes what a `canopy-ops ping` left: its event record and its pull item. Only pulls
+    /// named as pings ([`crate::domain::event::PING_PULL_PREFIX`]) are touched.
+    pub async fn remove_ping(&self, dedupe_key: &str, pull_id: &str) -> Result<(), PortError> {
+        if !pull_id.starts_with(crate::domain::event::PING_PULL_PREFIX) {
+            return Err(PortError::misconfigured(
+                SERVICE,
+                format!("{pull_id} is not a ping's pull"),
+            ));
+        }
+        for (pk, sk) in [
+            (super::event_pk(dedupe_key), super::EVENT_SK),
+            (super::pull_pk(pull_id), super::STATE_SK),
+        ] {
+            self.client()
+                .delete_item()
+                .table_name(self.table())
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .send()
+                .await
+                .map_err(|e| port_error(SERVICE, e))?;
+        }
+        Ok(())
+    }
+
     /// Pulls whose fetch failed for good, newest first.
     pub async fn failed_fetches(&self, limit: usize) -> Result<Vec<FailedFetch>, PortError> {
         let items = self
