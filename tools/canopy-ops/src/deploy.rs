@@ -291,9 +291,13 @@ fn is_placeholder(value: &str) -> bool {
 }
 
 /// How long a rotation waits for intake to accept the new secret before it gives up (and
-/// leaves both registrations, so nothing is refused): intake reads its secrets again at most
-/// once a minute.
-pub const ROTATION_WAIT: Duration = Duration::from_secs(150);
+/// leaves both registrations, so nothing is refused): intake reads its secrets again within
+/// [`canopy_monitor::ports::signing::MIN_RELOAD_INTERVAL`] of a miss.
+pub const ROTATION_WAIT: Duration = Duration::from_secs(120);
+
+/// How long `ping` keeps trying a 401: a secret `setup` just stored reaches intake within its
+/// reload interval.
+pub const PING_PATIENCE: Duration = Duration::from_secs(25);
 
 /// A registration of `url`? Canopy may store the URL with or without a trailing slash.
 fn same_url(a: &str, b: &str) -> bool {
@@ -516,7 +520,21 @@ impl Ops {
             let secrets = SigningSecrets::from_secret_string(&stored).map_err(|e| {
                 OpsError::Setup(format!("{}: {}: {e}", s.name, s.webhook_secret_id))
             })?;
-            outcomes.push(self.ping_with(d, s, secrets.current()).await?);
+            // A secret stored moments ago is read by intake within its reload interval.
+            let started = tokio::time::Instant::now();
+            loop {
+                match self.ping_with(d, s, secrets.current()).await {
+                    Err(OpsError::PingRefused { status: 401, .. })
+                        if started.elapsed() < PING_PATIENCE =>
+                    {
+                        tokio::time::sleep(Duration::from_secs(2)).await
+                    }
+                    other => {
+                        outcomes.push(other?);
+                        break;
+                    }
+                }
+            }
         }
         Ok(outcomes)
     }
@@ -552,10 +570,11 @@ impl Ops {
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if status != 200 {
             let text = answer.text().await.unwrap_or_default();
-            return Err(OpsError::Setup(format!(
-                "{}: the webhook URL answered {status} {text}",
-                s.name
-            )));
+            return Err(OpsError::PingRefused {
+                source_name: s.name.clone(),
+                status,
+                text,
+            });
         }
         let recorded =
             canopy_monitor::ports::store::MonitoringStore::stored_event(&self.store, &dedupe_key)

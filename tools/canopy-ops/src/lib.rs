@@ -41,6 +41,13 @@ pub enum OpsError {
     /// `setup`, `ping`: what went wrong and what to do.
     #[error("{0}")]
     Setup(String),
+    /// The webhook URL refused a ping.
+    #[error("{source_name}: the webhook URL answered {status} {text}")]
+    PingRefused {
+        source_name: String,
+        status: u16,
+        text: String,
+    },
 }
 
 pub mod deploy;
