@@ -295,6 +295,9 @@ async fn doctor_fails_for_each_problem_and_passes_once_fixed() {
     d.email_from = Some("unverified@canopy-monitor.example".into());
     d.sms_enabled = true;
     d.alarm_topic_arn = Some(topic.clone());
+    d.outbound_webhook_url = Some("https://hooks.canopy-monitor.example/reconnect".into());
+    d.outbound_webhook_secret_id = Some(r.outbound_webhook_secret_id.clone());
+    put_secret(&rig, &r.outbound_webhook_secret_id, "set-me").await;
     let sandbox_api = d.sources[1].api_secret_id.clone();
     put_secret(
         &rig,
@@ -338,6 +341,7 @@ async fn doctor_fails_for_each_problem_and_passes_once_fixed() {
         "alarm subscription",
         "dead-letter queues",
         "outbox",
+        "outbound webhook secret",
     ] {
         assert_eq!(v.get(failing), Some(&Verdict::Fail), "{failing}");
     }
@@ -347,6 +351,7 @@ async fn doctor_fails_for_each_problem_and_passes_once_fixed() {
     let none = Deployment {
         email_from: None,
         sms_enabled: false,
+        outbound_webhook_url: None,
         ..d.clone()
     };
     assert_eq!(
@@ -375,6 +380,12 @@ async fn doctor_fails_for_each_problem_and_passes_once_fixed() {
     .await;
     ops.setup(&d, None, false).await.expect("setup");
     d.email_from = Some(r.email_from.clone());
+    put_secret(
+        &rig,
+        &r.outbound_webhook_secret_id,
+        devkit::resources::LOCAL_OUTBOUND_WEBHOOK_SECRET,
+    )
+    .await;
     sns.set_sms_attributes()
         .attributes("MonthlySpendLimit", "50")
         .send()
@@ -420,5 +431,5 @@ async fn doctor_fails_for_each_problem_and_passes_once_fixed() {
         .filter(|c| c.verdict != Verdict::Pass)
         .collect();
     assert!(failing.is_empty(), "{}", checks_table(&after));
-    assert!(after.len() >= 13, "{}", checks_table(&after));
+    assert!(after.len() >= 15, "{}", checks_table(&after));
 }
