@@ -247,14 +247,23 @@ fn every_reconnect_route_is_wired_behind_the_jwt_authorizer() {
         reconnect_api::ROUTES,
         "ConsumerJwt",
     );
-    let api = resource(&t, "HttpApi");
+    // The reconnect API is an HTTP API of its own, which exists only with the JWT settings.
+    let api = resource(&t, "ReconnectHttpApi");
     for needle in [
+        "Condition: HasReconnectApi",
         "ConsumerJwt:",
         "issuer: !Ref ConsumerJwtIssuer",
         "- !Ref ConsumerJwtAudience",
     ] {
-        assert!(api.contains(needle), "HttpApi lacks {needle:?}");
+        assert!(api.contains(needle), "ReconnectHttpApi lacks {needle:?}");
     }
+    assert_eq!(
+        resource(&t, "ReconnectApiFunction")
+            .matches("ApiId: !Ref ReconnectHttpApi")
+            .count(),
+        reconnect_api::ROUTES.len(),
+        "every reconnect route is on ReconnectHttpApi"
+    );
     assert_eq!(
         number(&resource(&t, "ReconnectApiFunction"), "Timeout"),
         canopy_monitor::app::budget::API_FUNCTION_TIMEOUT.as_secs()
@@ -544,5 +553,146 @@ fn no_build_output_is_tracked() {
             assert!(files.trim().is_empty(), "tracked build output:\n{files}");
         }
         _ => println!("not a git checkout (or no git): the tracked-files check is skipped"),
+    }
+}
+
+/// Whether `names` holds `name`.
+fn has(names: &[String], name: &str) -> bool {
+    names.iter().any(|n| n == name)
+}
+
+/// The logical ids of the resources a stack has with these parameter values:
+/// `scripts/render_template.py` (the SAM translation, then each resource's Condition).
+fn rendered_resources(parameters: &[&str]) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test.sh once, which installs the Python tools (.venv) \
+         this test renders template.yaml with",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(root.join("scripts/render_template.py"))
+        // The SAM translation itself, never the fallback listing.
+        .arg("--require-sam")
+        .args(parameters)
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "scripts/render_template.py {parameters:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scripts/render_template.py printed no JSON list of names ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn optional_parts_exist_only_when_configured() {
+    let minimal = rendered_resources(&["CanopyTeamId=team"]);
+    let full = rendered_resources(&[
+        "CanopyTeamId=team",
+        "ConsumerJwtIssuer=https://issuer.example",
+        "ConsumerJwtAudience=aud",
+        "EmailFromAddress=a@example.com",
+        "SmsEnabled=true",
+        "OutboundWebhookUrl=https://hooks.example/canopy",
+        "AdditionalSources=sandbox=t2:sandbox",
+    ]);
+    // Every stack: webhook intake, fetching, state, the Monitoring API, events out, operations.
+    let always = [
+        "HttpApi",
+        "WebhookIntakeFunction",
+        "WebhookSigningSecret",
+        "PullFetcherFunction",
+        "CanopyApiSecret",
+        "ReconnectNotifierFunction",
+        "ReconnectReminderFunction",
+        "MonitoringApiFunction",
+        "MonitoringSyncFunction",
+        "EventPublisherFunction",
+        "EventBus",
+        "StateTable",
+        "FetchQueue",
+        "FetchDeadLetterQueue",
+        "NotifyQueue",
+        "NotifyDeadLetterQueue",
+        "Dashboard",
+        "AlarmTopic",
+    ];
+    // Only when configured: the in-app reconnect API (its own HTTP API, which holds the JWT
+    // authorizer, CORS and the routes) and the outbound webhook's secret.
+    let reconnect = [
+        "ReconnectHttpApi",
+        "ReconnectApiFunction",
+        "ReconnectApiLogGroup",
+        "ReconnectApiErrorsAlarm",
+        "ReconnectApiThrottlesAlarm",
+        "ReconnectApi5xxAlarm",
+        "ReconnectApi4xxRateAlarm",
+    ];
+    let optional: Vec<&str> = reconnect
+        .into_iter()
+        .chain(["OutboundWebhookSecret"])
+        .collect();
+    for name in always {
+        assert!(
+            has(&minimal, name),
+            "the minimal stack lacks {name}: {minimal:?}"
+        );
+        assert!(has(&full, name), "the full stack lacks {name}: {full:?}");
+    }
+    for name in optional {
+        assert!(!has(&minimal, name), "the minimal stack has {name}");
+        assert!(has(&full, name), "the full stack lacks {name}: {full:?}");
+    }
+    // Every alarm but the reconnect API's is in every stack.
+    let t = template();
+    for alarm in resources_of_type(&t, "AWS::CloudWatch::Alarm") {
+        assert!(
+            has(&minimal, alarm.as_str()) || reconnect.contains(&alarm.as_str()),
+            "the minimal stack lacks {alarm}"
+        );
+        assert!(has(&full, alarm.as_str()), "the full stack lacks {alarm}");
+    }
+    // The full stack adds the optional parts and what SAM makes for them (role, permissions,
+    // stage), nothing else, and takes nothing away.
+    for name in &minimal {
+        assert!(has(&full, name.as_str()), "the full stack lacks {name}");
+    }
+    for name in full.iter().filter(|r| !has(&minimal, r.as_str())) {
+        assert!(
+            name.starts_with("ReconnectApi")
+                || name.starts_with("ReconnectHttpApi")
+                || name == "OutboundWebhookSecret",
+            "{name} is in the full stack only"
+        );
+    }
+    // The JWT authorizer is only on the reconnect API; the stack's own API has none (and no CORS).
+    let api = resource(&t, "HttpApi");
+    assert!(
+        !api.contains("ConsumerJwt") && !api.contains("CorsConfiguration"),
+        "{api}"
+    );
+    assert!(resource(&t, "ReconnectHttpApi").contains("ConsumerJwt:"));
+    // Email and SMS are no resources: the notifier's SES and SNS grants are there only when on,
+    // and it reads the webhook's secret only when there is one.
+    let notifier = resource(&t, "ReconnectNotifierFunction");
+    for needle in [
+        "          - EmailOn\n",
+        "          - SmsOn\n",
+        "- !If [WebhookOn, !Ref OutboundWebhookSecret, !Ref AWS::NoValue]",
+        "OUTBOUND_WEBHOOK_SECRET_ID: !If [WebhookOn, !Ref OutboundWebhookSecret, \"\"]",
+    ] {
+        assert!(
+            notifier.contains(needle),
+            "ReconnectNotifierFunction lacks {needle:?}"
+        );
     }
 }
