@@ -259,6 +259,15 @@ async fn rotate_replaces_one_sources_registration_while_webhooks_keep_coming() {
     let sandbox = rig.canopy.webhooks(SANDBOX);
     assert_eq!(sandbox.len(), 1, "the old registration is gone");
     assert_ne!(sandbox[0].webhook_id, old_sandbox.webhook_id);
+    // Both secrets stay valid for retries the old registration made, until dropped.
+    let stored = secret(&rig, &d.sources[1].webhook_secret_id).await;
+    assert!(stores_all(
+        Some(&stored),
+        &[&sandbox[0].signing_secret, &old_sandbox.signing_secret]
+    ));
+    ops.drop_previous(&d, Some(SANDBOX))
+        .await
+        .expect("drop previous");
     let stored = secret(&rig, &d.sources[1].webhook_secret_id).await;
     assert_eq!(stored, sandbox[0].signing_secret, "the new secret alone");
     // The other source was not touched.

@@ -588,3 +588,157 @@ async fn one_sources_signing_secret_is_rotated_without_a_redeploy_or_a_refused_d
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_sources_secret_cannot_take_over_another_sources_pull_or_monitoring() {
+    let d = deployment("sources-takeover").await;
+    let (pull_p, bodies_p) = pull_of(&d, PRODUCTION, OWNER_P);
+    assert_eq!(
+        send(&d, LOCAL_SIGNING_SECRET, bodies_p.last().unwrap()).await,
+        200
+    );
+    let (monitoring_p, _) = enable(&d, &pull_p).await;
+    let before = d
+        .env
+        .store
+        .get_monitoring(&monitoring_p)
+        .await
+        .unwrap()
+        .unwrap();
+    // Signed with the sandbox secret, naming the production monitoring, no team_id: an
+    // attacker's link for the production consumer.
+    let subject = Subject {
+        pull_id: uuid::Uuid::new_v4().to_string(),
+        monitoring_id: Some(monitoring_p.clone()),
+        initial_pull_id: Some(pull_p.clone()),
+        meta_data: json!({"customer_id": "attacker", "email": "victim@example.com"}),
+    };
+    let mut forged = canopy_sim::fixtures::reconnect_webhook(
+        &subject,
+        "https://evil.example/reconnect?t=x",
+        "rt_evil",
+    );
+    forged.as_object_mut().unwrap().remove("team_id");
+    let (status, body) = deliver_to(
+        &d.intake,
+        devkit::events::webhook_request(
+            forged.to_string().as_bytes(),
+            LOCAL_SANDBOX_SIGNING_SECRET,
+            now(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "other_source");
+    let after = d
+        .env
+        .store
+        .get_monitoring(&monitoring_p)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.source.as_deref(), Some(PRODUCTION));
+    assert_eq!(after.owner, before.owner);
+    assert!(after.reconnect_needed_since.is_none(), "no episode opened");
+    assert!(d
+        .env
+        .drain(&d.env.resources.notify_queue_url)
+        .await
+        .is_empty());
+    // Nor the production pull itself.
+    let mut complete = bodies_p.last().unwrap().clone();
+    complete.as_object_mut().unwrap().remove("team_id");
+    complete["meta_data"] = json!({"customer_id": "attacker"});
+    let (status, body) = deliver_to(
+        &d.intake,
+        devkit::events::webhook_request(
+            complete.to_string().as_bytes(),
+            LOCAL_SANDBOX_SIGNING_SECRET,
+            now() + 1,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let pull = d.env.store.get_pull(&pull_p).await.unwrap().unwrap();
+    assert_eq!(pull.source.as_deref(), Some(PRODUCTION));
+    assert_eq!(pull.meta_data.unwrap()["customer_id"], OWNER_P);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_whose_secret_cannot_be_read_is_left_out_and_the_others_keep_working() {
+    // No sandbox secrets at all: as a stack whose AdditionalSources names a source whose
+    // secrets were not created (or were deleted).
+    let env = TestEnv::new("sources-missing").await;
+    let r = &env.resources;
+    let intake = std::sync::Arc::new(
+        webhook_intake::intake_from(
+            IntakeEnv {
+                table_name: r.table_name.clone(),
+                fetch_queue_url: r.fetch_queue_url.clone(),
+                notify_queue_url: r.notify_queue_url.clone(),
+                sources: specs(&env, "webhook"),
+                secrets_reload: Duration::from_secs(1),
+                intake: integration_tests::test_intake_config(),
+            },
+            &env.aws,
+        )
+        .await
+        .expect("intake starts without the sandbox's secret"),
+    );
+    let fetcher = pull_fetcher::fetcher_from(
+        FetcherEnv {
+            table_name: r.table_name.clone(),
+            fetch_queue_url: r.fetch_queue_url.clone(),
+            canopy: CanopyEnv {
+                base_url: "http://127.0.0.1:9/api/v1.0.0".into(),
+                sources: specs(&env, "api"),
+                timeout: Duration::from_secs(1),
+            },
+            retry: NO_BACKOFF,
+            pull_data_retention: None,
+            fetcher: Default::default(),
+        },
+        &env.aws,
+    )
+    .await;
+    assert!(fetcher.is_ok(), "the fetcher starts too");
+    let body = |team: &str| {
+        json!({"event_type": "COMPLETE", "pull_id": uuid::Uuid::new_v4().to_string(),
+               "team_id": team, "status": "SUCCESS", "data": {}})
+        .to_string()
+    };
+    let deliver = |raw: String, secret: &'static str| {
+        let intake = intake.clone();
+        async move {
+            deliver_to(
+                &intake,
+                devkit::events::webhook_request(raw.as_bytes(), secret, now()),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        deliver(body(TEAM_ID), LOCAL_SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        deliver(body(SANDBOX_TEAM_ID), LOCAL_SANDBOX_SIGNING_SECRET).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Once the secrets exist, the source joins at the next read: no redeploy.
+    devkit::resources::provision_source(
+        &env.aws,
+        r,
+        SANDBOX,
+        &json!({"client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET}),
+        LOCAL_SANDBOX_SIGNING_SECRET,
+    )
+    .await
+    .expect("sandbox secrets");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        deliver(body(SANDBOX_TEAM_ID), LOCAL_SANDBOX_SIGNING_SECRET).await,
+        StatusCode::OK
+    );
+}

@@ -108,6 +108,7 @@ pub fn status_and_code(err: &IntakeError) -> (StatusCode, &'static str) {
     match err {
         IntakeError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         IntakeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+        IntakeError::OtherSource => (StatusCode::UNAUTHORIZED, "other_source"),
         IntakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
         IntakeError::InFlight => (StatusCode::SERVICE_UNAVAILABLE, "in_flight"),
         IntakeError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed_out"),

@@ -46,7 +46,10 @@ pub async fn load_canopy_credentials(
 }
 
 /// Reads each source's secret with `load` (concurrently: a cold start waits for the slowest,
-/// not the sum), keeping the sources' order.
+/// not the sum), keeping the sources' order. The primary's must be readable; an additional
+/// source whose secret is not (missing, scheduled for deletion, not permitted) is left out,
+/// logged and counted (`SourcesUnavailable`), so one bad secret does not stop the others:
+/// its deliveries are refused (Canopy retries them) and its jobs retried until it is fixed.
 pub async fn load_for_sources<'a, T, F, Fut>(
     client: &'a Client,
     specs: &'a [crate::domain::source::SourceSpec],
@@ -57,13 +60,20 @@ where
     Fut: std::future::Future<Output = Result<T, ConfigError>>,
 {
     let values =
-        futures::future::try_join_all(specs.iter().map(|spec| load(client, &spec.secret_id)))
-            .await?;
-    Ok(specs
-        .iter()
-        .map(|spec| spec.source.clone())
-        .zip(values)
-        .collect())
+        futures::future::join_all(specs.iter().map(|spec| load(client, &spec.secret_id))).await;
+    let mut loaded = Vec::with_capacity(specs.len());
+    for (i, (spec, value)) in specs.iter().zip(values).enumerate() {
+        match value {
+            Ok(v) => loaded.push((spec.source.clone(), v)),
+            Err(e) if i == 0 => return Err(e),
+            Err(e) => {
+                tracing::error!(source = %spec.source.name, key_type = %spec.source.key_type,
+                    error = %e, "this source's secret cannot be read; the source is left out");
+                crate::app::metrics::source_unavailable(spec.source.key_type);
+            }
+        }
+    }
+    Ok(loaded)
 }
 
 /// Every source's webhook signing secrets, for intake.

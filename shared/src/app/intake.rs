@@ -19,7 +19,7 @@ use crate::domain::event::{body_for_storage, parse_event, ParseError, WebhookEve
 use crate::domain::plan::{plan_event, settle_monitoring_update, EventPlan, PlanConfig};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::signature::{self, SignatureError, SigningSecrets};
-use crate::domain::source::{Source, Sources};
+use crate::domain::source::{Source, SourceStamp, Sources};
 use crate::domain::time_fmt::format_ts;
 use crate::ports::queue::WorkQueue;
 use crate::ports::signing::{FixedSigningKeys, SigningKeys};
@@ -93,6 +93,9 @@ pub enum IntakeError {
     InFlight,
     #[error("the delivery could not be recorded within {0:?}; retry later")]
     TimedOut(Duration),
+    /// Signed with one source's secret, about a pull or monitoring of another source.
+    #[error("the pull or monitoring belongs to another source than the secret that signed it")]
+    OtherSource,
     #[error(transparent)]
     Storage(#[from] PortError),
 }
@@ -172,6 +175,8 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         let event = parse_event(body)?;
         let candidates: Vec<&Source> = verified.iter().collect();
         let source = signature::source_of(&candidates, event.team_id.as_deref())?;
+        let keys = self.keys.current().await;
+        let stamp = keys.stamp(source);
         // Every line about this delivery carries what it is about (never its body).
         let span = tracing::info_span!(
             "delivery",
@@ -185,7 +190,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
         // claim left behind expires with its lease, before Canopy's first retry.
         let outcome = tokio::time::timeout(
             self.config.budget,
-            tracing::Instrument::instrument(self.record(&event, &source.name, body), span),
+            tracing::Instrument::instrument(self.record(&event, &stamp, body), span),
         )
         .await
         .map_err(|_| IntakeError::TimedOut(self.config.budget))??;
@@ -195,7 +200,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
     async fn record(
         &self,
         event: &WebhookEvent,
-        source: &str,
+        source: &SourceStamp,
         body: &[u8],
     ) -> Result<IntakeOutcome, IntakeError> {
         let lease_id = uuid::Uuid::new_v4().to_string();
@@ -212,7 +217,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
             let now = self.clock.now();
             let claim = EventClaim {
                 dedupe_key: event.dedupe_key.clone(),
-                source: Some(source.to_owned()),
+                source: Some(source.name.clone()),
                 event_type: event.event_type.to_string(),
                 pull_id: event.pull_id.clone(),
                 monitoring_id: event.monitoring_id().map(str::to_owned),
@@ -247,7 +252,7 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
                 if let Err(release) = self.store.release_event(&event.dedupe_key, &lease_id).await {
                     tracing::warn!(error = %release, "could not release the event claim");
                 }
-                Err(err.into())
+                Err(err)
             }
         }
     }
@@ -255,16 +260,23 @@ impl<S: IntakeStore, Q: WorkQueue, C: Clock> Intake<S, Q, C> {
     async fn process(
         &self,
         event: &WebhookEvent,
-        source: &str,
+        source: &SourceStamp,
         lease_id: &str,
-    ) -> Result<IntakeOutcome, PortError> {
+    ) -> Result<IntakeOutcome, IntakeError> {
         let at = format_ts(self.clock.now());
         let plan = plan_event(event, Some(source), &at, &self.config.plan);
-        let (applied, queued) = apply_plan(&self.store, &self.queue, plan, &at).await?;
-        let outcome = if applied {
-            IntakeOutcome::Accepted { queued }
-        } else {
-            IntakeOutcome::Stale { queued }
+        let outcome = match apply_plan(&self.store, &self.queue, plan, &at).await? {
+            Applied::Done {
+                state_applied: true,
+                queued,
+            } => IntakeOutcome::Accepted { queued },
+            Applied::Done { queued, .. } => IntakeOutcome::Stale { queued },
+            Applied::OtherSource => {
+                tracing::warn!(
+                    "the delivery names a pull or monitoring of another source; refused"
+                );
+                return Err(IntakeError::OtherSource);
+            }
         };
         self.store
             .complete_event(&event.dedupe_key, lease_id, outcome.as_str(), &at)
@@ -283,12 +295,17 @@ pub async fn apply_plan<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
     queue: &Q,
     plan: EventPlan,
     at: &str,
-) -> Result<(bool, usize), PortError> {
+) -> Result<Applied, PortError> {
     let pull = store.apply_pull_update(&plan.pull).await?;
+    if pull.other_source {
+        return Ok(Applied::OtherSource);
+    }
     // Order guards the pull's fields, never the monitoring or the work (module docs).
     if let Some(monitoring) = plan.monitoring {
         let monitoring = settle_monitoring_update(monitoring, &pull);
-        store.apply_monitoring_update(&monitoring).await?;
+        if !store.apply_monitoring_update(&monitoring).await? {
+            return Ok(Applied::OtherSource);
+        }
     }
     if let Some(mut changes) = plan.canopy_changes {
         if let Some(seen) = &pull.first_seen_at {
@@ -307,5 +324,19 @@ pub async fn apply_plan<S: IntakeStore + ?Sized, Q: WorkQueue + ?Sized>(
     for work in &plan.work {
         queue.enqueue(work).await?;
     }
-    Ok((pull.applied, plan.work.len()))
+    Ok(Applied::Done {
+        state_applied: pull.applied,
+        queued: plan.work.len(),
+    })
+}
+
+/// What [`apply_plan`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied (the pull's status fields unless `state_applied` is false: a stale event) and
+    /// `queued` messages sent.
+    Done { state_applied: bool, queued: usize },
+    /// The pull or the monitoring belongs to another source than the event's: nothing of
+    /// the monitoring and no work ([`crate::domain::source::source_allows`]).
+    OtherSource,
 }

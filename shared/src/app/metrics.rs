@@ -51,6 +51,11 @@ pub fn canopy_answer(
     }
 }
 
+/// A source left out at start or at a secrets reload: its secret could not be read.
+pub fn source_unavailable(key_type: crate::domain::source::KeyType) {
+    metrics::counter!("SourcesUnavailable", "KeyType" => key_type.as_str()).increment(1);
+}
+
 /// The size of a stored pull's JSON.
 pub fn pull_bytes(bytes: usize) {
     metrics::histogram!("PullBytes").record(bytes as f64);

@@ -167,6 +167,10 @@ impl<S: EpisodeStore, A: CanopyApi, C: Clock> ReconnectNotifier<S, A, C> {
             Err(CanopyError::Permanent { code, .. }) => {
                 return Ok(NotifyOutcome::NotReconnectable { code })
             }
+            // The webhook's own link only when Canopy could not be reached: refused keys
+            // (`Misconfigured`) may mean the webhook was forged with another source's secret,
+            // and its link must not reach a consumer.
+            Err(err @ CanopyError::Misconfigured { .. }) => return Err(NotifyError::NoLink(err)),
             Err(err) => match job
                 .link
                 .as_ref()

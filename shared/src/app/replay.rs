@@ -64,7 +64,8 @@ where
         ReplayError::NotReplayable(key.to_owned(), "its stored body does not parse")
     })?;
     drop_redacted_link(&mut event);
-    let mut planned = plan_event(&event, stored.source.as_deref(), at, plan);
+    // No source stamp: the event was verified when it arrived, and its source recorded then.
+    let mut planned = plan_event(&event, None, at, plan);
     if let Some(update) = planned.monitoring.as_mut() {
         let stored = store.monitoring(&update.monitoring_id).await?;
         if keep_stored_owner(update, stored.and_then(|m| m.owner).as_deref()) {
@@ -72,7 +73,19 @@ where
                 "the replayed event names another owner; the stored owner is kept");
         }
     }
-    let (state_applied, queued) = apply_plan(store, queue, planned, at).await?;
+    let (state_applied, queued) = match apply_plan(store, queue, planned, at).await? {
+        crate::app::intake::Applied::Done {
+            state_applied,
+            queued,
+        } => (state_applied, queued),
+        // Unreachable without a stamp; said plainly if it ever is.
+        crate::app::intake::Applied::OtherSource => {
+            return Err(ReplayError::NotReplayable(
+                key.to_owned(),
+                "its pull or monitoring belongs to another source",
+            ))
+        }
+    };
     tracing::info!(dedupe_key = %key, event_type = %event.event_type, queued, "event replayed");
     Ok(Replayed {
         dedupe_key: key.to_owned(),

@@ -177,7 +177,9 @@ where
             }
             let page = client
                 .list_monitorings(self.config.page_size, before.as_deref())
-                .await?;
+                .await;
+            crate::app::metrics::canopy_answer(source.key_type, page.as_ref().err());
+            let page = page?;
             report.pages += 1;
             for monitoring in &page {
                 if !deadline.allows(per_monitoring) {
@@ -284,8 +286,15 @@ where
             let event = parse_event(body.to_string().as_bytes()).map_err(|e| {
                 PortError::unavailable("sync", format!("synthetic COMPLETE did not parse: {e}"))
             })?;
-            let plan = plan_event(&event, Some(&source.name), &at, &self.config.plan);
-            apply_plan(&self.store, &self.queue, plan, &at).await?;
+            let stamp = self.canopy.stamp(source);
+            let plan = plan_event(&event, Some(&stamp), &at, &self.config.plan);
+            if apply_plan(&self.store, &self.queue, plan, &at).await?
+                == crate::app::intake::Applied::OtherSource
+            {
+                tracing::warn!(monitoring_id = %id, source = %source.name,
+                    "the monitoring is recorded as another source's; not repaired");
+                return Ok(());
+            }
             report.fetches_queued += 1;
         }
         tracing::info!(

@@ -88,8 +88,8 @@ pub struct AuthPrompt {
 pub struct PullUpdate {
     pub pull_id: String,
     /// The source whose secret verified the event (see [`crate::domain::source`]); `None`
-    /// leaves the stored one.
-    pub source: Option<String>,
+    /// leaves the stored one and checks nothing (a replay of a recorded event).
+    pub source: Option<crate::domain::source::SourceStamp>,
     pub widget_id: Option<String>,
     pub team_id: Option<String>,
     pub account_identifier: Option<String>,
@@ -118,7 +118,7 @@ pub enum MonitoringChange {
 pub struct MonitoringUpdate {
     pub monitoring_id: String,
     /// As [`PullUpdate::source`].
-    pub source: Option<String>,
+    pub source: Option<crate::domain::source::SourceStamp>,
     pub initial_pull_id: Option<String>,
     pub pull_id: String,
     pub event_type: String,
@@ -136,6 +136,9 @@ pub struct MonitoringUpdate {
 pub struct PullApplied {
     /// `false` when the ordering rule refused the status fields (a stale event).
     pub applied: bool,
+    /// The pull belongs to another source: nothing was written
+    /// ([`crate::domain::source::source_allows`]).
+    pub other_source: bool,
     pub first_seen_at: Option<String>,
     /// A COMPLETE of this pull is recorded.
     pub completed: bool,
@@ -197,11 +200,12 @@ pub fn progress_applies(stored: Option<(u8, Option<i64>)>, incoming: &Progress) 
 /// Decides what `event` of `source`, received at `at`, changes and which work it queues.
 pub fn plan_event(
     event: &WebhookEvent,
-    source: Option<&str>,
+    source: Option<&crate::domain::source::SourceStamp>,
     at: &str,
     config: &PlanConfig,
 ) -> EventPlan {
-    let source = source.map(str::to_owned);
+    let stamp = source.cloned();
+    let source = source.map(|s| s.name.clone());
     let monitoring_id = event.monitoring_id().map(str::to_owned);
     let initial_pull_id = event
         .monitoring
@@ -237,7 +241,7 @@ pub fn plan_event(
 
     let pull = PullUpdate {
         pull_id: event.pull_id.clone(),
-        source: source.clone(),
+        source: stamp.clone(),
         widget_id: event.widget_id.clone(),
         team_id: event.team_id.clone(),
         account_identifier: event.account_identifier.clone(),
@@ -251,7 +255,7 @@ pub fn plan_event(
 
     let monitoring = monitoring_id.as_ref().map(|id| MonitoringUpdate {
         monitoring_id: id.clone(),
-        source: source.clone(),
+        source: stamp.clone(),
         initial_pull_id: initial_pull_id.clone(),
         pull_id: event.pull_id.clone(),
         event_type: event.event_type.to_string(),
@@ -381,7 +385,10 @@ mod tests {
     fn plan(v: Value) -> EventPlan {
         plan_event(
             &parse_event(v.to_string().as_bytes()).unwrap(),
-            Some("sandbox"),
+            Some(&crate::domain::source::SourceStamp {
+                name: "sandbox".into(),
+                adopts_unnamed: false,
+            }),
             AT,
             &PlanConfig::default(),
         )
@@ -397,8 +404,8 @@ mod tests {
     fn the_source_is_on_the_pull_the_monitoring_and_every_message() {
         for event_type in ["COMPLETE", "POLICIES_AVAILABLE", "MONITORING_RECONNECT"] {
             let p = plan(monitored(event_type));
-            assert_eq!(p.pull.source.as_deref(), Some("sandbox"));
-            assert_eq!(p.monitoring.unwrap().source.as_deref(), Some("sandbox"));
+            assert_eq!(p.pull.source.unwrap().name, "sandbox");
+            assert_eq!(p.monitoring.unwrap().source.unwrap().name, "sandbox");
             assert!(!p.work.is_empty());
             for out in &p.work {
                 let source = match &out.message {
@@ -485,6 +492,7 @@ mod tests {
     fn a_completed_pull_is_evidence_that_its_reconnect_is_over() {
         let update = plan(monitored("MONITORING_RECONNECT")).monitoring.unwrap();
         let seen = PullApplied {
+            other_source: false,
             applied: false,
             first_seen_at: Some("2026-11-01T00:00:00.000Z".into()),
             completed: false,
@@ -497,6 +505,7 @@ mod tests {
         );
         assert_eq!(open.pull_seen_at, "2026-11-01T00:00:00.000Z");
         let done = PullApplied {
+            other_source: false,
             completed: true,
             ..seen
         };

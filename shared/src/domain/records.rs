@@ -190,7 +190,10 @@ impl PullRecord {
         self.pull_id.clone_from(&update.pull_id);
         set_some(&mut self.widget_id, &update.widget_id);
         set_some(&mut self.team_id, &update.team_id);
-        set_some(&mut self.source, &update.source);
+        set_some(
+            &mut self.source,
+            &update.source.as_ref().map(|s| s.name.clone()),
+        );
         set_some(&mut self.account_identifier, &update.account_identifier);
         set_some(&mut self.monitoring_id, &update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
@@ -217,7 +220,10 @@ impl MonitoringRecord {
         self.monitoring_id.clone_from(&update.monitoring_id);
         set_some(&mut self.initial_pull_id, &update.initial_pull_id);
         set_some(&mut self.owner, &update.owner);
-        set_some(&mut self.source, &update.source);
+        set_some(
+            &mut self.source,
+            &update.source.as_ref().map(|s| s.name.clone()),
+        );
         // An event of a monitored pull: the monitoring is active unless we were told otherwise.
         if self.status.is_none() {
             self.status = Some(ACTIVE.to_owned());

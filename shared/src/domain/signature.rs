@@ -67,6 +67,16 @@ impl SigningSecrets {
         }
     }
 
+    /// How many: 2 while a rotation keeps the previous one.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never empty (see [`SigningSecrets::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether `secret` is one of them.
     pub fn contains(&self, secret: &str) -> bool {
         self.0.iter().any(|s| s == secret)
@@ -187,7 +197,7 @@ pub fn source_of<'a>(
 ) -> Result<&'a Source, SignatureError> {
     verified
         .iter()
-        .find(|s| team_id.is_none_or(|team| s.team_id == team))
+        .find(|s| team_id.is_none_or(|team| crate::domain::source::same_team(&s.team_id, team)))
         .copied()
         .ok_or(SignatureError::TeamMismatch)
 }

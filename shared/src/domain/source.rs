@@ -67,7 +67,7 @@ pub enum SourceError {
     Name(String),
     #[error("source {0:?} has no team id")]
     TeamId(String),
-    #[error("source {0:?} is configured twice")]
+    #[error("source {0:?} is configured twice (its name, or its team and key type)")]
     Duplicate(String),
     #[error("source entry {0:?} is not name=team_id:key_type")]
     Entry(String),
@@ -119,6 +119,30 @@ pub fn parse_additional_sources(value: &str) -> Result<Vec<Source>, SourceError>
         .collect()
 }
 
+/// What a delivery's writes say about its source: its name, and whether it may claim a record
+/// that names none. Only the primary may: such records were written before sources existed,
+/// when the primary was the only source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub name: String,
+    pub adopts_unnamed: bool,
+}
+
+/// Whether a write of `stamp` may touch a record that exists (`exists`) naming `stored`.
+/// A pull or monitoring belongs to the source that first named it: another source's secret
+/// must not move it to its own keys, nor rewrite its owner and contact data.
+pub fn source_allows(stored: Option<&str>, exists: bool, stamp: &SourceStamp) -> bool {
+    match stored {
+        Some(s) => s == stamp.name,
+        None => !exists || stamp.adopts_unnamed,
+    }
+}
+
+/// Team ids compared as Canopy's UUIDs are: case and surrounding space aside.
+pub fn same_team(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
 /// Why a source named by a record, a message or a caller cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("source {0:?} is not configured in this deployment")]
@@ -138,11 +162,22 @@ impl<T> Sources<T> {
             return Err(SourceError::Empty);
         }
         for (i, (source, _)) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|(s, _)| s.name == source.name) {
+            if entries[..i].iter().any(|(s, _)| {
+                s.name == source.name
+                    || (same_team(&s.team_id, &source.team_id) && s.key_type == source.key_type)
+            }) {
                 return Err(SourceError::Duplicate(source.name.clone()));
             }
         }
         Ok(Self { entries })
+    }
+
+    /// The stamp of a delivery verified as `source`'s.
+    pub fn stamp(&self, source: &Source) -> SourceStamp {
+        SourceStamp {
+            name: source.name.clone(),
+            adopts_unnamed: self.primary().0.name == source.name,
+        }
     }
 
     /// One source.
@@ -292,6 +327,28 @@ mod tests {
             parse_additional_sources("s=:sandbox"),
             Err(SourceError::TeamId("s".into()))
         );
+    }
+
+    #[test]
+    fn a_record_belongs_to_the_source_that_first_named_it() {
+        let sandbox = SourceStamp {
+            name: "sandbox".into(),
+            adopts_unnamed: false,
+        };
+        let primary = SourceStamp {
+            name: "primary".into(),
+            adopts_unnamed: true,
+        };
+        assert!(source_allows(None, false, &sandbox), "a new record");
+        assert!(source_allows(Some("sandbox"), true, &sandbox));
+        assert!(!source_allows(Some("primary"), true, &sandbox));
+        assert!(
+            !source_allows(None, true, &sandbox),
+            "a record from before sources"
+        );
+        assert!(source_allows(None, true, &primary));
+        assert!(!source_allows(Some("sandbox"), true, &primary));
+        assert!(same_team(" ABC-d ", "abc-D"));
     }
 
     #[test]

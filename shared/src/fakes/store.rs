@@ -170,13 +170,20 @@ impl IntakeStore for MemoryStore {
 
     async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError> {
         let mut state = self.enter("apply_pull_update")?;
-        let mut record = state
-            .pulls
-            .get(&update.pull_id)
-            .cloned()
-            .unwrap_or_default();
+        let stored = state.pulls.get(&update.pull_id).cloned();
+        if let Some(stamp) = &update.source {
+            let owner = stored.as_ref().and_then(|p| p.source.as_deref());
+            if !crate::domain::source::source_allows(owner, stored.is_some(), stamp) {
+                return Ok(PullApplied {
+                    other_source: true,
+                    ..PullApplied::default()
+                });
+            }
+        }
+        let mut record = stored.unwrap_or_default();
         let applied = record.apply(update);
         let found = PullApplied {
+            other_source: false,
             applied,
             first_seen_at: record.first_seen_at.clone(),
             completed: record.completed_at.is_some(),
@@ -187,15 +194,22 @@ impl IntakeStore for MemoryStore {
         Ok(found)
     }
 
-    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
+    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<bool, PortError> {
         let mut state = self.enter("apply_monitoring_update")?;
+        if let Some(stamp) = &update.source {
+            let stored = state.monitorings.get(&update.monitoring_id);
+            let owner = stored.and_then(|m| m.source.as_deref());
+            if !crate::domain::source::source_allows(owner, stored.is_some(), stamp) {
+                return Ok(false);
+            }
+        }
         let event = state
             .monitorings
             .entry(update.monitoring_id.clone())
             .or_default()
             .apply(update);
         state.outbox.extend(event);
-        Ok(())
+        Ok(true)
     }
 
     async fn record_canopy_changes(

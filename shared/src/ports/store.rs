@@ -62,7 +62,8 @@ pub trait IntakeStore: Send + Sync {
     /// Applies a pull update (its status fields only if the ordering rule allows) and says
     /// what the pull item holds.
     async fn apply_pull_update(&self, update: &PullUpdate) -> Result<PullApplied, PortError>;
-    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError>;
+    /// `false`: the monitoring belongs to another source and nothing was written.
+    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<bool, PortError>;
     /// Keeps Canopy's MONITORING_EVENTS changes, with the event relaying them, in one write.
     async fn record_canopy_changes(
         &self,

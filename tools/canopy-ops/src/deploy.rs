@@ -468,7 +468,9 @@ impl Ops {
         changes.push(format!("registered webhook {}", new.webhook_id));
         // Both valid from here: Canopy signs each event's copy for each registration.
         let mut both = vec![new.signing_secret.as_str()];
-        both.extend(old.first().map(|h| h.signing_secret.as_str()));
+        // The registration Canopy delivers through now (an inactive leftover signs nothing).
+        let current = old.iter().find(|h| h.is_active).or(old.first());
+        both.extend(current.map(|h| h.signing_secret.as_str()));
         self.put_secret(&s.webhook_secret_id, secret_value(&both))
             .await?;
         changes.push("stored the new and the old signing secrets".to_owned());
@@ -497,14 +499,44 @@ impl Ops {
                 .map_err(Self::canopy_error(s, "deleting the old webhook"))?;
             changes.push(format!("deleted the old webhook {}", h.webhook_id));
         }
-        self.put_secret(&s.webhook_secret_id, secret_value(&[&new.signing_secret]))
-            .await?;
-        changes.push("dropped the old signing secret".to_owned());
+        // The old secret stays valid: Canopy may still retry deliveries the old registration
+        // made (for up to about 7 hours).
+        changes.push(format!(
+            "kept the old signing secret for retries already in flight: after 8 hours, `canopy-ops setup --source {} --drop-previous`",
+            s.name
+        ));
         Ok(SetupOutcome {
             source: s.name.clone(),
             changes,
             webhook_ids: vec![new.webhook_id],
         })
+    }
+
+    /// Drops the previous signing secret a rotation kept, for each chosen source.
+    pub async fn drop_previous(
+        &self,
+        d: &Deployment,
+        source: Option<&str>,
+    ) -> Result<Vec<SetupOutcome>, OpsError> {
+        let mut outcomes = Vec::new();
+        for s in d.chosen(source)? {
+            let stored = self.secret(&s.webhook_secret_id).await?.unwrap_or_default();
+            let secrets = SigningSecrets::from_secret_string(&stored).map_err(|e| {
+                OpsError::Setup(format!("{}: {}: {e}", s.name, s.webhook_secret_id))
+            })?;
+            let mut changes = Vec::new();
+            if secrets.len() > 1 {
+                self.put_secret(&s.webhook_secret_id, secrets.current().to_owned())
+                    .await?;
+                changes.push("dropped the previous signing secret".to_owned());
+            }
+            outcomes.push(SetupOutcome {
+                source: s.name.clone(),
+                changes,
+                webhook_ids: Vec::new(),
+            });
+        }
+        Ok(outcomes)
     }
 
     /// Sends the stack's webhook URL a signed harmless delivery (an event type no function
@@ -667,6 +699,21 @@ impl Ops {
             .filter(|h| same_url(&h.url, &d.webhook_url))
             .collect();
         let setup = format!("canopy-ops setup --source {}", s.name);
+        // Canopy says which kind of keys listed these: it must be the declared key type, or
+        // the alarms would page for the wrong one.
+        let sandbox = s.key_type == KeyType::Sandbox;
+        if let Some(h) = hooks.iter().find(|h| h.is_sandbox != sandbox) {
+            checks.push(Check::fail(
+                tag("key type"),
+                format!(
+                    "declared {}, but Canopy lists webhook {} as {}",
+                    s.key_type,
+                    h.webhook_id,
+                    if h.is_sandbox { "sandbox" } else { "production" }
+                ),
+                "put this source's own keys in its secret, or declare its key type (CanopyKeyType, AdditionalSources)",
+            ));
+        }
         match ours
             .iter()
             .find(|h| h.is_active && h.sends(HANDLED_EVENT_TYPES))

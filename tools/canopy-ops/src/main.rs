@@ -68,8 +68,11 @@ enum Command {
         #[arg(long)]
         source: Option<String>,
         /// Replace the registration with a new one, both secrets valid until the old is deleted.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "drop_previous")]
         rotate: bool,
+        /// After a rotation (and Canopy's retry window, about 7 hours): drop the old secret.
+        #[arg(long)]
+        drop_previous: bool,
     },
     /// Check the stack: one line per check; exits 1 if any fails.
     Doctor,
@@ -149,12 +152,18 @@ async fn run(cli: Cli) -> Result<(), String> {
             let d = ops.tail(limit).await.map_err(|e| e.to_string())?;
             print(cli.json, &d, || deliveries_table(&d))
         }
-        Command::Setup { source, rotate } => {
+        Command::Setup {
+            source,
+            rotate,
+            drop_previous,
+        } => {
             let d = deployment().await?;
-            let o = ops
-                .setup(&d, source.as_deref(), rotate)
-                .await
-                .map_err(|e| e.to_string())?;
+            let o = if drop_previous {
+                ops.drop_previous(&d, source.as_deref()).await
+            } else {
+                ops.setup(&d, source.as_deref(), rotate).await
+            }
+            .map_err(|e| e.to_string())?;
             print(cli.json, &o, || setup_table(&o))
         }
         Command::Doctor => {

@@ -461,7 +461,7 @@ impl IntakeStore for DynamoStore {
         b.set("pull_id", s(&update.pull_id))
             .set_opt("widget_id", update.widget_id.as_ref().map(s))
             .set_opt("team_id", update.team_id.as_ref().map(s))
-            .set_opt("source", update.source.as_ref().map(s))
+            .set_opt("source", update.source.as_ref().map(|st| s(&st.name)))
             .set_opt(
                 "account_identifier",
                 update.account_identifier.as_ref().map(s),
@@ -527,6 +527,14 @@ impl IntakeStore for DynamoStore {
                 None => format!("attribute_not_exists({rank}) OR {rank} <= {rank_value}"),
             });
         }
+        // The pull belongs to the source that first named it (`source_allows`).
+        if let Some(stamp) = &update.source {
+            let guard = source_guard(&mut b, stamp);
+            condition = Some(match condition {
+                Some(c) => format!("({guard}) AND ({c})"),
+                None => guard,
+            });
+        }
         // The item as it is afterwards (or as it was, when refused) tells the caller when the
         // pull was first seen and whether it completed: no second read.
         let result = self
@@ -543,6 +551,14 @@ impl IntakeStore for DynamoStore {
             .send()
             .await;
         let found = |item: Option<&HashMap<String, AttributeValue>>, applied: bool| PullApplied {
+            other_source: !applied
+                && update.source.as_ref().is_some_and(|stamp| {
+                    !crate::domain::source::source_allows(
+                        item.and_then(|i| text(i, "source")).as_deref(),
+                        item.is_some(),
+                        stamp,
+                    )
+                }),
             applied,
             first_seen_at: item
                 .and_then(|i| i.get("first_seen_at"))
@@ -569,7 +585,7 @@ impl IntakeStore for DynamoStore {
         self.put_canopy_change(record, events).await
     }
 
-    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<(), PortError> {
+    async fn apply_monitoring_update(&self, update: &MonitoringUpdate) -> Result<bool, PortError> {
         // `MonitoringRecord::apply` as conditional writes. The common case is one write; when
         // its condition fails, the parts whose own guard holds are applied one by one (see
         // `plan` for the order of refreshes). Opening and closing an episode are parts of
@@ -584,7 +600,7 @@ impl IntakeStore for DynamoStore {
             ),
         };
         if self.monitoring_write(update, first).await? {
-            return Ok(());
+            return Ok(true);
         }
         let mut applied = false;
         for part in then {
@@ -592,10 +608,22 @@ impl IntakeStore for DynamoStore {
         }
         if !applied {
             // Every guard refused: the event is older than what is recorded; note that we heard.
-            self.monitoring_write(update, &[MonitoringPart::Seen])
-                .await?;
+            // `Seen` has no guard but the source's: refused, the monitoring is another source's.
+            return self.monitoring_write(update, &[MonitoringPart::Seen]).await;
         }
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// The condition of `source_allows` on the item being written.
+fn source_guard(b: &mut UpdateBuilder, stamp: &crate::domain::source::SourceStamp) -> String {
+    let source = b.name("source");
+    let value = b.value("source_stamp", s(&stamp.name));
+    if stamp.adopts_unnamed {
+        format!("attribute_not_exists({source}) OR {source} = {value}")
+    } else {
+        let pk = b.name("pk");
+        format!("attribute_not_exists({pk}) OR {source} = {value}")
     }
 }
 
@@ -633,7 +661,7 @@ impl DynamoStore {
         b.set("monitoring_id", s(&update.monitoring_id))
             .set_opt("initial_pull_id", update.initial_pull_id.as_ref().map(s))
             .set_opt("owner", update.owner.as_ref().map(s))
-            .set_opt("source", update.source.as_ref().map(s))
+            .set_opt("source", update.source.as_ref().map(|st| s(&st.name)))
             // An event of a monitored pull: active unless the API or the reconciler said otherwise.
             .set_if_absent("monitoring_status", s(crate::domain::records::ACTIVE))
             .set_if_absent(
@@ -647,8 +675,13 @@ impl DynamoStore {
             .set("last_event_pull_id", s(&update.pull_id))
             .set("last_event_at", s(&update.at))
             .set_if_absent("first_seen_at", s(&update.at));
-        // Each guard compares a stored first-sight time with this pull's (see `plan`).
+        // Each guard compares a stored first-sight time with this pull's (see `plan`); and the
+        // monitoring belongs to the source that first named it (`source_allows`).
         let mut guards = Vec::new();
+        if let Some(stamp) = &update.source {
+            let guard = source_guard(&mut b, stamp);
+            guards.push(format!("({guard})"));
+        }
         let guard = |b: &mut UpdateBuilder, stored: &str, op: &str| {
             let stored = b.name(stored);
             let seen = b.value("pull_seen_at", s(&update.pull_seen_at));
