@@ -234,8 +234,8 @@ async fn each_outcome_is_counted_in_emf_and_logged_with_its_ids() {
             &[("Status", s), ("KeyType", "production")],
         )
     };
-    // The stored GET pull and the notifier's fresh reconnect token.
-    assert_eq!(canopy_status("200"), 2.0);
+    // The stored GET pull, the notifier's fresh reconnect token, the reconciler's page.
+    assert_eq!(canopy_status("200"), 3.0);
     assert_eq!(canopy_status("404"), 1.0);
     assert_eq!(canopy_status("401"), 1.0);
     assert_eq!(
