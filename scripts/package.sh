@@ -24,7 +24,7 @@ if command -v rustup >/dev/null; then
 fi
 echo "==> sam build (arm64, cargo-lambda)"
 start=$(date +%s)
-SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 sam build --template-file template.yaml
+sam build --template-file template.yaml
 echo "==> built in $(( $(date +%s) - start )) s"
 
 # Each function links only the SDKs of its own features. The panic locations a release binary

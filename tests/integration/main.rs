@@ -1,6 +1,7 @@
 //! Integration tests against the moto server that scripts/test.sh starts.
 
 mod changes;
+mod docs;
 mod events;
 mod events_out;
 mod faults;

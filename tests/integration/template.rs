@@ -82,7 +82,7 @@ fn the_table_and_queues_match_what_the_code_expects() {
         "AttributeName: gsi1sk",
         "Binary: monitoring-api",
         "Binary: monitoring-sync",
-        "ScheduleExpression: !Ref SyncSchedule",
+        "ScheduleExpression: rate(1 day)",
     ] {
         assert!(t.contains(needle), "template.yaml lacks {needle:?}");
     }
@@ -537,6 +537,90 @@ fn no_allowed_log_level_turns_the_runtime_crates_to_trace() {
         canopy_monitor::runtime::observability::LOG_LEVELS,
         "the template's levels are the code's"
     );
+}
+
+/// The template's parameters, in order: each name and whether it has a `Default`.
+fn parameters(t: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut in_parameters = false;
+    for line in t.lines() {
+        if !line.is_empty() && !line.starts_with([' ', '#']) {
+            in_parameters = line == "Parameters:";
+        } else if !in_parameters {
+            continue;
+        } else if let Some(name) = line
+            .strip_prefix("  ")
+            .filter(|l| !l.starts_with([' ', '#']))
+            .and_then(|l| l.strip_suffix(':'))
+        {
+            out.push((name.to_owned(), false));
+        } else if line.starts_with("    Default:") {
+            if let Some(last) = out.last_mut() {
+                last.1 = true;
+            }
+        }
+    }
+    out
+}
+
+/// `sam deploy --guided` asks every parameter: at most 20, only the team id without a default,
+/// each one used, and the ones the operator CLI reads from a deployed stack still there.
+#[test]
+fn a_guided_deploy_asks_at_most_twenty_questions() {
+    let t = template();
+    let parameters = parameters(&t);
+    let names: Vec<&str> = parameters.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        (1..=20).contains(&parameters.len()),
+        "{} parameters, at most 20: {names:?}",
+        parameters.len()
+    );
+    let without_default: Vec<&str> = parameters
+        .iter()
+        .filter(|(_, has_default)| !has_default)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        without_default,
+        ["CanopyTeamId"],
+        "only the team id is required"
+    );
+    for name in &names {
+        assert!(
+            t.contains(&format!("!Ref {name}\n"))
+                || t.contains(&format!("!Ref {name}]"))
+                || t.contains(&format!("!Ref {name},"))
+                || t.contains(&format!("${{{name}}}")),
+            "parameter {name} is used nowhere"
+        );
+        // Each is in one of the groups the console shows (Metadata, AWS::CloudFormation::Interface).
+        assert_eq!(
+            t.matches(&format!("          - {name}\n")).count(),
+            1,
+            "parameter {name} is in exactly one ParameterGroup"
+        );
+    }
+    for name in [
+        "CanopyTeamId",
+        "CanopyKeyType",
+        "CanopySourceName",
+        "AdditionalSources",
+        "CanopyBaseUrl",
+        "EmailFromAddress",
+        "SmsEnabled",
+        "OutboundWebhookUrl",
+        "AlarmTopicArn",
+        "AlarmEmail",
+        "ConsumerJwtIssuer",
+        "ConsumerJwtAudience",
+        "PullDataRetentionDays",
+        canopy_ops::OWNER_KEY_PARAMETER,
+    ] {
+        assert!(
+            names.contains(&name),
+            "template.yaml lacks parameter {name}"
+        );
+    }
 }
 
 /// Build output, virtualenvs and local state never go into git (they were committed once).

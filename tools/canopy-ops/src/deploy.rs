@@ -116,6 +116,7 @@ impl Deployment {
         })
     }
 
+    #[cfg(feature = "local")]
     /// The local stack of `scripts/run-local.sh` (`canopy-local up`): its two sources (the
     /// fake Canopy's production and sandbox teams), intake at `webhook_url`.
     pub fn local(
@@ -200,6 +201,8 @@ pub enum Verdict {
     Pass,
     Warn,
     Fail,
+    /// The check could not be made (a call refused or failed): nothing is known.
+    Error,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -234,6 +237,23 @@ impl Check {
             ..Self::fail(name, detail, fix)
         }
     }
+    fn error(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            verdict: Verdict::Error,
+            ..Self::fail(name, detail, fix)
+        }
+    }
+}
+
+/// `doctor`'s exit code: 1 when a check failed, else 2 when one could not be made, else 0.
+pub fn doctor_exit(checks: &[Check]) -> u8 {
+    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+        1
+    } else if checks.iter().any(|c| c.verdict == Verdict::Error) {
+        2
+    } else {
+        0
+    }
 }
 
 /// `doctor` as a human reads it: one line per check.
@@ -244,6 +264,7 @@ pub fn checks_table(checks: &[Check]) -> String {
             Verdict::Pass => "PASS",
             Verdict::Warn => "WARN",
             Verdict::Fail => "FAIL",
+            Verdict::Error => "ERROR",
         };
         let _ = write!(out, "{verdict}  {}: {}", c.name, c.detail);
         if let (Some(fix), false) = (&c.fix, c.verdict == Verdict::Pass) {
@@ -282,6 +303,15 @@ pub struct PingOutcome {
     pub dedupe_key: String,
     pub recorded: bool,
     pub removed: bool,
+}
+
+/// The hint that puts a source's Canopy keys in place: the file the README's deploy steps
+/// write (`{"client_id": "...", "client_secret": "..."}`).
+fn put_keys(secret_id: &str) -> String {
+    format!(
+        "aws secretsmanager put-secret-value --secret-id {} --secret-string file://canopy-keys.json",
+        crate::aws::shell_word(secret_id)
+    )
 }
 
 /// Secret values the template and the docs put in place before the real ones.
@@ -634,6 +664,14 @@ impl Ops {
     }
 
     /// Checks a deployed stack; see [`checks_table`].
+    /// The hint of a check that could not read the table: who am I, and is the table there.
+    fn describe_table(&self) -> String {
+        format!(
+            "aws dynamodb describe-table --table-name {}",
+            crate::aws::shell_word(&self.stack.table)
+        )
+    }
+
     pub async fn doctor(&self, d: &Deployment) -> Vec<Check> {
         let mut checks = Vec::new();
         for s in &d.sources {
@@ -664,7 +702,7 @@ impl Ops {
                 checks.push(Check::fail(
                     tag("keys"),
                     e.to_string(),
-                    format!("aws secretsmanager put-secret-value --secret-id {} --secret-string '{{\"client_id\": ..., \"client_secret\": ...}}'", s.api_secret_id),
+                    put_keys(&s.api_secret_id),
                 ));
                 return;
             }
@@ -686,10 +724,7 @@ impl Ops {
                 checks.push(Check::fail(
                     tag("Canopy accepts the keys"),
                     format!("GET /teams/{}/webhooks: {e}", s.team_id),
-                    format!(
-                        "put this team's {} keys into {}",
-                        s.key_type, s.api_secret_id
-                    ),
+                    put_keys(&s.api_secret_id),
                 ));
                 return;
             }
@@ -698,7 +733,11 @@ impl Ops {
             .iter()
             .filter(|h| same_url(&h.url, &d.webhook_url))
             .collect();
-        let setup = format!("canopy-ops setup --source {}", s.name);
+        let setup = format!(
+            "{} setup --source {}",
+            self.invocation,
+            crate::aws::shell_word(&s.name)
+        );
         // Canopy says which kind of keys listed these: it must be the declared key type, or
         // the alarms would page for the wrong one.
         let sandbox = s.key_type == KeyType::Sandbox;
@@ -709,9 +748,13 @@ impl Ops {
                     "declared {}, but Canopy lists webhook {} as {}",
                     s.key_type,
                     h.webhook_id,
-                    if h.is_sandbox { "sandbox" } else { "production" }
+                    if h.is_sandbox {
+                        "sandbox"
+                    } else {
+                        "production"
+                    }
                 ),
-                "put this source's own keys in its secret, or declare its key type (CanopyKeyType, AdditionalSources)",
+                put_keys(&s.api_secret_id),
             ));
         }
         match ours
@@ -767,7 +810,10 @@ impl Ops {
             Check::fail(
                 "notice channels",
                 "none configured: reconnect notices are recorded as unsent",
-                "deploy with EmailFromAddress, SmsEnabled=true or OutboundWebhookUrl",
+                format!(
+                    "sam deploy --stack-name {} --parameter-overrides SmsEnabled=true",
+                    crate::aws::shell_word(&self.stack.name)
+                ),
             )
         } else {
             Check::pass("notice channels", on.join(", "))
@@ -797,7 +843,10 @@ impl Ops {
             Check::fail(
                 "SES sender",
                 format!("{from} is not a verified SES identity: email notices would fail"),
-                format!("aws sesv2 create-email-identity --email-identity {from}, then confirm it"),
+                format!(
+                    "aws sesv2 create-email-identity --email-identity {}",
+                    crate::aws::shell_word(from)
+                ),
             )
         }
     }
@@ -823,7 +872,7 @@ impl Ops {
                     "USD {} a month (the account default): SMS stops after about a hundred messages",
                     other.unwrap_or(1.0)
                 ),
-                "leave the SNS SMS sandbox, then: aws sns set-sms-attributes --attributes MonthlySpendLimit=<USD>",
+                "aws sns set-sms-attributes --attributes MonthlySpendLimit=10",
             ),
         }
     }
@@ -833,7 +882,10 @@ impl Ops {
             return Check::fail(
                 "outbound webhook secret",
                 "the stack names no secret for the outbound webhook",
-                "redeploy with OutboundWebhookUrl set",
+                format!(
+                    "sam deploy --stack-name {}",
+                    crate::aws::shell_word(&self.stack.name)
+                ),
             );
         };
         match self.secret(id).await {
@@ -843,7 +895,10 @@ impl Ops {
             _ => Check::fail(
                 "outbound webhook secret",
                 format!("{id} holds no Standard Webhooks secret (whsec_...)"),
-                format!("aws secretsmanager put-secret-value --secret-id {id} --secret-string whsec_<base64>"),
+                format!(
+                    "aws secretsmanager put-secret-value --secret-id {} --secret-string \"whsec_$(openssl rand -base64 32)\"",
+                    crate::aws::shell_word(id)
+                ),
             ),
         }
     }
@@ -853,7 +908,10 @@ impl Ops {
             return Check::fail(
                 "alarm subscription",
                 "no alarm topic",
-                "deploy with AlarmEmail or AlarmTopicArn",
+                format!(
+                    "sam deploy --stack-name {} --parameter-overrides AlarmEmail=\"$ALARM_EMAIL\"",
+                    crate::aws::shell_word(&self.stack.name)
+                ),
             );
         };
         let subs = aws_sdk_sns::Client::new(&self.aws)
@@ -878,7 +936,10 @@ impl Ops {
             Check::fail(
                 "alarm subscription",
                 format!("no confirmed subscription on {topic}: alarms reach no one"),
-                format!("aws sns subscribe --topic-arn {topic} --protocol email --notification-endpoint <you>, then confirm the mail"),
+                format!(
+                    "aws sns subscribe --topic-arn {} --protocol email --notification-endpoint \"$ALARM_EMAIL\"",
+                    crate::aws::shell_word(topic)
+                ),
             )
         }
     }
@@ -892,7 +953,16 @@ impl Ops {
             match self.queue_depth(url).await {
                 Ok(0) => {}
                 Ok(n) => waiting.push(format!("{n} in the {name} DLQ")),
-                Err(e) => waiting.push(format!("{name} DLQ unreadable: {e}")),
+                Err(e) => {
+                    return Check::error(
+                        "dead-letter queues",
+                        format!("the {name} DLQ is unreadable: {e}"),
+                        format!(
+                            "aws sqs get-queue-attributes --queue-url {} --attribute-names All",
+                            crate::aws::shell_word(url)
+                        ),
+                    )
+                }
             }
         }
         if waiting.is_empty() {
@@ -901,7 +971,15 @@ impl Ops {
             Check::fail(
                 "dead-letter queues",
                 waiting.join(", "),
-                "canopy-ops redrive --queue fetch|notify --dry-run, fix the cause, then redrive",
+                format!(
+                    "{} redrive --queue {} --dry-run",
+                    self.invocation,
+                    if waiting.iter().any(|w| w.contains("fetch")) {
+                        "fetch"
+                    } else {
+                        "notify"
+                    }
+                ),
             )
         }
     }
@@ -916,10 +994,10 @@ impl Ops {
             match self.store.pending(shard, &cutoff, 1, None).await {
                 Ok(page) => stuck += page.items.len(),
                 Err(e) => {
-                    return Check::fail(
+                    return Check::error(
                         "outbox",
                         format!("unreadable: {e}"),
-                        "check the table's permissions",
+                        self.describe_table(),
                     )
                 }
             }
@@ -930,7 +1008,7 @@ impl Ops {
             Check::fail(
                 "outbox",
                 format!("business events waiting over 15 minutes (at least {stuck} items)"),
-                "see the runbook \"Outbox stuck\" (docs/operations.md)",
+                "see the runbook \"Events waiting\" (docs/operations.md)",
             )
         }
     }
@@ -951,10 +1029,14 @@ impl Ops {
                 None => Check::warn(
                     "last webhook",
                     "none in the last 7 days",
-                    "canopy-ops ping proves the path; Canopy sends once a pull or monitoring changes",
+                    format!("{} ping", self.invocation),
                 ),
             },
-            Err(e) => Check::fail("last webhook", format!("unreadable: {e}"), "check the table"),
+            Err(e) => Check::error(
+                "last webhook",
+                format!("unreadable: {e}"),
+                self.describe_table(),
+            ),
         }
     }
 }

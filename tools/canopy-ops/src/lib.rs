@@ -7,6 +7,9 @@
 //!   lists what would move).
 //! - `replay <dedupe key>`: re-runs a stored webhook through the same plan as intake.
 //! - `tail`: recent deliveries and their outcome.
+//! - `setup`, `doctor`, `ping` (in [`deploy`]): register the stack's webhook with each source's
+//!   Canopy team and store its signing secret; check a deployed stack, one line per check;
+//!   send the stack's webhook URL a signed harmless delivery and check it was recorded.
 //!
 //! Every command reads through Query, GetItem and SQS attributes: nothing scans the table.
 
@@ -50,16 +53,28 @@ pub enum OpsError {
     },
 }
 
+pub mod aws;
 pub mod deploy;
 
-fn aws_error<E: std::error::Error + Send + Sync + 'static>(
+/// An AWS call's error in one line: the service's code and message, or why the request
+/// never got an answer (the chain of causes).
+fn aws_error<E, R>(
     what: &str,
-) -> impl FnOnce(E) -> OpsError + '_ {
+) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, R>) -> OpsError + '_
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug,
+{
     move |e| {
-        OpsError::Aws(format!(
-            "{what}: {}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(e)
-        ))
+        let detail = match canopy_monitor::adapters::aws::port_error("AWS", e) {
+            canopy_monitor::ports::PortError::Unavailable { detail, .. }
+            | canopy_monitor::ports::PortError::Misconfigured { detail, .. } => detail,
+        };
+        OpsError::Aws(format!("{what}: {detail}"))
     }
 }
 
@@ -129,6 +144,7 @@ impl Stack {
         })
     }
 
+    #[cfg(feature = "local")]
     /// The local stack (`canopy-local up`), or a test's: its functions use the default owner
     /// key, as the local runner does.
     pub fn local(name: &str, r: &devkit::resources::Resources) -> Self {
@@ -242,7 +258,9 @@ pub struct Redrive {
 
 pub struct Ops {
     pub stack: Stack,
-    aws: aws_config::SdkConfig,
+    pub aws: aws_config::SdkConfig,
+    /// How this stack is named on the command line: the start of every fix hint printed.
+    pub invocation: String,
     store: DynamoStore,
     sqs: aws_sdk_sqs::Client,
 }
@@ -279,8 +297,19 @@ impl Ops {
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), stack.table.clone()),
             sqs: aws_sdk_sqs::Client::new(aws),
             aws: aws.clone(),
+            invocation: if stack.local {
+                "canopy-ops --local".to_owned()
+            } else {
+                format!("canopy-ops --stack {}", aws::shell_word(&stack.name))
+            },
             stack,
         }
+    }
+
+    /// Fix hints start with `invocation` (the stack, profile and region the operator named).
+    pub fn with_invocation(mut self, invocation: String) -> Self {
+        self.invocation = invocation;
+        self
     }
 
     fn queue_url(&self, q: QueueName, dead: bool) -> &str {
