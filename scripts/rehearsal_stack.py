@@ -15,6 +15,8 @@ What CloudFormation does at `sam deploy`, played on moto:
      description, its SecretString or a generated one), and every Ref to it is its ARN;
    - AWS::ApiGatewayV2::* (the HTTP APIs, stages, authorizers): played by lambda-host, whose
      ports the APIs' URLs name (`https://${Api}.execute-api...` becomes `http://127.0.0.1:PORT`);
+   - AWS::Lambda::EventSourceMapping: played by lambda-host (moto's Lambda would invoke the
+     function in Docker on every message or stream record);
    - Ref of an AWS::Events::EventBus is its Name (moto answers with a Python object's text);
    - after creation, AWS::CloudWatch::Alarm (PutMetricAlarm), AWS::SNS::TopicPolicy
      (SetTopicAttributes Policy) and AWS::SNS::Subscription (Subscribe), resolved against the
@@ -272,10 +274,16 @@ def create(args: argparse.Namespace, given: dict[str, str]) -> dict[str, Any]:
             return {"Fn::Sub": text if isinstance(arg, str) else [text, substitute(arg[1], replace)]}
         return None
 
+    # moto's Lambda would run the event source mappings itself (invoking the function in
+    # Docker on every stream record or message, and keeping a deleted mapping attached to the
+    # table): lambda-host plays them instead, so they are not uploaded.
+    for name, r in sorted(resources.items()):
+        if r["Type"] == "AWS::Lambda::EventSourceMapping":
+            said.append(f"filled {name} (AWS::Lambda::EventSourceMapping): played by lambda-host, not moto's Lambda")
     uploaded = {
         name: substitute(r, replace)
         for name, r in resources.items()
-        if r["Type"] != "AWS::SecretsManager::Secret" and not is_api(r)
+        if r["Type"] not in ("AWS::SecretsManager::Secret", "AWS::Lambda::EventSourceMapping") and not is_api(r)
     }
     # The code `sam package` uploads: moto's Lambda reads the object, lambda-host runs the
     # binaries built for this machine instead.

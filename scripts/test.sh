@@ -2,7 +2,8 @@
 # Runs every check and test: formatting, clippy (the workspace, then each function as it is
 # deployed), the template lint (cfn-lint, which also runs the SAM translator), and every test:
 # unit, property, integration against a moto server started here (and stopped on exit), and
-# the log-secrecy run of the whole local demo. Prints the time of each step at the end.
+# the log-secrecy run of the whole local demo; then the rehearsal of the README's deploy steps
+# (scripts/rehearse.sh). Prints the time of each step at the end.
 #   scripts/test.sh              everything
 #   scripts/test.sh <filter>     the checks, then only the tests matching <filter>
 set -euo pipefail
@@ -44,4 +45,10 @@ step "cargo clippy (each function as deployed)" clippy_each_function
 step "cfn-lint template.yaml (with the SAM translator)" "$VENV/bin/cfn-lint" template.yaml
 start_moto
 step "cargo test" env CANOPY_MONITOR_TEST_ENDPOINT="$MOTO_ENDPOINT" cargo test --workspace --locked "$@"
+stop_moto
+# The README's deploy steps, verbatim, against a rehearsal account (its own moto): every
+# shipped binary run as a user runs it (scripts/rehearse.sh).
+if [ $# -eq 0 ]; then
+  step "rehearsal (scripts/rehearse.sh)" scripts/rehearse.sh
+fi
 report_times

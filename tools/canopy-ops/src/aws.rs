@@ -45,6 +45,8 @@ pub fn shell_word(text: &str) -> String {
 pub enum AwsSetupError {
     #[error("no AWS region: pass --region, set AWS_REGION, or set region in the profile (aws configure)")]
     NoRegion,
+    #[error("no AWS region for profile {0:?}: is it in the AWS config file (aws configure --profile {0})? Or pass --region")]
+    NoRegionInProfile(String),
     #[error("no AWS credentials ({0}): run aws configure or aws sso login, pass --profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
     NoCredentials(String),
 }
@@ -64,7 +66,10 @@ pub async fn load(options: &AwsOptions) -> Result<aws_config::SdkConfig, AwsSetu
     }
     let config = loader.load().await;
     if config.region().is_none() {
-        return Err(AwsSetupError::NoRegion);
+        return Err(match &options.profile {
+            Some(p) => AwsSetupError::NoRegionInProfile(p.clone()),
+            None => AwsSetupError::NoRegion,
+        });
     }
     let provider = config
         .credentials_provider()

@@ -35,6 +35,12 @@ pub(super) enum Claim {
     Refused(Option<Item>),
 }
 
+/// Whether `item` is held by this very lease (our own earlier attempt of the same put).
+fn is_own_hold(item: &Item, held: &str, lease_id: &str) -> bool {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+    text("status") == Some(held) && text("lease_id") == Some(lease_id)
+}
+
 impl DynamoStore {
     /// Puts `item` as held (`status = held`) by `lease` at `now` (Unix seconds), if it may.
     pub(super) async fn claim_lease(
@@ -68,19 +74,24 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Claim::Taken),
+        let old = match result {
+            Ok(_) => return Ok(Claim::Taken),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
                     match failed.item() {
-                        Some(old) => Ok(Claim::Refused(Some(old.clone()))),
+                        Some(old) => Some(old.clone()),
                         // Refused, yet the old item was not returned: read it.
-                        None => Ok(Claim::Refused(self.read_back(&key).await?)),
+                        None => self.read_back(&key).await?,
                     }
                 }
-                _ => Err(port_error(SERVICE, err)),
+                _ => return Err(port_error(SERVICE, err)),
             },
+        };
+        if old.as_ref().is_some_and(|o| is_own_hold(o, held, lease.id)) {
+            // The SDK retried a put whose first attempt landed but timed out: that hold is ours.
+            return Ok(Claim::Taken);
         }
+        Ok(Claim::Refused(old))
     }
 
     /// The item under `key`, read consistently.
@@ -121,5 +132,24 @@ impl DynamoStore {
             Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(port_error(SERVICE, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_leases_own_hold_counts_as_taken() {
+        let item: Item = [
+            ("status".to_owned(), s("in_progress")),
+            ("lease_id".to_owned(), s("lease-1")),
+        ]
+        .into_iter()
+        .collect();
+        assert!(is_own_hold(&item, "in_progress", "lease-1"));
+        assert!(!is_own_hold(&item, "in_progress", "lease-2"));
+        assert!(!is_own_hold(&item, "completed", "lease-1"));
+        assert!(!is_own_hold(&Item::new(), "in_progress", "lease-1"));
     }
 }
