@@ -530,6 +530,28 @@ async fn enable_names_the_source_of_a_pull_not_yet_seen_and_refuses_an_unknown_o
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
     assert_eq!(reply.json["monitoring"]["source"], SANDBOX);
     assert!(d.canopy.requests().iter().all(|r| r.refused.is_none()));
+    // The pull's own webhooks, signed with the sandbox secret, then apply to it.
+    let (_, bodies) = {
+        let pull = d.canopy.state().pulls[&pull_s].clone();
+        let subject = Subject {
+            pull_id: pull_s.clone(),
+            monitoring_id: None,
+            initial_pull_id: None,
+            meta_data: pull["meta_data"].clone(),
+        };
+        let mut bodies = refresh_sequence(&subject, &pull);
+        for b in &mut bodies {
+            b["team_id"] = json!(SANDBOX_TEAM_ID);
+        }
+        ((), bodies)
+    };
+    assert_eq!(
+        send(&d, LOCAL_SANDBOX_SIGNING_SECRET, bodies.last().unwrap()).await,
+        200
+    );
+    let stored = d.env.store.get_pull(&pull_s).await.unwrap().expect("pull");
+    assert_eq!(stored.source.as_deref(), Some(SANDBOX));
+    assert!(stored.completed_at.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -311,17 +311,26 @@ impl MonitoringStore for DynamoStore {
                 PortError::unavailable(SERVICE, format!("unreadable monitoring: {e}"))
             })?;
         if let Some(pull_id) = &context.enabled_pull_id {
-            // The pull names its monitoring: a second enable of it finds this one.
-            self.client()
+            // The pull names its monitoring: a second enable of it finds this one. A pull not
+            // seen yet is created here, and belongs to the source it was enabled with (its
+            // webhooks, signed with that source's secret, are then applied to it).
+            let mut update = self
+                .client()
                 .update_item()
                 .table_name(self.table())
                 .set_key(Some(key(pull_pk(pull_id), STATE_SK)))
-                .update_expression("SET pull_id = :pull, monitoring_id = :m")
                 .expression_attribute_values(":pull", s(pull_id))
-                .expression_attribute_values(":m", s(&view.monitoring_id))
-                .send()
-                .await
-                .map_err(|e| port_error(SERVICE, e))?;
+                .expression_attribute_values(":m", s(&view.monitoring_id));
+            update = match &context.source {
+                Some(source) => update
+                    .update_expression(
+                        "SET pull_id = :pull, monitoring_id = :m, #source = if_not_exists(#source, :source)",
+                    )
+                    .expression_attribute_names("#source", "source")
+                    .expression_attribute_values(":source", s(source)),
+                None => update.update_expression("SET pull_id = :pull, monitoring_id = :m"),
+            };
+            update.send().await.map_err(|e| port_error(SERVICE, e))?;
         }
         Ok(record)
     }
