@@ -84,6 +84,9 @@ cargo build --locked --quiet "${build_args[@]}" -p canopy-sim -p lambda-host || 
 # The account: moto, with the credentials a user keeps in a profile.
 use_local_aws
 start_moto
+# start_moto set its own traps: ours stop moto too.
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 export AWS_ENDPOINT_URL="$MOTO_ENDPOINT"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 export AWS_CONFIG_FILE="$WORK/home/config" AWS_SHARED_CREDENTIALS_FILE="$WORK/home/credentials"
@@ -216,6 +219,11 @@ DLQ=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outputs"]
 # (the AWS CLI sends SQS calls to the queue URL's host unless told otherwise)
 step 0 "aws sqs send-message --endpoint-url $MOTO_ENDPOINT --queue-url $DLQ --message-body '{\"version\":1}' >/dev/null"
 step 1 "canopy-ops --stack \"\$STACK\" doctor"
+
+echo
+echo "==> the live flow left nothing behind: no failed fetch, no panic in any function's log"
+step 0 "canopy-ops --stack \"\$STACK\" status --output json | python3 -c 'import json,sys; s=json.load(sys.stdin); assert not s[\"failed_fetches\"], s[\"failed_fetches\"]'"
+step 1 "grep -l 'panicked at' $WORK/logs/*.log"
 
 echo
 echo "==> each function, cold, with the stack's Environment, answers its sample events"

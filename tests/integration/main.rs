@@ -2,6 +2,7 @@
 
 mod changes;
 mod docs;
+mod environment;
 mod events;
 mod events_out;
 mod faults;

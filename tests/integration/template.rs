@@ -23,49 +23,6 @@ fn resource(t: &str, name: &str) -> String {
 }
 
 #[test]
-fn every_setting_is_set_by_the_template() {
-    let t = template();
-    for (function, names) in [
-        (
-            "WebhookIntakeFunction",
-            canopy_monitor::runtime::config::INTAKE_ENV_VARS,
-        ),
-        (
-            "PullFetcherFunction",
-            canopy_monitor::runtime::config::FETCHER_ENV_VARS,
-        ),
-        (
-            "ReconnectNotifierFunction",
-            canopy_monitor::runtime::config::NOTIFIER_ENV_VARS,
-        ),
-        (
-            "ReconnectReminderFunction",
-            canopy_monitor::runtime::config::REMINDER_ENV_VARS,
-        ),
-        (
-            "MonitoringApiFunction",
-            canopy_monitor::runtime::config::API_ENV_VARS,
-        ),
-        (
-            "MonitoringSyncFunction",
-            canopy_monitor::runtime::config::SYNC_ENV_VARS,
-        ),
-        (
-            "ReconnectApiFunction",
-            canopy_monitor::runtime::config::RECONNECT_ENV_VARS,
-        ),
-    ] {
-        let block = resource(&t, function);
-        for name in names {
-            assert!(
-                block.contains(&format!("          {name}: ")),
-                "{function} does not set {name}"
-            );
-        }
-    }
-}
-
-#[test]
 fn the_table_and_queues_match_what_the_code_expects() {
     let t = template();
     for needle in [

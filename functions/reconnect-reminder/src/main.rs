@@ -5,7 +5,7 @@ use canopy_monitor::adapters::dynamo::DynamoStore;
 use canopy_monitor::adapters::sqs::SqsWorkQueue;
 use canopy_monitor::app::budget::Deadline;
 use canopy_monitor::app::reminders::run_reminders;
-use canopy_monitor::runtime::config::required;
+use canopy_monitor::runtime::config::ReminderEnv;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -16,8 +16,9 @@ fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     let metrics = canopy_monitor::runtime::observability::init_lambda()?;
     let aws = canopy_monitor::adapters::aws::sdk_config()?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("TABLE_NAME")?);
-    let notify_url = required("NOTIFY_QUEUE_URL")?;
+    let env = ReminderEnv::from_env()?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table_name);
+    let notify_url = env.notify_queue_url;
     // Reminders only go to the notify queue; the fetch queue is never written.
     let queue = SqsWorkQueue::new(
         aws_sdk_sqs::Client::new(&aws),

@@ -10,10 +10,55 @@ use crate::ports::ConfigError;
 use std::str::FromStr;
 use std::time::Duration;
 
+thread_local! {
+    /// [`read_from`]'s variables and the names read, on this thread.
+    static READING: std::cell::RefCell<Option<Reading>> = const { std::cell::RefCell::new(None) };
+}
+
+struct Reading {
+    vars: std::collections::HashMap<String, String>,
+    read: Vec<&'static str>,
+}
+
+/// The one place a variable is read: the process environment, or [`read_from`]'s.
+fn lookup(name: &'static str) -> Option<String> {
+    let overridden = READING.with(|r| {
+        r.borrow_mut().as_mut().map(|reading| {
+            reading.read.push(name);
+            reading.vars.get(name).cloned()
+        })
+    });
+    match overridden {
+        Some(value) => value,
+        None => std::env::var(name).ok(),
+    }
+}
+
+/// Runs `read` (a function's `from_env`) against `vars` instead of the process environment,
+/// on this thread, and returns what it read by name: the test that each function reads only
+/// what template.yaml gives it (tests/integration/environment.rs) uses it.
+pub fn read_from<T>(
+    vars: std::collections::HashMap<String, String>,
+    read: impl FnOnce() -> T,
+) -> (T, Vec<&'static str>) {
+    READING.with(|r| {
+        *r.borrow_mut() = Some(Reading {
+            vars,
+            read: Vec::new(),
+        })
+    });
+    let value = read();
+    let names = READING
+        .with(|r| r.borrow_mut().take())
+        .map(|r| r.read)
+        .unwrap_or_default();
+    (value, names)
+}
+
 /// A required variable.
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v),
+    match lookup(name) {
+        Some(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(ConfigError::Missing(name)),
     }
 }
@@ -23,8 +68,8 @@ pub fn parsed_or<T: FromStr>(name: &'static str, default: T) -> Result<T, Config
 where
     T::Err: std::fmt::Display,
 {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
+    match lookup(name) {
+        Some(v) if !v.trim().is_empty() => {
             v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
                 name,
                 detail: e.to_string(),
@@ -33,15 +78,6 @@ where
         _ => Ok(default),
     }
 }
-
-/// The variables that name a deployment's sources (see [`SourceSpec`]).
-pub const SOURCE_ENV_VARS: &[&str] = &[
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-];
 
 /// Which of a source's two secrets a function reads: intake only the webhook signing
 /// secret(s), the others only the API keys.
@@ -107,23 +143,6 @@ pub fn sources_from_env(role: SecretRole) -> Result<Vec<SourceSpec>, ConfigError
     Ok(specs)
 }
 
-/// The variables [`IntakeEnv::from_env`] reads; template.yaml sets each (a test checks).
-pub const INTAKE_ENV_VARS: &[&str] = &[
-    "TABLE_NAME",
-    "FETCH_QUEUE_URL",
-    "NOTIFY_QUEUE_URL",
-    "WEBHOOK_SECRET_ID",
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-    "SIGNATURE_TOLERANCE_SECONDS",
-    "EVENT_RETENTION_HOURS",
-    "FETCH_FALLBACK_DELAY_SECONDS",
-    "OWNER_META_DATA_KEY",
-];
-
 /// Everything webhook-intake reads from its environment.
 #[derive(Debug, Clone)]
 pub struct IntakeEnv {
@@ -170,23 +189,6 @@ impl IntakeEnv {
         })
     }
 }
-
-/// The variables [`FetcherEnv::from_env`] reads; template.yaml sets each (a test checks).
-pub const FETCHER_ENV_VARS: &[&str] = &[
-    "TABLE_NAME",
-    "FETCH_QUEUE_URL",
-    "CANOPY_API_SECRET_ID",
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-    "CANOPY_BASE_URL",
-    "CANOPY_TIMEOUT_SECONDS",
-    "RETRY_BASE_SECONDS",
-    "RETRY_CAP_SECONDS",
-    "PULL_DATA_RETENTION_DAYS",
-];
 
 /// How to reach Canopy's API.
 #[derive(Debug, Clone)]
@@ -317,34 +319,8 @@ impl FetcherEnv {
     }
 }
 
-/// The variables [`NotifierEnv::from_env`] reads; template.yaml sets each (a test checks).
-pub const NOTIFIER_ENV_VARS: &[&str] = &[
-    "TABLE_NAME",
-    "NOTIFY_QUEUE_URL",
-    "CANOPY_API_SECRET_ID",
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-    "CANOPY_BASE_URL",
-    "CANOPY_TIMEOUT_SECONDS",
-    "RETRY_BASE_SECONDS",
-    "RETRY_CAP_SECONDS",
-    "EMAIL_FROM_ADDRESS",
-    "SMS_ENABLED",
-    "OUTBOUND_WEBHOOK_URL",
-    "OUTBOUND_WEBHOOK_SECRET_ID",
-    "RECONNECT_URL_TEMPLATE",
-    "CONTACT_EMAIL_KEYS",
-    "CONTACT_PHONE_KEYS",
-    "CONTACT_NAME_KEYS",
-    "REMINDER_DELAY_HOURS",
-    "MAX_REMINDERS",
-];
-
 fn optional(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    lookup(name).filter(|v| !v.trim().is_empty())
 }
 
 fn keys(name: &'static str, default: Vec<String>) -> Vec<String> {
@@ -407,27 +383,6 @@ impl NotifierEnv {
     }
 }
 
-/// What reconnect-reminder reads: `TABLE_NAME`, `NOTIFY_QUEUE_URL`.
-pub const REMINDER_ENV_VARS: &[&str] = &["TABLE_NAME", "NOTIFY_QUEUE_URL"];
-
-/// The variables [`ApiEnv::from_env`] reads; template.yaml sets each (a test checks).
-pub const API_ENV_VARS: &[&str] = &[
-    "TABLE_NAME",
-    "FETCH_QUEUE_URL",
-    "NOTIFY_QUEUE_URL",
-    "CANOPY_API_SECRET_ID",
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-    "CANOPY_BASE_URL",
-    "CANOPY_TIMEOUT_SECONDS",
-    "OWNER_META_DATA_KEY",
-    "REFRESH_MIN_INTERVAL_HOURS",
-    "REFRESH_IN_FLIGHT_MINUTES",
-];
-
 /// Everything monitoring-api reads from its environment. It replays events, so it writes
 /// where intake writes (the table and both queues).
 #[derive(Debug, Clone)]
@@ -481,22 +436,6 @@ impl ApiEnv {
     }
 }
 
-/// The variables [`SyncEnv::from_env`] reads; template.yaml sets each (a test checks).
-pub const SYNC_ENV_VARS: &[&str] = &[
-    "TABLE_NAME",
-    "FETCH_QUEUE_URL",
-    "NOTIFY_QUEUE_URL",
-    "CANOPY_API_SECRET_ID",
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-    "CANOPY_BASE_URL",
-    "CANOPY_TIMEOUT_SECONDS",
-    "OWNER_META_DATA_KEY",
-];
-
 /// Everything monitoring-sync reads from its environment.
 #[derive(Debug, Clone)]
 pub struct SyncEnv {
@@ -521,26 +460,6 @@ impl SyncEnv {
         })
     }
 }
-
-/// The variables [`ReconnectEnv::from_env`] reads; template.yaml sets each (a test checks).
-pub const RECONNECT_ENV_VARS: &[&str] = &[
-    "TABLE_NAME",
-    "CANOPY_API_SECRET_ID",
-    "CANOPY_TEAM_ID",
-    "CANOPY_KEY_TYPE",
-    "CANOPY_SOURCE_NAME",
-    "CANOPY_ADDITIONAL_SOURCES",
-    "SOURCE_SECRET_PREFIX",
-    "CANOPY_BASE_URL",
-    "CANOPY_TIMEOUT_SECONDS",
-    "SUBJECT_CLAIM",
-    "RECONNECT_SESSION_MINUTES",
-    "RECONNECT_LIMIT_WINDOW_MINUTES",
-    "RECONNECT_MAX_STARTS",
-    "RECONNECT_MAX_TOKENS",
-    "RECONNECT_MAX_ATTEMPTS",
-    "RECONNECT_MAX_CONCURRENT_POLLS",
-];
 
 /// Everything reconnect-api reads from its environment.
 #[derive(Debug, Clone)]
@@ -595,6 +514,23 @@ impl ReconnectEnv {
                 )?,
                 ..defaults
             },
+        })
+    }
+}
+
+/// Everything reconnect-reminder reads from its environment.
+#[derive(Debug, Clone)]
+pub struct ReminderEnv {
+    pub table_name: String,
+    /// Reminders only go to the notify queue.
+    pub notify_queue_url: String,
+}
+
+impl ReminderEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            notify_queue_url: required("NOTIFY_QUEUE_URL")?,
         })
     }
 }

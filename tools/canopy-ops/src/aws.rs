@@ -55,11 +55,17 @@ pub enum AwsSetupError {
 /// project shares, and credentials resolved once here so that a missing or expired login is
 /// one clear error before the first call.
 pub async fn load(options: &AwsOptions) -> Result<aws_config::SdkConfig, AwsSetupError> {
+    let profile = options.profile.as_ref().filter(|p| !p.trim().is_empty());
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(canopy_monitor::adapters::aws::http_client())
         .timeout_config(operator_timeouts());
-    if let Some(profile) = &options.profile {
-        loader = loader.profile_name(profile);
+    if let Some(profile) = profile {
+        // As the AWS CLI's --profile: that profile's credentials, not the environment's.
+        loader = loader.profile_name(profile).credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        );
     }
     if let Some(region) = &options.region {
         loader = loader.region(aws_config::Region::new(region.clone()));

@@ -23,8 +23,10 @@ struct Cli {
     /// The deployed stack's name (its CloudFormation outputs name the resources).
     #[arg(long, env = "CANOPY_STACK", global = true)]
     stack: Option<String>,
-    /// The named profile of the AWS shared config and credentials files.
-    #[arg(long, env = "AWS_PROFILE", global = true)]
+    /// The named profile of the AWS shared config and credentials files (else AWS_PROFILE's,
+    /// or the default). Named here, it wins over credentials in the environment, as with the
+    /// AWS CLI.
+    #[arg(long, global = true)]
     profile: Option<String>,
     /// The AWS Region of the stack (else the environment's or the profile's).
     #[arg(long, global = true)]
@@ -253,13 +255,19 @@ fn print<T: serde::Serialize>(
     value: &T,
     table: impl FnOnce() -> String,
 ) -> Result<(), Failure> {
-    if json {
-        let text = serde_json::to_string_pretty(value).map_err(Failure::work)?;
-        println!("{text}");
+    use std::io::Write as _;
+    let text = if json {
+        serde_json::to_string_pretty(value).map_err(Failure::work)? + "\n"
     } else {
-        print!("{}", table());
+        table()
+    };
+    // A closed pipe (`canopy-ops tail | head -1`) ends the output quietly.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Work(format!("cannot write the output: {e}")))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// `--local`: the stack of `scripts/run-local.sh` (or a test's) on an emulator.

@@ -137,9 +137,13 @@ struct Invocation {
     reply: oneshot::Sender<Outcome>,
 }
 
+/// The invocations waiting for one process: a new queue for each process, so that an
+/// invocation a dead process never took is not handed to the next one.
+type InvocationQueue = Arc<Mutex<mpsc::Receiver<Invocation>>>;
+
 #[derive(Clone)]
 struct RuntimeApi {
-    next: Arc<Mutex<mpsc::Receiver<Invocation>>>,
+    next: Arc<std::sync::Mutex<InvocationQueue>>,
     pending: Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
     init_error: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -149,7 +153,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
-    let invocation = api.next.lock().await.recv().await;
+    let queue = lock(&api.next).clone();
+    let invocation = queue.lock().await.recv().await;
     let Some(inv) = invocation else {
         return StatusCode::GONE.into_response();
     };
@@ -223,7 +228,7 @@ struct Function {
     spec: FunctionSpec,
     binary: PathBuf,
     log: PathBuf,
-    queue: mpsc::Sender<Invocation>,
+    queue: std::sync::Mutex<mpsc::Sender<Invocation>>,
     api: RuntimeApi,
     api_addr: std::net::SocketAddr,
     process: Mutex<Option<Process>>,
@@ -240,7 +245,7 @@ impl Function {
     ) -> Result<Arc<Self>, String> {
         let (queue, receiver) = mpsc::channel(1);
         let api = RuntimeApi {
-            next: Arc::new(Mutex::new(receiver)),
+            next: Arc::new(std::sync::Mutex::new(Arc::new(Mutex::new(receiver)))),
             pending: Arc::default(),
             init_error: Arc::default(),
         };
@@ -273,7 +278,7 @@ impl Function {
             binary: bin_dir.join(&spec.binary),
             log: log_dir.join(format!("{name}.log")),
             spec,
-            queue,
+            queue: std::sync::Mutex::new(queue),
             api,
             api_addr,
             process: Mutex::new(None),
@@ -283,6 +288,9 @@ impl Function {
 
     /// A fresh process with exactly the function's Environment (and the Runtime API's address).
     fn start(&self) -> Result<Process, String> {
+        let (queue, receiver) = mpsc::channel(1);
+        *lock(&self.queue) = queue;
+        *lock(&self.api.next) = Arc::new(Mutex::new(receiver));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -350,10 +358,21 @@ impl Function {
             arn: self.arn.clone(),
             reply,
         };
-        if self.queue.send(invocation).await.is_err() {
-            return Outcome::Exited("the Runtime API is gone".to_owned());
-        }
+        let queue = lock(&self.queue).clone();
         let mut exited = p.exited.clone();
+        // Handed over (the process asks with GET .../next), unless it ends or times out first.
+        tokio::select! {
+            sent = queue.send(invocation) => if sent.is_err() {
+                return Outcome::Exited("the Runtime API is gone".to_owned());
+            },
+            why = exited.wait_for(|e| e.is_some()) => {
+                return Outcome::Exited(why.map(|w| w.clone().unwrap_or_default()).unwrap_or_default());
+            }
+            _ = tokio::time::sleep(timeout) => {
+                *process = None;
+                return Outcome::TimedOut;
+            }
+        }
         tokio::select! {
             outcome = answer => outcome.unwrap_or(Outcome::Exited("no answer".to_owned())),
             why = exited.wait_for(|e| e.is_some()) => {
@@ -672,15 +691,23 @@ fn failed_ids(mapping: &QueueMapping, outcome: &Outcome, all: &[String]) -> Vec<
     match outcome {
         Outcome::Response(body) if mapping.report_batch_item_failures => {
             match serde_json::from_slice::<Value>(body) {
-                Ok(v) => v["batchItemFailures"]
-                    .as_array()
-                    .map(|items| {
-                        items
-                            .iter()
-                            .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                Ok(v) => {
+                    let items = v["batchItemFailures"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let ids: Vec<String> = items
+                        .iter()
+                        .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                        .filter(|id| all.contains(id))
+                        .collect();
+                    // Lambda fails the whole batch on an identifier it cannot match.
+                    if ids.len() == items.len() {
+                        ids
+                    } else {
+                        all.to_vec()
+                    }
+                }
                 Err(_) => all.to_vec(),
             }
         }
@@ -843,7 +870,13 @@ async fn serve(config: HostConfig, cli: &Cli) -> Result<(), String> {
         ));
     }
     println!("lambda-host: ready");
-    let _ = tokio::signal::ctrl_c().await;
+    // SIGINT or SIGTERM: the functions' processes end with their handles.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
     Ok(())
 }
 
@@ -858,6 +891,14 @@ async fn gateway_handler(
         Ok(body) => gateway(state, method, uri, headers, body).await,
         Err(_) => gateway_error(StatusCode::PAYLOAD_TOO_LARGE),
     }
+}
+
+/// An HTTP answer of 500 or more: the function failed the request.
+fn server_error(answer: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(answer)
+        .ok()
+        .and_then(|v| v["statusCode"].as_u64())
+        .is_some_and(|s| s >= 500)
 }
 
 /// What a sample's answer says, in a few words (the status of an HTTP answer, the batch
@@ -899,6 +940,13 @@ async fn samples(config: HostConfig, cli: &Cli, events: &std::path::Path) -> Res
             let ms = started.elapsed().as_millis();
             let start = if cold { "cold" } else { "warm" };
             match outcome {
+                Outcome::Response(answer) if server_error(&answer) => {
+                    all_answered = false;
+                    println!(
+                        "{name}: {file} -> FAILED {} ({start}, {ms} ms)",
+                        summary(&answer)
+                    )
+                }
                 Outcome::Response(answer) => {
                     println!("{name}: {file} -> {} ({start}, {ms} ms)", summary(&answer))
                 }
