@@ -60,12 +60,7 @@ pub async fn load(options: &AwsOptions) -> Result<aws_config::SdkConfig, AwsSetu
         .http_client(canopy_monitor::adapters::aws::http_client())
         .timeout_config(operator_timeouts());
     if let Some(profile) = profile {
-        // As the AWS CLI's --profile: that profile's credentials, not the environment's.
-        loader = loader.profile_name(profile).credentials_provider(
-            aws_config::profile::ProfileFileCredentialsProvider::builder()
-                .profile_name(profile)
-                .build(),
-        );
+        loader = loader.profile_name(profile);
     }
     if let Some(region) = &options.region {
         loader = loader.region(aws_config::Region::new(region.clone()));

@@ -24,8 +24,7 @@ struct Cli {
     #[arg(long, env = "CANOPY_STACK", global = true)]
     stack: Option<String>,
     /// The named profile of the AWS shared config and credentials files (else AWS_PROFILE's,
-    /// or the default). Named here, it wins over credentials in the environment, as with the
-    /// AWS CLI.
+    /// or the default).
     #[arg(long, global = true)]
     profile: Option<String>,
     /// The AWS Region of the stack (else the environment's or the profile's).
