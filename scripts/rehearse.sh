@@ -76,9 +76,9 @@ ensure_venv
 install_venv "$AWSCLI_VENV" "$ROOT/scripts/requirements-awscli.txt" aws
 
 echo "==> building the functions, canopy-sim and lambda-host for this machine"
-functions=(webhook-intake pull-fetcher reconnect-notifier reconnect-reminder monitoring-api monitoring-sync reconnect-api event-publisher)
+# The functions are the template's (each function's BuildProperties Binary).
 build_args=()
-for f in "${functions[@]}"; do build_args+=(-p "$f"); done
+for f in $(awk '$1 == "Binary:" { print $2 }' template.yaml); do build_args+=(-p "$f"); done
 cargo build --locked --quiet "${build_args[@]}" -p canopy-sim -p lambda-host || exit 1
 
 # The account: moto, with the credentials a user keeps in a profile.
@@ -136,7 +136,7 @@ for line in "${README_STEPS[@]}"; do
         break
       fi
       # The functions, as Lambda would run them, behind the stack's HTTP APIs and queues.
-      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$ROOT/target/debug/lambda-host" --config "$WORK/stack.json" --bin-dir "$ROOT/target/debug" \
+      "$ROOT/target/debug/lambda-host" --config "$WORK/stack.json" --bin-dir "$ROOT/target/debug" \
         --log-dir "$WORK/logs" serve >"$WORK/logs/lambda-host.log" 2>&1 &
       PIDS+=($!)
       wait_for_url "http://127.0.0.1:$GATEWAY_PORT/" || { FAILED+=("lambda-host"); break; }

@@ -4,6 +4,7 @@
 //! it against the stack's physical resources), and each function's configuration reader runs
 //! against exactly that Environment, recording every variable it asks for.
 
+use canopy_monitor::ports::ConfigError;
 use canopy_monitor::runtime::config::{
     read_from, ApiEnv, FetcherEnv, IntakeEnv, NotifierEnv, PublisherEnv, ReconnectEnv, ReminderEnv,
     SyncEnv,
@@ -126,34 +127,23 @@ fn each_function_reads_only_what_the_template_sets_for_it() {
         "env-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
-    let env = |binary: &str| {
-        envs.get(binary)
-            .unwrap_or_else(|| panic!("the stack has no {binary}"))
-    };
-    check("webhook-intake", env("webhook-intake"), IntakeEnv::from_env);
-    check("pull-fetcher", env("pull-fetcher"), FetcherEnv::from_env);
-    check(
-        "reconnect-notifier",
-        env("reconnect-notifier"),
-        NotifierEnv::from_env,
-    );
-    check(
-        "reconnect-reminder",
-        env("reconnect-reminder"),
-        ReminderEnv::from_env,
-    );
-    check("monitoring-api", env("monitoring-api"), ApiEnv::from_env);
-    check("monitoring-sync", env("monitoring-sync"), SyncEnv::from_env);
-    check(
-        "reconnect-api",
-        env("reconnect-api"),
-        ReconnectEnv::from_env,
-    );
-    check(
-        "event-publisher",
-        env("event-publisher"),
-        PublisherEnv::from_env,
-    );
+    type Reader = fn() -> Result<(), ConfigError>;
+    let readers: [(&str, Reader); 8] = [
+        ("webhook-intake", || IntakeEnv::from_env().map(drop)),
+        ("pull-fetcher", || FetcherEnv::from_env().map(drop)),
+        ("reconnect-notifier", || NotifierEnv::from_env().map(drop)),
+        ("reconnect-reminder", || ReminderEnv::from_env().map(drop)),
+        ("monitoring-api", || ApiEnv::from_env().map(drop)),
+        ("monitoring-sync", || SyncEnv::from_env().map(drop)),
+        ("reconnect-api", || ReconnectEnv::from_env().map(drop)),
+        ("event-publisher", || PublisherEnv::from_env().map(drop)),
+    ];
+    for (binary, read) in readers {
+        let env = envs
+            .get(binary)
+            .unwrap_or_else(|| panic!("the stack has no {binary}"));
+        check(binary, env, read);
+    }
     assert_eq!(envs.len(), 8, "eight functions: {:?}", envs.keys());
 }
 

@@ -424,33 +424,9 @@ fn specificity(route: &RouteSpec) -> (usize, usize) {
     (usize::MAX - literal, greedy)
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The payload format 2.0 event of a request on `route`: devkit's event of the request (its
+/// headers, query and body as API Gateway decodes them), with the route's key, the path
+/// parameters and the cookies, which API Gateway moves out of the headers.
 fn v2_event(
     api: &str,
     route: &RouteSpec,
@@ -460,81 +436,21 @@ fn v2_event(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Value {
-    let mut header_map: BTreeMap<String, String> = BTreeMap::new();
-    let mut cookies = Vec::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        if name == "cookie" {
-            cookies.extend(value.split("; ").map(str::to_owned));
-            continue;
-        }
-        header_map
-            .entry(name.as_str().to_owned())
-            .and_modify(|v| {
-                v.push(',');
-                v.push_str(&value)
-            })
-            .or_insert(value);
-    }
-    let raw_query = uri.query().unwrap_or_default().to_owned();
-    let mut query: BTreeMap<String, String> = BTreeMap::new();
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query
-            .entry(percent_decode(k))
-            .and_modify(|old| {
-                old.push(',');
-                old.push_str(&percent_decode(v))
-            })
-            .or_insert_with(|| percent_decode(v));
-    }
-    let text = std::str::from_utf8(body).ok();
-    let is_text = text.is_some()
-        && header_map
-            .get("content-type")
-            .is_none_or(|t| t.contains("json") || t.starts_with("text/"));
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let mut event = devkit::events::http_event(method.as_str(), target, headers, body);
     let route_key = format!("{} {}", route.method.to_uppercase(), route.path);
-    let now = time::OffsetDateTime::now_utc();
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": uri.path(),
-        "rawQueryString": raw_query,
-        "headers": header_map,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": api,
-            "domainName": headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
-            "domainPrefix": "127",
-            "http": {
-                "method": method.as_str(),
-                "path": uri.path(),
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": headers.get("user-agent").and_then(|h| h.to_str().ok()).unwrap_or(""),
-            },
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": format!("{} {}", route.method.to_uppercase(), route.path),
-            "stage": "$default",
-            "time": now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default(),
-            "timeEpoch": now_ms(),
-        },
-        "isBase64Encoded": !is_text && !body.is_empty(),
-    });
-    if !cookies.is_empty() {
+    event["routeKey"] = json!(route_key);
+    event["requestContext"]["routeKey"] = json!(route_key);
+    event["requestContext"]["apiId"] = json!(api);
+    if let Some(cookies) = event["headers"]
+        .as_object_mut()
+        .and_then(|h| h.remove("cookie"))
+    {
+        let cookies: Vec<&str> = cookies.as_str().unwrap_or_default().split("; ").collect();
         event["cookies"] = json!(cookies);
-    }
-    if !query.is_empty() {
-        event["queryStringParameters"] = json!(query);
     }
     if !params.is_empty() {
         event["pathParameters"] = json!(params);
-    }
-    if !body.is_empty() {
-        event["body"] = match (is_text, text) {
-            (true, Some(t)) => json!(t),
-            _ => json!(base64::engine::general_purpose::STANDARD.encode(body)),
-        };
     }
     event
 }
@@ -794,22 +710,6 @@ async fn poll(
 
 // --- main ---------------------------------------------------------------------------------------
 
-fn sqs_client(endpoint: &str, region: &str) -> Result<aws_sdk_sqs::Client, String> {
-    let vars: HashMap<&str, String> = [
-        ("AWS_REGION", region.to_owned()),
-        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
-        (
-            "AWS_ACCESS_KEY_ID",
-            std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "testing".into()),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    let config = canopy_monitor::adapters::aws::sdk_config_from(|name| vars.get(name).cloned())
-        .map_err(|e| e.to_string())?;
-    Ok(aws_sdk_sqs::Client::new(&config))
-}
-
 async fn functions_of(
     config: &HostConfig,
     cli: &Cli,
@@ -852,7 +752,7 @@ async fn serve(config: HostConfig, cli: &Cli) -> Result<(), String> {
             let _ = axum::serve(listener, router).await;
         });
     }
-    let sqs = sqs_client(&config.endpoint, &config.region)?;
+    let sqs = aws_sdk_sqs::Client::new(&devkit::local_aws_config(&config.endpoint));
     for mapping in &config.queues {
         let function = functions
             .get(&mapping.function)
@@ -1007,6 +907,5 @@ mod tests {
         assert!(match_route("/v1/pulls/{pull_id}", "/v1/pulls").is_none());
         let p = match_route("/v1/{proxy+}", "/v1/a/b").unwrap();
         assert_eq!(p["proxy"], "a/b");
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
     }
 }
