@@ -219,6 +219,13 @@ DLQ=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outputs"]
 # (the AWS CLI sends SQS calls to the queue URL's host unless told otherwise)
 step 0 "aws sqs send-message --endpoint-url $MOTO_ENDPOINT --queue-url $DLQ --message-body '{\"version\":1}' >/dev/null"
 step 1 "canopy-ops --stack \"\$STACK\" doctor"
+# Its fix, as printed with the operator's own flags, runs.
+canopy-ops --stack "$STACK" --region us-east-1 doctor --output json >"$WORK/doctor-dlq.json" 2>/dev/null
+DLQ_FIX=$("$VENV/bin/python" -c '
+import json, sys
+print(next(c["fix"] for c in json.load(open(sys.argv[1])) if c["name"] == "dead-letter queues"))' "$WORK/doctor-dlq.json")
+case "$DLQ_FIX" in *"--region us-east-1"*) ;; *) FAILED+=("doctor's hint lost --region: $DLQ_FIX") ;; esac
+step 0 "$DLQ_FIX"
 
 echo
 echo "==> the live flow left nothing behind: no failed fetch, no panic in any function's log"

@@ -16,14 +16,23 @@ impl AwsOptions {
     /// The command a fix hint starts with: the same stack, profile and region, so that the
     /// hint runs as printed.
     pub fn invocation(&self, stack: &str) -> String {
-        let mut line = format!("canopy-ops --stack {}", shell_word(stack));
+        format!(
+            "canopy-ops --stack {}{}",
+            shell_word(stack),
+            self.aws_flags()
+        )
+    }
+
+    /// ` --profile P --region R`, for what was given: the AWS CLI's flags are canopy-ops's.
+    pub fn aws_flags(&self) -> String {
+        let mut flags = String::new();
         if let Some(p) = &self.profile {
-            line.push_str(&format!(" --profile {}", shell_word(p)));
+            flags.push_str(&format!(" --profile {}", shell_word(p)));
         }
         if let Some(r) = &self.region {
-            line.push_str(&format!(" --region {}", shell_word(r)));
+            flags.push_str(&format!(" --region {}", shell_word(r)));
         }
-        line
+        flags
     }
 }
 

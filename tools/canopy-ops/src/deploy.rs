@@ -305,15 +305,6 @@ pub struct PingOutcome {
     pub removed: bool,
 }
 
-/// The hint that puts a source's Canopy keys in place: the file the README's deploy steps
-/// write (`{"client_id": "...", "client_secret": "..."}`).
-fn put_keys(secret_id: &str) -> String {
-    format!(
-        "aws secretsmanager put-secret-value --secret-id {} --secret-string file://canopy-keys.json",
-        crate::aws::shell_word(secret_id)
-    )
-}
-
 /// Secret values the template and the docs put in place before the real ones.
 fn is_placeholder(value: &str) -> bool {
     let v = value.trim();
@@ -664,12 +655,21 @@ impl Ops {
     }
 
     /// Checks a deployed stack; see [`checks_table`].
+    /// The hint that puts a source's Canopy keys in place: the file the README's deploy steps
+    /// write (`{"client_id": "...", "client_secret": "..."}`).
+    fn put_keys(&self, secret_id: &str) -> String {
+        self.aws_cli(&format!(
+            "secretsmanager put-secret-value --secret-id {} --secret-string file://canopy-keys.json",
+            crate::aws::shell_word(secret_id)
+        ))
+    }
+
     /// The hint of a check that could not read the table: who am I, and is the table there.
     fn describe_table(&self) -> String {
-        format!(
-            "aws dynamodb describe-table --table-name {}",
+        self.aws_cli(&format!(
+            "dynamodb describe-table --table-name {}",
             crate::aws::shell_word(&self.stack.table)
-        )
+        ))
     }
 
     pub async fn doctor(&self, d: &Deployment) -> Vec<Check> {
@@ -698,11 +698,23 @@ impl Ops {
         let tag = |what: &str| format!("{what} ({})", s.name);
         let canopy = match self.canopy(d, s).await {
             Ok(c) => c,
+            // The secret could not be read (no permission, throttled): nothing is known of it.
+            Err(e @ OpsError::Aws(_)) => {
+                checks.push(Check::error(
+                    tag("keys"),
+                    e.to_string(),
+                    self.aws_cli(&format!(
+                        "secretsmanager describe-secret --secret-id {}",
+                        crate::aws::shell_word(&s.api_secret_id)
+                    )),
+                ));
+                return;
+            }
             Err(e) => {
                 checks.push(Check::fail(
                     tag("keys"),
                     e.to_string(),
-                    put_keys(&s.api_secret_id),
+                    self.put_keys(&s.api_secret_id),
                 ));
                 return;
             }
@@ -720,11 +732,20 @@ impl Ops {
                 ));
                 h
             }
+            // Canopy did not answer: the keys may be fine.
+            Err(e @ CanopyError::RetryLater { .. }) => {
+                checks.push(Check::error(
+                    tag("Canopy accepts the keys"),
+                    format!("GET /teams/{}/webhooks: {e}", s.team_id),
+                    format!("{} doctor", self.invocation),
+                ));
+                return;
+            }
             Err(e) => {
                 checks.push(Check::fail(
                     tag("Canopy accepts the keys"),
                     format!("GET /teams/{}/webhooks: {e}", s.team_id),
-                    put_keys(&s.api_secret_id),
+                    self.put_keys(&s.api_secret_id),
                 ));
                 return;
             }
@@ -754,7 +775,7 @@ impl Ops {
                         "production"
                     }
                 ),
-                put_keys(&s.api_secret_id),
+                self.put_keys(&s.api_secret_id),
             ));
         }
         match ours
@@ -843,10 +864,10 @@ impl Ops {
             Check::fail(
                 "SES sender",
                 format!("{from} is not a verified SES identity: email notices would fail"),
-                format!(
-                    "aws sesv2 create-email-identity --email-identity {}",
+                self.aws_cli(&format!(
+                    "sesv2 create-email-identity --email-identity {}",
                     crate::aws::shell_word(from)
-                ),
+                )),
             )
         }
     }
@@ -872,7 +893,7 @@ impl Ops {
                     "USD {} a month (the account default): SMS stops after about a hundred messages",
                     other.unwrap_or(1.0)
                 ),
-                "aws sns set-sms-attributes --attributes MonthlySpendLimit=10",
+                self.aws_cli("sns set-sms-attributes --attributes MonthlySpendLimit=10"),
             ),
         }
     }
@@ -895,10 +916,10 @@ impl Ops {
             _ => Check::fail(
                 "outbound webhook secret",
                 format!("{id} holds no Standard Webhooks secret (whsec_...)"),
-                format!(
-                    "aws secretsmanager put-secret-value --secret-id {} --secret-string \"whsec_$(openssl rand -base64 32)\"",
+                self.aws_cli(&format!(
+                    "secretsmanager put-secret-value --secret-id {} --secret-string \"whsec_$(openssl rand -base64 32)\"",
                     crate::aws::shell_word(id)
-                ),
+                )),
             ),
         }
     }
@@ -936,10 +957,10 @@ impl Ops {
             Check::fail(
                 "alarm subscription",
                 format!("no confirmed subscription on {topic}: alarms reach no one"),
-                format!(
-                    "aws sns subscribe --topic-arn {} --protocol email --notification-endpoint \"$ALARM_EMAIL\"",
+                self.aws_cli(&format!(
+                    "sns subscribe --topic-arn {} --protocol email --notification-endpoint \"$ALARM_EMAIL\"",
                     crate::aws::shell_word(topic)
-                ),
+                )),
             )
         }
     }
@@ -957,10 +978,10 @@ impl Ops {
                     return Check::error(
                         "dead-letter queues",
                         format!("the {name} DLQ is unreadable: {e}"),
-                        format!(
-                            "aws sqs get-queue-attributes --queue-url {} --attribute-names All",
+                        self.aws_cli(&format!(
+                            "sqs get-queue-attributes --queue-url {} --attribute-names All",
                             crate::aws::shell_word(url)
-                        ),
+                        )),
                     )
                 }
             }

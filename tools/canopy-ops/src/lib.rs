@@ -261,6 +261,8 @@ pub struct Ops {
     pub aws: aws_config::SdkConfig,
     /// How this stack is named on the command line: the start of every fix hint printed.
     pub invocation: String,
+    /// The `--profile` and `--region` the operator gave, for the `aws ...` fix hints.
+    aws_flags: String,
     store: DynamoStore,
     sqs: aws_sdk_sqs::Client,
 }
@@ -302,14 +304,21 @@ impl Ops {
             } else {
                 format!("canopy-ops --stack {}", aws::shell_word(&stack.name))
             },
+            aws_flags: String::new(),
             stack,
         }
     }
 
-    /// Fix hints start with `invocation` (the stack, profile and region the operator named).
-    pub fn with_invocation(mut self, invocation: String) -> Self {
-        self.invocation = invocation;
+    /// Fix hints name the stack, profile and region the operator named.
+    pub fn with_options(mut self, options: &aws::AwsOptions) -> Self {
+        self.invocation = options.invocation(&self.stack.name);
+        self.aws_flags = options.aws_flags();
         self
+    }
+
+    /// An AWS CLI command as a fix hint: `aws <args>` with the operator's profile and region.
+    pub(crate) fn aws_cli(&self, args: &str) -> String {
+        format!("aws {args}{}", self.aws_flags)
     }
 
     fn queue_url(&self, q: QueueName, dead: bool) -> &str {

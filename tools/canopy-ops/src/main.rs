@@ -155,7 +155,7 @@ async fn connect(cli: &Cli) -> Result<(Ops, Option<Deployment>), Failure> {
     let stack = Stack::deployed(&aws, &name)
         .await
         .map_err(|e| Failure::CouldNotRun(e.to_string()))?;
-    let ops = Ops::new(&aws, stack).with_invocation(options.invocation(&name));
+    let ops = Ops::new(&aws, stack).with_options(&options);
     Ok((ops, None))
 }
 
